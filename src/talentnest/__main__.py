@@ -1,0 +1,5 @@
+"""``python -m talentnest`` is the ``talentnest`` command."""
+
+from talentnest.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,44 @@
+"""Dependencies shared by the product routes: the services and the caller's identity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from talentnest.errors import Unauthorized
+from talentnest.services import AuthService, PostService, UserService
+
+_bearer = HTTPBearer(auto_error=False, description="the token from signup or login")
+
+
+@dataclass(frozen=True)
+class Product:
+    """The product's services, built by ``app.py`` and kept on ``app.state.product``."""
+
+    auth: AuthService
+    users: UserService
+    posts: PostService
+
+
+def product(request: Request) -> Product:
+    return request.app.state.product
+
+
+def current_user(
+    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer), services: Product = Depends(product)
+) -> int:
+    """The id of the user whose bearer token came with the request; 401 without one."""
+    if credentials is None:
+        raise Unauthorized("this needs a bearer token (Authorization: Bearer <token>)", code="missing_token")
+    return services.auth.authenticate(credentials.credentials)
+
+
+def optional_user(
+    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer), services: Product = Depends(product)
+) -> int | None:
+    """The caller's id when a token is sent (a bad token is still refused), else None."""
+    if credentials is None:
+        return None
+    return services.auth.authenticate(credentials.credentials)

@@ -1,0 +1,232 @@
+"""The product routes: auth, users, posts. They call services only."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+
+from talentnest.api._marks import writes
+from talentnest.api.deps import Product, current_user, optional_user, product
+from talentnest.api.models import (
+    CommentIn,
+    CommentOut,
+    CommentPage,
+    LoginIn,
+    MeOut,
+    PostIn,
+    PostOut,
+    PostPage,
+    ProfileIn,
+    SessionOut,
+    SignupIn,
+    UserOut,
+    UserPage,
+    errors,
+)
+from talentnest.services import rules
+
+MAX_ID = 2**63 - 1
+PostId = Annotated[int, Path(ge=1, le=MAX_ID, description="a post's id")]
+CommentId = Annotated[int, Path(ge=1, le=MAX_ID, description="a comment's id")]
+Username = Annotated[str, Path(min_length=1, max_length=64, description="a username")]
+Limit = Annotated[int | None, Query(ge=1, le=rules.PAGE_MAX, description=f"items per page (default {rules.PAGE_DEFAULT})")]
+Cursor = Annotated[str | None, Query(max_length=512, description="next_cursor of the previous page")]
+Services = Annotated[Product, Depends(product)]
+User = Annotated[int, Depends(current_user)]
+Viewer = Annotated[int | None, Depends(optional_user)]
+
+router = APIRouter(prefix="/api")
+
+
+# --- auth --------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/auth/signup",
+    status_code=201,
+    response_model=SessionOut,
+    tags=["auth"],
+    responses=errors(400, 409, 413, 422),
+    **writes(),
+)
+async def signup(body: SignupIn, services: Services) -> dict[str, Any]:
+    """Create an account; answers the token and the new user."""
+    session = await services.auth.signup(name=body.name, username=body.username, email=body.email, password=body.password)
+    return session.as_dict()
+
+
+@router.post("/auth/login", response_model=SessionOut, tags=["auth"], responses=errors(400, 401, 413, 422, 429))
+async def login(body: LoginIn, services: Services) -> dict[str, Any]:
+    """Log in with ``password`` and ``username`` or ``email`` (a read: any node answers)."""
+    session = await services.auth.login(username=body.username, email=body.email, password=body.password)
+    return session.as_dict()
+
+
+@router.get("/auth/me", response_model=MeOut, tags=["auth"], responses=errors(401))
+async def me(user: User, services: Services) -> dict[str, Any]:
+    return services.auth.me(user)
+
+
+# --- users -------------------------------------------------------------------------------------
+
+
+@router.get("/users/search", response_model=UserPage, tags=["users"], responses=errors(422))
+async def search_users(
+    services: Services,
+    query: Annotated[str, Query(min_length=1, max_length=rules.QUERY_MAX, description="words to find")],
+    limit: Limit = None,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
+    """Users whose username, name, headline or skills contain every word, best match first."""
+    return services.users.search(query, limit=limit, cursor=cursor).as_dict()
+
+
+@router.patch("/users/me", response_model=MeOut, tags=["users"], responses=errors(400, 401, 413, 422), **writes())
+async def update_me(body: ProfileIn, user: User, services: Services) -> dict[str, Any]:
+    """Change name, headline, bio, location or skills (omitted fields stay as they are)."""
+    return services.users.update_profile(user, body.model_dump(exclude_unset=True, exclude_none=True))
+
+
+@router.get("/users/{username}", response_model=UserOut, tags=["users"], responses=errors(404, 422))
+async def get_user(username: Username, services: Services) -> dict[str, Any]:
+    return services.users.profile(username)
+
+
+@router.post("/users/{username}/follow", response_model=UserOut, tags=["users"], responses=errors(401, 404, 422), **writes())
+async def follow(username: Username, user: User, services: Services) -> dict[str, Any]:
+    """Follow a user (following twice changes nothing); answers the followed user."""
+    return services.users.follow(user, username)
+
+
+@router.delete("/users/{username}/follow", response_model=UserOut, tags=["users"], responses=errors(401, 404, 422), **writes())
+async def unfollow(username: Username, user: User, services: Services) -> dict[str, Any]:
+    return services.users.unfollow(user, username)
+
+
+@router.get("/users/{username}/followers", response_model=UserPage, tags=["users"], responses=errors(404, 422))
+async def followers(username: Username, services: Services, limit: Limit = None, cursor: Cursor = None) -> dict[str, Any]:
+    return services.users.followers(username, limit=limit, cursor=cursor).as_dict()
+
+
+@router.get("/users/{username}/following", response_model=UserPage, tags=["users"], responses=errors(404, 422))
+async def following(username: Username, services: Services, limit: Limit = None, cursor: Cursor = None) -> dict[str, Any]:
+    return services.users.following(username, limit=limit, cursor=cursor).as_dict()
+
+
+# --- posts -------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/posts",
+    status_code=201,
+    response_model=PostOut,
+    response_model_exclude_unset=True,
+    tags=["posts"],
+    responses=errors(400, 401, 413, 422),
+    **writes(),
+)
+async def create_post(body: PostIn, user: User, services: Services) -> dict[str, Any]:
+    return services.posts.create(user, body.content)
+
+
+@router.get("/posts", response_model=PostPage, response_model_exclude_unset=True, tags=["posts"], responses=errors(401, 404, 422))
+async def list_posts(
+    services: Services,
+    viewer: Viewer,
+    author: Annotated[str | None, Query(min_length=1, max_length=64, description="only this user's posts")] = None,
+    limit: Limit = None,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
+    """Newest first; all posts, or one author's."""
+    return services.posts.list(author=author, viewer_id=viewer, limit=limit, cursor=cursor).as_dict()
+
+
+@router.get("/feed", response_model=PostPage, response_model_exclude_unset=True, tags=["posts"], responses=errors(401, 422))
+async def feed(user: User, services: Services, limit: Limit = None, cursor: Cursor = None) -> dict[str, Any]:
+    """Posts of the users you follow and your own, newest first."""
+    return services.posts.feed(user, limit=limit, cursor=cursor).as_dict()
+
+
+@router.get(
+    "/posts/{post_id}", response_model=PostOut, response_model_exclude_unset=True, tags=["posts"], responses=errors(401, 404, 422)
+)
+async def get_post(post_id: PostId, viewer: Viewer, services: Services) -> dict[str, Any]:
+    return services.posts.get(post_id, viewer)
+
+
+@router.patch(
+    "/posts/{post_id}",
+    response_model=PostOut,
+    response_model_exclude_unset=True,
+    tags=["posts"],
+    responses=errors(400, 401, 403, 404, 413, 422),
+    **writes(),
+)
+async def update_post(post_id: PostId, body: PostIn, user: User, services: Services) -> dict[str, Any]:
+    return services.posts.update(user, post_id, body.content)
+
+
+@router.delete(
+    "/posts/{post_id}", status_code=204, response_class=Response, tags=["posts"], responses=errors(401, 403, 404, 422), **writes()
+)
+async def delete_post(post_id: PostId, user: User, services: Services) -> Response:
+    services.posts.delete(user, post_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/posts/{post_id}/like",
+    response_model=PostOut,
+    response_model_exclude_unset=True,
+    tags=["posts"],
+    responses=errors(401, 404, 422),
+    **writes(),
+)
+async def like(post_id: PostId, user: User, services: Services) -> dict[str, Any]:
+    """Like a post (liking twice changes nothing); answers the post."""
+    return services.posts.like(user, post_id)
+
+
+@router.delete(
+    "/posts/{post_id}/like",
+    response_model=PostOut,
+    response_model_exclude_unset=True,
+    tags=["posts"],
+    responses=errors(401, 404, 422),
+    **writes(),
+)
+async def unlike(post_id: PostId, user: User, services: Services) -> dict[str, Any]:
+    return services.posts.unlike(user, post_id)
+
+
+@router.post(
+    "/posts/{post_id}/comments",
+    status_code=201,
+    response_model=CommentOut,
+    tags=["posts"],
+    responses=errors(400, 401, 404, 413, 422),
+    **writes(),
+)
+async def comment(post_id: PostId, body: CommentIn, user: User, services: Services) -> dict[str, Any]:
+    return services.posts.comment(user, post_id, body.content)
+
+
+@router.get("/posts/{post_id}/comments", response_model=CommentPage, tags=["posts"], responses=errors(404, 422))
+async def comments(post_id: PostId, services: Services, limit: Limit = None, cursor: Cursor = None) -> dict[str, Any]:
+    """Oldest first."""
+    return services.posts.comments(post_id, limit=limit, cursor=cursor).as_dict()
+
+
+@router.delete(
+    "/posts/{post_id}/comments/{comment_id}",
+    status_code=204,
+    response_class=Response,
+    tags=["posts"],
+    responses=errors(401, 403, 404, 422),
+    **writes(),
+)
+async def delete_comment(post_id: PostId, comment_id: CommentId, user: User, services: Services) -> Response:
+    """The comment's author or the post's author may delete it."""
+    services.posts.delete_comment(user, post_id, comment_id)
+    return Response(status_code=204)

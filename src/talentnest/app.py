@@ -1,0 +1,85 @@
+"""Builds the ASGI app of one node: wires the store, the product and the cluster together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from talentnest import __version__, api, http_errors
+from talentnest.config import Settings
+from talentnest.limits import BodyLimit
+from talentnest.logs import NodeContext
+from talentnest.services import AuthService, Passwords, PostService, Tokens, UserService
+from talentnest.store import Database, Retention
+from talentnest.store.posts import PostRepo
+from talentnest.store.schema import MIGRATIONS
+from talentnest.store.users import UserRepo
+
+log = logging.getLogger("talentnest.app")
+
+
+def build_database(settings: Settings) -> Database:
+    retention = Retention(max_entries=settings.log_retention_entries, max_bytes=settings.log_retention_bytes)
+    return Database(settings.data_dir, MIGRATIONS, retention=retention)
+
+
+def build_product(settings: Settings, db: Database) -> api.Product:
+    users, posts = UserRepo(db), PostRepo(db)
+    passwords = Passwords(
+        time_cost=settings.argon2_time_cost,
+        memory_kib=settings.argon2_memory_kib,
+        parallelism=settings.argon2_parallelism,
+    )
+    tokens = Tokens(settings.jwt_secret, ttl=settings.jwt_ttl)
+    return api.Product(
+        auth=AuthService(db, users, passwords, tokens),
+        users=UserService(db, users),
+        posts=PostService(db, posts, users),
+    )
+
+
+def create_app(settings: Settings, *, context: NodeContext | None = None) -> FastAPI:
+    """The whole node as one ASGI app; the database opens when the app starts (lifespan)."""
+    context = context or NodeContext()
+    db = build_database(settings)
+    context.node_id = settings.node_id
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db.open()
+        log.info("store: opened %s at LSN %d", db.path, db.last_lsn)
+        try:
+            yield
+        finally:
+            db.close()
+            log.info("store: closed %s", db.path)
+
+    app = FastAPI(
+        title="Talent Nest",
+        version=__version__,
+        description="A talent network's API, served by every node of a replicated SQLite cluster.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.product = build_product(settings, db)
+    http_errors.install(app)
+    app.include_router(api.router)
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict:
+        """Alive: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], responses={503: {"description": "not ready"}})
+    async def readyz() -> JSONResponse:
+        """Ready to serve: the database is open."""
+        ready = db._conn is not None
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+    app.add_middleware(BodyLimit)
+    return app

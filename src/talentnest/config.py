@@ -1,0 +1,200 @@
+"""Settings from the environment, read once, validated once, then frozen."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPLICATION_MODES = ("async", "quorum")
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+_DNS_NAME = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
+# Below this many bytes an HS256 key is brute-forceable offline from any token (RFC 7518 3.2).
+MIN_SECRET_BYTES = 32
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names the variable and the value."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a node reads from its environment (DESIGN.md section 1)."""
+
+    jwt_secret: str = field(repr=False)
+    port: int = 3000
+    host: str = "0.0.0.0"
+    service_name: str = "backend-service"
+    cluster_secret: str | None = field(default=None, repr=False)
+    advertise_address: str | None = None
+    node_id: int | None = None
+    dns_server: tuple[str, int] | None = None
+    peers: tuple[str, ...] = ()
+    data_dir: Path = Path("./data")
+    election_interval: float = 10.0
+    heartbeat_interval: float = 1.0
+    failure_timeout: float = 30.0
+    replication_mode: str = "async"
+    cluster_size: int | None = None
+    log_format: str = "text"
+    log_level: str = "info"
+    jwt_ttl: int = 86400
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 4
+    log_retention_entries: int = 100_000
+    log_retention_bytes: int = 64 * 1024 * 1024
+
+    @property
+    def has_short_jwt_secret(self) -> bool:
+        return len(self.jwt_secret.encode()) < MIN_SECRET_BYTES
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every variable; raise ConfigError naming the first bad one."""
+        env = _Env(os.environ if environ is None else environ)
+        secret = env.raw("JWT_SECRET")
+        if not secret:
+            raise ConfigError("JWT_SECRET is required (the HS256 key for user tokens); set it to a long random string")
+        mode = env.choice("REPLICATION_MODE", REPLICATION_MODES, "async")
+        cluster_size = env.integer("CLUSTER_SIZE", None, low=1, high=1000)
+        if mode == "quorum" and cluster_size is None:
+            raise ConfigError("CLUSTER_SIZE is required when REPLICATION_MODE=quorum (the number of voting nodes)")
+        heartbeat = env.seconds("HEARTBEAT_INTERVAL", 1.0)
+        failure = env.seconds("FAILURE_TIMEOUT", 30.0)
+        election = env.seconds("ELECTION_INTERVAL", 10.0)
+        if failure < 3 * heartbeat:
+            raise ConfigError(f"FAILURE_TIMEOUT must be at least 3 x HEARTBEAT_INTERVAL ({3 * heartbeat:g}), got '{failure:g}'")
+        argon_parallelism = env.integer("ARGON2_PARALLELISM", 4, low=1, high=64)
+        return cls(
+            jwt_secret=secret,
+            port=env.integer("PORT", 3000, low=1, high=65535),
+            host=env.host("HOST", "0.0.0.0"),
+            service_name=env.dns_name("SERVICE_NAME", "backend-service"),
+            cluster_secret=env.raw("CLUSTER_SECRET") or None,
+            advertise_address=env.ipv4("ADVERTISE_ADDRESS"),
+            node_id=env.integer("NODE_ID", None, low=0, high=2**31 - 1),
+            dns_server=env.endpoint("DNS_SERVER", default_port=53),
+            peers=env.ipv4_list("PEERS"),
+            data_dir=Path(env.raw("DATA_DIR") or "./data"),
+            election_interval=election,
+            heartbeat_interval=heartbeat,
+            failure_timeout=failure,
+            replication_mode=mode,
+            cluster_size=cluster_size,
+            log_format=env.choice("LOG_FORMAT", LOG_FORMATS, "text"),
+            log_level=env.choice("LOG_LEVEL", LOG_LEVELS, "info"),
+            jwt_ttl=env.integer("JWT_TTL", 86400, low=60, high=90 * 86400),
+            argon2_time_cost=env.integer("ARGON2_TIME_COST", 3, low=1, high=20),
+            argon2_memory_kib=env.integer("ARGON2_MEMORY_KIB", 65536, low=8 * argon_parallelism, high=4 * 1024 * 1024),
+            argon2_parallelism=argon_parallelism,
+            log_retention_entries=env.integer("LOG_RETENTION_ENTRIES", 100_000, low=10, high=10**9),
+            log_retention_bytes=env.integer("LOG_RETENTION_BYTES", 64 * 1024 * 1024, low=64 * 1024, high=2**40),
+        )
+
+
+class _Env:
+    """Typed readers over an environment mapping; each error names its variable."""
+
+    def __init__(self, environ: Mapping[str, str]):
+        self._environ = environ
+
+    def raw(self, name: str) -> str | None:
+        value = self._environ.get(name)
+        return None if value is None or value.strip() == "" else value.strip()
+
+    def integer(self, name: str, default: int | None, *, low: int, high: int) -> int | None:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = int(value, 10)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number {low}-{high}, got '{value}'") from None
+        if not low <= number <= high:
+            raise ConfigError(f"{name} must be {low}-{high}, got '{value}'")
+        return number
+
+    def seconds(self, name: str, default: float) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number of seconds, got '{value}'") from None
+        if not (0.05 <= number <= 3600):
+            raise ConfigError(f"{name} must be 0.05-3600 seconds, got '{value}'")
+        return number
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if value.lower() not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got '{value}'")
+        return value.lower()
+
+    def ipv4(self, name: str) -> str | None:
+        value = self.raw(name)
+        if value is None:
+            return None
+        try:
+            return str(ipaddress.IPv4Address(value))
+        except ValueError:
+            raise ConfigError(f"{name} must be an IPv4 address, got '{value}'") from None
+
+    def ipv4_list(self, name: str) -> tuple[str, ...]:
+        value = self.raw(name)
+        if value is None:
+            return ()
+        peers = []
+        for part in value.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            try:
+                peers.append(str(ipaddress.IPv4Address(part)))
+            except ValueError:
+                raise ConfigError(f"{name} must be comma-separated IPv4 addresses, got '{part}'") from None
+        return tuple(dict.fromkeys(peers))
+
+    def host(self, name: str, default: str) -> str:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            pass
+        if not _DNS_NAME.match(value):
+            raise ConfigError(f"{name} must be an IP address or host name, got '{value}'")
+        return value
+
+    def dns_name(self, name: str, default: str) -> str:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if not _DNS_NAME.match(value):
+            raise ConfigError(f"{name} must be a DNS name, got '{value}'")
+        return value
+
+    def endpoint(self, name: str, *, default_port: int) -> tuple[str, int] | None:
+        value = self.raw(name)
+        if value is None:
+            return None
+        host, _, port_text = value.partition(":")
+        try:
+            host = str(ipaddress.IPv4Address(host))
+            port = int(port_text) if port_text else default_port
+        except ValueError:
+            raise ConfigError(f"{name} must be ip[:port], got '{value}'") from None
+        if not 1 <= port <= 65535:
+            raise ConfigError(f"{name} port must be 1-65535, got '{value}'")
+        return host, port

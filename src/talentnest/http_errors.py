@@ -1,0 +1,117 @@
+"""The one place errors become HTTP: status codes and the single JSON error shape."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from talentnest import errors
+
+log = logging.getLogger("talentnest.http")
+
+STATUS: dict[type[errors.TalentNestError], int] = {
+    errors.InvalidInput: 422,
+    errors.Unauthorized: 401,
+    errors.Forbidden: 403,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.TooManyRequests: 429,
+    errors.NotLeader: 503,
+    errors.NoLeader: 503,
+    errors.NotReady: 503,
+    errors.StaleTerm: 409,
+    errors.LogTruncated: 410,
+    errors.SnapshotError: 422,
+    errors.PeerUnreachable: 503,
+    errors.ClusterError: 503,
+}
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+def status_of(error: errors.TalentNestError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def error_body(code: str, message: str, **extra: Any) -> bytes:
+    body: dict[str, Any] = {"code": code, "message": message}
+    body.update(extra)
+    return json.dumps({"error": body}, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def error_response(status: int, code: str, message: str, *, headers: dict[str, str] | None = None, **extra: Any) -> Response:
+    return Response(error_body(code, message, **extra), status_code=status, headers=headers, media_type="application/json")
+
+
+def respond_to(error: errors.TalentNestError) -> Response:
+    status = status_of(error)
+    headers = {}
+    if isinstance(error, errors.TooManyRequests):
+        headers["Retry-After"] = str(error.retry_after)
+    elif status == 503:
+        headers["Retry-After"] = "1"
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return error_response(status, error.code, error.message, headers=headers)
+
+
+def _field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
+    fields = []
+    for item in exc.errors():
+        location = [str(part) for part in item.get("loc", ()) if part not in ("body",)]
+        message = str(item.get("msg", "invalid"))
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        fields.append({"field": ".".join(location) or "body", "message": message})
+    return fields
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that give every error the same shape."""
+
+    @app.exception_handler(errors.TalentNestError)
+    async def _product(request: Request, exc: errors.TalentNestError) -> Response:
+        return respond_to(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        if any(item.get("type") == "json_invalid" for item in exc.errors()):
+            return error_response(400, "malformed_json", "the request body is not valid JSON")
+        fields = _field_errors(exc)
+        summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:3])
+        return error_response(422, "invalid_input", summary or "invalid input", fields=fields)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        code = _HTTP_CODES.get(exc.status_code, "error")
+        message = exc.detail if isinstance(exc.detail, str) else code
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no route {request.method} {request.url.path}"
+        return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error", "an unexpected error happened; it was logged")

@@ -1,0 +1,17 @@
+"""SQLite storage: the product's tables and repositories, and the generic replication machinery
+(change capture, ordered apply, the log, snapshots, divergence archives) that knows no product."""
+
+from talentnest.store._context import WriteReceipt, current_receipt
+from talentnest.store._db import DB_FILENAME, ApplyResult, Database, LogEntry, Retention
+from talentnest.store._time import iso_now
+
+__all__ = [
+    "DB_FILENAME",
+    "ApplyResult",
+    "Database",
+    "LogEntry",
+    "Retention",
+    "WriteReceipt",
+    "current_receipt",
+    "iso_now",
+]

@@ -1,0 +1,627 @@
+"""The SQLite file: its connection, the single write path, change capture, the log and apply.
+
+Every write of the product goes through ``Database.write()``. Inside that transaction, triggers
+generated from the schema hand each row change (the full row, primary key included) to
+``_capture``; at commit the changes become one entry of the replication log (``_tn_log``) with
+the next LSN and the current term, in the same SQLite transaction as the data. Followers apply
+entries with ``Database.apply()``, strictly in LSN order, idempotently, with capture off.
+
+All methods are synchronous and meant to be called from one thread (the event loop's); long
+work (snapshots) opens its own connections elsewhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+from talentnest.errors import InvalidInput, LogTruncated, StaleTerm
+from talentnest.store._context import current_receipt
+from talentnest.store._time import iso_from_epoch
+
+log = logging.getLogger("talentnest.store")
+
+DB_FILENAME = "talentnest.db"
+# Tables of the store itself that are never captured: the log, the term history, local metadata.
+LOCAL_TABLES = ("_tn_log", "_tn_terms", "_tn_meta")
+INTERNAL_SCHEMA = """
+CREATE TABLE IF NOT EXISTS _tn_log (
+    lsn INTEGER PRIMARY KEY,
+    term INTEGER NOT NULL,
+    ts TEXT NOT NULL,
+    schema_version INTEGER NOT NULL,
+    changes TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS _tn_terms (term INTEGER PRIMARY KEY, start_lsn INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS _tn_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS _tn_requests (
+    key TEXT PRIMARY KEY,
+    lsn INTEGER NOT NULL,
+    created REAL NOT NULL,
+    status INTEGER,
+    headers TEXT,
+    body TEXT
+);
+"""
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One committed write transaction: its LSN, term, time, schema version and row changes.
+
+    ``changes`` is the JSON text of a list of ``{"operation", "table", "data"}`` objects, kept
+    as text so that it travels to followers without being parsed and re-encoded.
+    """
+
+    lsn: int
+    term: int
+    timestamp: str
+    schema_version: int
+    changes: str
+
+    def to_json(self) -> str:
+        return (
+            f'{{"lsn":{self.lsn},"term":{self.term},"timestamp":"{self.timestamp}",'
+            f'"schema_version":{self.schema_version},"changes":{self.changes}}}'
+        )
+
+    @classmethod
+    def from_dict(cls, item: dict) -> LogEntry:
+        """Build from a decoded wire entry; raise InvalidInput on any malformed field."""
+        try:
+            lsn, term = item["lsn"], item["term"]
+            changes = item["changes"]
+            timestamp = item.get("timestamp") or ""
+            schema_version = item.get("schema_version", 1)
+        except (KeyError, TypeError):
+            raise InvalidInput("log entry needs lsn, term and changes") from None
+        if not (_is_int(lsn) and _is_int(term) and _is_int(schema_version) and lsn > 0 and term >= 0):
+            raise InvalidInput("log entry lsn, term and schema_version must be integers")
+        if not isinstance(changes, list) or not isinstance(timestamp, str):
+            raise InvalidInput("log entry changes must be a list")
+        for change in changes:
+            if not (
+                isinstance(change, dict)
+                and change.get("operation") in ("INSERT", "UPDATE", "DELETE")
+                and isinstance(change.get("table"), str)
+                and isinstance(change.get("data"), dict)
+            ):
+                raise InvalidInput("each change needs operation INSERT/UPDATE/DELETE, table and data")
+        return cls(lsn, term, timestamp, schema_version, json.dumps(changes, separators=(",", ":")))
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What ``apply`` did: the LSN now applied, how many entries it applied, and whether it
+    stopped at a gap (the caller must then fetch entries after ``applied_lsn``)."""
+
+    applied_lsn: int
+    applied: int
+    gap: bool
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How much of the log a node keeps; older positions are served by a snapshot."""
+
+    max_entries: int = 100_000
+    max_bytes: int = 64 * 1024 * 1024
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class _Table:
+    """A replicated table's shape, and the statements that apply a change to it."""
+
+    def __init__(self, name: str, columns: list[str], pk: list[str]):
+        self.name = name
+        self.columns = columns
+        self.pk = pk
+        cols = ", ".join(f'"{c}"' for c in columns)
+        marks = ", ".join("?" for _ in columns)
+        updates = ", ".join(f'"{c}" = excluded."{c}"' for c in columns if c not in pk)
+        conflict = ", ".join(f'"{c}"' for c in pk)
+        action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
+        self.upsert_sql = f'INSERT INTO "{name}" ({cols}) VALUES ({marks}) ON CONFLICT ({conflict}) {action}'
+        self.delete_sql = f'DELETE FROM "{name}" WHERE ' + " AND ".join(f'"{c}" = ?' for c in pk)
+        self.select_sql = f'SELECT {cols} FROM "{name}" ORDER BY ' + ", ".join(f'"{c}"' for c in pk)
+
+    def triggers(self) -> list[str]:
+        def row(prefix: str) -> str:
+            return "json_object(" + ", ".join(f"'{c}', {prefix}.\"{c}\"" for c in self.columns) + ")"
+
+        statements = []
+        for op, event, prefix in (("INSERT", "INSERT", "NEW"), ("UPDATE", "UPDATE", "NEW"), ("DELETE", "DELETE", "OLD")):
+            statements.append(
+                f'CREATE TRIGGER "tn_capture_{self.name}_{op.lower()}" AFTER {event} ON "{self.name}" '
+                f"BEGIN SELECT tn_capture('{self.name}', '{op}', {row(prefix)}); END"
+            )
+        return statements
+
+
+Migration = tuple[int, str]
+
+
+class Database:
+    """One node's SQLite database with its replication log.
+
+    ``write()`` is the only way to change product data. ``apply()`` is the only way a follower
+    changes it. ``write_guard`` (set by whoever decides leadership) is called before every
+    write and raises ``NotLeader`` to refuse it; ``term`` tags new entries.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        migrations: Sequence[Migration],
+        *,
+        retention: Retention | None = None,
+        clock: Callable[[], float] = time.time,
+        synchronous: str = "NORMAL",
+    ):
+        self.data_dir = Path(data_dir)
+        self.path = self.data_dir / DB_FILENAME
+        self.migrations = list(migrations)
+        self.schema_version = max((v for v, _ in self.migrations), default=0)
+        self.retention = retention or Retention()
+        self.clock = clock
+        self.synchronous = synchronous
+        self.term = 0
+        self.write_guard: Callable[[], None] | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._tables: dict[str, _Table] = {}
+        self._capturing = False
+        self._pending: list[str] = []
+        self._listeners: list[Callable[[int], None]] = []
+        self._last_lsn = 0
+        self._last_term = 0
+        self._first_lsn = 0
+        self._log_bytes = 0
+        self._writes_since_trim = 0
+        self._functions: dict[str, tuple[int, Callable]] = {}
+
+    def register_function(self, name: str, nargs: int, fn: Callable) -> None:
+        """A deterministic SQL function the product's queries use (kept across reopen)."""
+        self._functions[name] = (nargs, fn)
+        if self._conn is not None:
+            self._conn.create_function(name, nargs, fn, deterministic=True)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def open(self) -> Database:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.create_function("tn_capture", 3, self._capture)
+        for name, (nargs, fn) in self._functions.items():
+            conn.create_function(name, nargs, fn, deterministic=True)
+        self._conn = conn
+        conn.executescript(INTERNAL_SCHEMA)
+        self._migrate()
+        self._load_tables()
+        self._install_triggers()
+        self._load_log_state()
+        return self
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with suppress(sqlite3.Error):
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The connection for reads (on the event loop thread)."""
+        if self._conn is None:
+            raise RuntimeError("database is closed")
+        return self._conn
+
+    def _migrate(self) -> None:
+        conn = self.conn
+        current = int(self.get_meta("schema_version") or 0)
+        if current > self.schema_version:
+            raise RuntimeError(
+                f"database {self.path} has schema version {current}, newer than this program's "
+                f"{self.schema_version}; run a newer talentnest"
+            )
+        for version, sql in self.migrations:
+            if version <= current:
+                continue
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                # Migrations run on every node on its own data (DDL is not captured), so
+                # they must be deterministic; capture stays off while they run.
+                for statement in _split_sql(sql):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO _tn_meta(key, value) VALUES('schema_version', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (str(version),),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            log.info("store: migrated %s to schema version %d", self.path, version)
+
+    def _load_tables(self) -> None:
+        tables: dict[str, _Table] = {}
+        names = [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            )
+        ]
+        for name in names:
+            if name in LOCAL_TABLES:
+                continue
+            info = self.conn.execute(f'PRAGMA table_info("{name}")').fetchall()
+            if any((row["type"] or "").upper() == "BLOB" for row in info):
+                raise RuntimeError(f"replicated table {name} has a BLOB column; changes travel as JSON")
+            columns = [row["name"] for row in info]
+            pk = [row["name"] for row in sorted((r for r in info if r["pk"]), key=lambda r: r["pk"])]
+            if not pk:
+                raise RuntimeError(f"replicated table {name} needs a primary key")
+            tables[name] = _Table(name, columns, pk)
+        self._tables = tables
+
+    def _install_triggers(self) -> None:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            existing = [
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'tn_capture_%'")
+            ]
+            for name in existing:
+                conn.execute(f'DROP TRIGGER "{name}"')
+            for table in self._tables.values():
+                for statement in table.triggers():
+                    conn.execute(statement)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _load_log_state(self) -> None:
+        row = self.conn.execute("SELECT MIN(lsn), MAX(lsn), COALESCE(SUM(length(changes)), 0) FROM _tn_log").fetchone()
+        self._first_lsn = row[0] or 0
+        self._last_lsn = row[1] or 0
+        self._log_bytes = row[2]
+        self._last_term = self.term_at(self._last_lsn)
+
+    @property
+    def replicated_tables(self) -> list[str]:
+        return sorted(self._tables)
+
+    # --- metadata --------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM _tn_meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    # --- the write path --------------------------------------------------------------------
+
+    def _capture(self, table: str, operation: str, data: str) -> None:
+        if self._capturing:
+            self._pending.append(f'{{"operation":"{operation}","table":"{table}","data":{data}}}')
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction. Raises what ``write_guard`` raises (NotLeader) before any work.
+
+        On success the row changes are committed together with their log entry; on any
+        exception everything, data and entry, is rolled back.
+        """
+        if self.write_guard is not None:
+            self.write_guard()
+        if self.term < self._last_term:
+            raise StaleTerm(f"writing in term {self.term}, but the log already holds term {self._last_term}")
+        conn = self.conn
+        if conn.in_transaction:
+            raise RuntimeError("write transactions do not nest")
+        conn.execute("BEGIN IMMEDIATE")
+        self._pending = []
+        self._capturing = True
+        lsn = 0
+        try:
+            yield conn
+            self._capturing = False
+            if self._pending:
+                lsn = self._append_entry(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            self._capturing = False
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            self._pending = []
+        if lsn:
+            self._committed(lsn)
+
+    def _append_entry(self, conn: sqlite3.Connection) -> int:
+        lsn = self._last_lsn + 1
+        receipt = current_receipt.get()
+        if receipt is not None and receipt.idempotency_key and not receipt.idempotency_recorded:
+            # Recorded in the same transaction as the data, so a retry after any crash sees it.
+            self._capturing = True
+            conn.execute(
+                "INSERT INTO _tn_requests(key, lsn, created) VALUES (?, ?, ?)",
+                (receipt.idempotency_key, lsn, self.clock()),
+            )
+            self._capturing = False
+            receipt.idempotency_recorded = True
+        changes = "[" + ",".join(self._pending) + "]"
+        conn.execute(
+            "INSERT INTO _tn_log(lsn, term, ts, schema_version, changes) VALUES (?, ?, ?, ?, ?)",
+            (lsn, self.term, iso_from_epoch(self.clock()), self.schema_version, changes),
+        )
+        if self.term != self._last_term:
+            conn.execute("INSERT OR IGNORE INTO _tn_terms(term, start_lsn) VALUES (?, ?)", (self.term, lsn))
+        self._log_bytes += len(changes)
+        return lsn
+
+    def _committed(self, lsn: int) -> None:
+        self._last_lsn = lsn
+        self._last_term = self.term
+        if not self._first_lsn:
+            self._first_lsn = lsn
+        receipt = current_receipt.get()
+        if receipt is not None:
+            receipt.lsn = lsn
+        self._after_commit(lsn)
+
+    def _after_commit(self, lsn: int) -> None:
+        self._writes_since_trim += 1
+        if self._writes_since_trim >= 64:
+            self._writes_since_trim = 0
+            self.trim_log()
+        for listener in list(self._listeners):
+            listener(lsn)
+
+    def add_commit_listener(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(lsn)`` after every commit, written here or applied from a leader."""
+        self._listeners.append(listener)
+
+    # --- the log ---------------------------------------------------------------------------
+
+    @property
+    def last_lsn(self) -> int:
+        """The LSN of the last entry in this database (written here or applied)."""
+        return self._last_lsn
+
+    @property
+    def last_term(self) -> int:
+        return self._last_term
+
+    @property
+    def first_lsn(self) -> int:
+        """The oldest LSN still in the log (0 when the log is empty)."""
+        return self._first_lsn
+
+    def entries_after(self, lsn: int, *, max_entries: int = 1000, max_bytes: int = 4 * 1024 * 1024) -> list[LogEntry]:
+        """Entries with LSN > ``lsn``, in order, up to the given bounds (at least one entry).
+
+        Raises LogTruncated when entries right after ``lsn`` are no longer retained.
+        """
+        if lsn >= self._last_lsn:
+            return []
+        if lsn + 1 < self._first_lsn:
+            raise LogTruncated(
+                f"entries after LSN {lsn} are no longer in the log (it starts at {self._first_lsn}); install a snapshot"
+            )
+        entries: list[LogEntry] = []
+        size = 0
+        for row in self.conn.execute(
+            "SELECT lsn, term, ts, schema_version, changes FROM _tn_log WHERE lsn > ? ORDER BY lsn LIMIT ?",
+            (lsn, max_entries),
+        ):
+            entry = LogEntry(row[0], row[1], row[2], row[3], row[4])
+            if entries and size + len(entry.changes) > max_bytes:
+                break
+            entries.append(entry)
+            size += len(entry.changes)
+        return entries
+
+    def term_at(self, lsn: int) -> int:
+        """The term of the entry at ``lsn`` (0 for LSN 0), from the term history."""
+        if lsn <= 0:
+            return 0
+        row = self.conn.execute(
+            "SELECT term FROM _tn_terms WHERE start_lsn <= ? ORDER BY start_lsn DESC, term DESC LIMIT 1", (lsn,)
+        ).fetchone()
+        return 0 if row is None else row[0]
+
+    def term_history(self) -> list[tuple[int, int]]:
+        """Each term this log holds entries of, with the LSN it started at, oldest first."""
+        return [(r[0], r[1]) for r in self.conn.execute("SELECT term, start_lsn FROM _tn_terms ORDER BY start_lsn, term")]
+
+    def trim_log(self) -> int:
+        """Drop the oldest entries beyond the retention window; the last entry is always kept."""
+        if self._last_lsn == 0:
+            return 0
+        cutoff = self._last_lsn - self.retention.max_entries  # delete lsn <= cutoff
+        if self._log_bytes > self.retention.max_bytes:
+            row = self.conn.execute(
+                "SELECT lsn FROM (SELECT lsn, SUM(length(changes)) OVER (ORDER BY lsn DESC) AS tail FROM _tn_log) "
+                "WHERE tail > ? ORDER BY lsn DESC LIMIT 1",
+                (self.retention.max_bytes,),
+            ).fetchone()
+            if row is not None:
+                cutoff = max(cutoff, row[0])
+        cutoff = min(cutoff, self._last_lsn - 1)
+        if cutoff < self._first_lsn:
+            return 0
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            freed = conn.execute("SELECT COALESCE(SUM(length(changes)), 0) FROM _tn_log WHERE lsn <= ?", (cutoff,)).fetchone()[0]
+            deleted = conn.execute("DELETE FROM _tn_log WHERE lsn <= ?", (cutoff,)).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self._first_lsn = cutoff + 1
+        self._log_bytes -= freed
+        return deleted
+
+    # --- apply -----------------------------------------------------------------------------
+
+    def apply(
+        self, entries: Sequence[LogEntry], *, sender_term: int | None = None, current_term: int | None = None
+    ) -> ApplyResult:
+        """Apply a leader's entries in LSN order, in one transaction, idempotently.
+
+        Entries at or below the applied LSN are skipped. Application stops at the first gap
+        (``gap=True``: fetch entries after ``applied_lsn`` and call again). A batch sent in a
+        term older than ``current_term`` raises StaleTerm; an entry whose term is lower than the
+        term of the entry before it raises StaleTerm too (a log never goes back in term).
+        Nothing is applied when an error is raised. Applying never captures.
+        """
+        if sender_term is not None and current_term is not None and sender_term < current_term:
+            raise StaleTerm(f"entries sent in term {sender_term}, this node is in term {current_term}")
+        todo: list[LogEntry] = []
+        expected = self._last_lsn + 1
+        prev_term = self._last_term
+        gap = False
+        for entry in sorted(entries, key=lambda e: e.lsn):
+            if entry.lsn < expected:
+                continue
+            if entry.lsn > expected:
+                gap = True
+                break
+            if entry.term < prev_term:
+                raise StaleTerm(f"entry {entry.lsn} has term {entry.term}, older than the term {prev_term} before it")
+            if entry.schema_version > self.schema_version:
+                raise InvalidInput(
+                    f"entry {entry.lsn} was written with schema version {entry.schema_version}; "
+                    f"this node has {self.schema_version}: upgrade it"
+                )
+            todo.append(entry)
+            prev_term = entry.term
+            expected += 1
+        if todo:
+            self._apply_entries(todo)
+        return ApplyResult(self._last_lsn, len(todo), gap)
+
+    def _apply_entries(self, entries: list[LogEntry]) -> None:
+        conn = self.conn
+        if conn.in_transaction:
+            raise RuntimeError("apply inside a transaction")
+        # The leader captured every row its foreign keys touched (cascades included), so the
+        # follower replays rows exactly, without running the actions a second time.
+        conn.execute("PRAGMA foreign_keys=OFF")
+        conn.execute("BEGIN IMMEDIATE")
+        added = 0
+        try:
+            term = self._last_term
+            for entry in entries:
+                for change in json.loads(entry.changes):
+                    self._apply_change(conn, change)
+                conn.execute(
+                    "INSERT INTO _tn_log(lsn, term, ts, schema_version, changes) VALUES (?, ?, ?, ?, ?)",
+                    (entry.lsn, entry.term, entry.timestamp, entry.schema_version, entry.changes),
+                )
+                if entry.term != term:
+                    conn.execute("INSERT OR IGNORE INTO _tn_terms(term, start_lsn) VALUES (?, ?)", (entry.term, entry.lsn))
+                    term = entry.term
+                added += len(entry.changes)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.execute("PRAGMA foreign_keys=ON")
+        last = entries[-1]
+        self._log_bytes += added
+        self._last_lsn = last.lsn
+        self._last_term = last.term
+        if not self._first_lsn:
+            self._first_lsn = entries[0].lsn
+        self._after_commit(last.lsn)
+
+    def _apply_change(self, conn: sqlite3.Connection, change: dict) -> None:
+        table = self._tables.get(change["table"])
+        if table is None:
+            raise InvalidInput(f"change for table {change['table']!r}, which this node does not have: upgrade it")
+        data = change["data"]
+        if change["operation"] == "DELETE":
+            conn.execute(table.delete_sql, [data.get(c) for c in table.pk])
+        else:
+            missing = [c for c in table.columns if c not in data]
+            if missing:
+                raise InvalidInput(f"change for {table.name} lacks columns {missing}: upgrade this node")
+            conn.execute(table.upsert_sql, [data[c] for c in table.columns])
+
+    # --- idempotent requests ---------------------------------------------------------------
+
+    def find_request(self, key: str) -> sqlite3.Row | None:
+        """The recorded request with this idempotency key (status/body are NULL until saved)."""
+        return self.conn.execute("SELECT key, lsn, status, headers, body FROM _tn_requests WHERE key = ?", (key,)).fetchone()
+
+    def save_response(self, key: str, status: int, headers: dict[str, str], body: str) -> None:
+        """Store the answer of a recorded request, so a retry gets the same answer anywhere."""
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE _tn_requests SET status = ?, headers = ?, body = ? WHERE key = ?",
+                (status, json.dumps(headers), body, key),
+            )
+
+    def expire_requests(self, older_than: float) -> int:
+        with self.write() as conn:
+            return conn.execute("DELETE FROM _tn_requests WHERE created < ?", (older_than,)).rowcount
+
+    # --- content ---------------------------------------------------------------------------
+
+    def checksum(self) -> str:
+        """A digest of every replicated table's rows in primary-key order (equal data, equal digest)."""
+        digest = hashlib.sha256()
+        for name in sorted(self._tables):
+            table = self._tables[name]
+            digest.update(f"\x00table {name}\x00".encode())
+            for row in self.conn.execute(table.select_sql):
+                digest.update(json.dumps(list(row), separators=(",", ":"), ensure_ascii=False).encode())
+                digest.update(b"\n")
+        return digest.hexdigest()
+
+    def reopen(self) -> None:
+        """Close and open again (after the file was replaced by a snapshot)."""
+        self.close()
+        self.open()
+
+    def fsync_dir(self) -> None:
+        fd = os.open(self.data_dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements (triggers with inner semicolons are kept whole)."""
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        statements.append(buffer.strip())
+    return statements
