@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.routing import Match
 
 from talentnest import __version__, api, http_errors
+from talentnest.cluster import api as cluster_api
+from talentnest.cluster.middleware import ClusterMiddleware
+from talentnest.cluster.node import ClusterNode
+from talentnest.cluster.replication import Replication
 from talentnest.config import Settings
 from talentnest.limits import BodyLimit
 from talentnest.logs import NodeContext
@@ -42,19 +48,39 @@ def build_product(settings: Settings, db: Database) -> api.Product:
     )
 
 
+def write_classifier(app: FastAPI) -> Callable[[dict], bool]:
+    """``is_write(scope)`` from the routes' declarative write marks (built on first use)."""
+    write_routes: list[APIRoute] | None = None
+
+    def is_write(scope: dict) -> bool:
+        nonlocal write_routes
+        if write_routes is None:
+            write_routes = [r for r in app.routes if isinstance(r, APIRoute) and api.route_writes(r)]
+        return any(route.matches(scope)[0] == Match.FULL for route in write_routes)
+
+    return is_write
+
+
 def create_app(settings: Settings, *, context: NodeContext | None = None) -> FastAPI:
-    """The whole node as one ASGI app; the database opens when the app starts (lifespan)."""
+    """The whole node as one ASGI app; the database opens and the node joins when it starts."""
     context = context or NodeContext()
     db = build_database(settings)
-    context.node_id = settings.node_id
+    node = ClusterNode(settings, db)
+    node.replication = Replication(node, db)
+    context.term_of = lambda: node.term
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db.open()
         log.info("store: opened %s at LSN %d", db.path, db.last_lsn)
         try:
+            await node.start()
+            context.node_id = node.node_id
             yield
+            if not node.stopping:
+                await node.leave()
         finally:
+            await node.stop()
             db.close()
             log.info("store: closed %s", db.path)
 
@@ -66,6 +92,7 @@ def create_app(settings: Settings, *, context: NodeContext | None = None) -> Fas
     )
     app.state.settings = settings
     app.state.db = db
+    app.state.node = node
     app.state.product = build_product(settings, db)
     http_errors.install(app)
     app.include_router(api.router)
@@ -73,13 +100,15 @@ def create_app(settings: Settings, *, context: NodeContext | None = None) -> Fas
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict:
         """Alive: the process answers."""
-        return {"status": "ok"}
+        return {"status": "ok", "node_id": node.node_id}
 
     @app.get("/readyz", tags=["operations"], responses={503: {"description": "not ready"}})
     async def readyz() -> JSONResponse:
-        """Ready to serve: the database is open."""
-        ready = db._conn is not None
-        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+        """Ready to serve: synced with the leader, and a leader is known."""
+        ready, reason = node.readiness()
+        return JSONResponse({"ready": ready, "reason": reason, "node_id": node.node_id}, status_code=200 if ready else 503)
 
+    app.router.routes.extend(cluster_api.build_routes(node))
+    app.add_middleware(ClusterMiddleware, coordinator=node, db=db, is_write=write_classifier(app), key=node.key)
     app.add_middleware(BodyLimit)
     return app

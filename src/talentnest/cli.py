@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+
+import uvicorn
 
 from talentnest import __version__
 from talentnest.config import MIN_SECRET_BYTES, ConfigError, Settings
@@ -24,10 +27,34 @@ def _check_data_dir(settings: Settings) -> None:
         raise ConfigError(f"DATA_DIR '{settings.data_dir}' is not writable: {exc.strerror or exc}") from None
 
 
+class NodeServer(uvicorn.Server):
+    """uvicorn, but SIGTERM first lets the node leave (drain replication, tell its peers) while
+    it still answers, and only then closes the listening socket. A second signal forces the exit."""
+
+    def __init__(self, config: uvicorn.Config, *, before_exit: Callable[[], Awaitable[None]]):
+        super().__init__(config)
+        self._before_exit = before_exit
+        self._leaving = False
+
+    def handle_exit(self, sig, frame) -> None:
+        if self._leaving or not self.started:
+            super().handle_exit(sig, frame)
+            return
+        self._leaving = True
+        loop = asyncio.get_event_loop()
+        loop.call_soon_threadsafe(lambda: loop.create_task(self._leave_then_exit(sig, frame)))
+
+    async def _leave_then_exit(self, sig, frame) -> None:
+        try:
+            await asyncio.wait_for(self._before_exit(), timeout=8)
+        except Exception:
+            log.exception("shutdown: leaving the cluster failed; exiting anyway")
+        finally:
+            super().handle_exit(sig, frame)
+
+
 def run_node(environ=None) -> int:
     """Start one node from the environment; a bad setting stops it with one line naming it."""
-    import uvicorn
-
     from talentnest import logs
     from talentnest.app import create_app
 
@@ -64,7 +91,7 @@ def run_node(environ=None) -> int:
         timeout_keep_alive=30,
         timeout_graceful_shutdown=10,
     )
-    server = uvicorn.Server(config)
+    server = NodeServer(config, before_exit=app.state.node.leave)
     server.run()
     return 0 if server.started else 1
 

@@ -1,0 +1,338 @@
+"""The seed's middleware.go: every response says which node answered and at which LSN; a write
+reaching a follower is proxied to the leader; reads may wait for an LSN; writes may carry an
+Idempotency-Key; in quorum mode a write is answered once a majority holds it.
+
+It needs from the cluster only the narrow ``Coordinator`` protocol below, and from the product
+only ``is_write(scope)``: it knows nothing of users or posts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from talentnest.cluster import auth
+from talentnest.cluster.api import request_target
+from talentnest.cluster.transport import PeerClient, Reply
+from talentnest.errors import ClusterError, NoLeader, NotReady, PeerUnreachable
+from talentnest.http_errors import error_body, status_of
+from talentnest.limits import BODY_SCOPE_KEY
+from talentnest.store import Database, WriteReceipt, current_receipt
+
+log = logging.getLogger("talentnest.forward")
+
+FORWARDED_BY = "x-talentnest-forwarded-by"
+MIN_LSN_WAIT = 2.0  # seconds a read with X-Min-LSN may wait
+APPLY_WAIT = 2.0  # seconds a forwarded write waits to be applied here (read-your-writes)
+LEADER_WAIT = 3.0  # seconds a write waits for a leader (failover, handover)
+QUORUM_WAIT = 5.0  # seconds a write waits for a majority in quorum mode
+FORWARD_TIMEOUT = 15.0
+_HOP_BY_HOP = {
+    b"connection",
+    b"keep-alive",
+    b"transfer-encoding",
+    b"content-length",
+    b"date",
+    b"server",
+    b"x-node-id",
+    b"x-node-role",
+    b"x-cluster-lsn",
+}
+_FORWARDED_HEADERS = ("content-type", "authorization", "idempotency-key", "accept", "accept-language", "user-agent")
+
+
+class Coordinator(Protocol):
+    """What the middleware needs of the cluster.
+
+    ``accepting_writes`` is True only on a leader with a valid lease; ``wait_for_leader`` returns
+    a leader's URL or None after the timeout; ``wait_applied`` returns False if this node did not
+    reach the LSN in time; ``wait_committed`` returns False if a majority did not hold the LSN
+    in time (always True in async mode).
+    """
+
+    node_id: int
+    url: str
+    client: PeerClient | None
+
+    @property
+    def role_name(self) -> str: ...
+
+    def accepting_writes(self) -> bool: ...
+
+    async def wait_for_leader(self, timeout: float) -> str | None: ...
+
+    async def wait_applied(self, lsn: int, timeout: float) -> bool: ...
+
+    async def wait_committed(self, lsn: int, term: int, timeout: float) -> bool: ...
+
+    def no_leader_error(self) -> NoLeader: ...
+
+    def current_term(self) -> int: ...
+
+
+def _header(scope: dict, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+class ClusterMiddleware:
+    def __init__(self, app, *, coordinator: Coordinator, db: Database, is_write: Callable[[dict], bool], key: bytes):
+        self.app = app
+        self.coordinator = coordinator
+        self.db = db
+        self.is_write = is_write
+        self.key = key
+        self.forwarded = 0
+        self.forward_failures = 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["path"].startswith("/cluster/") or not self.is_write(scope):
+            await self._read(scope, receive, send)
+            return
+        await self._write(scope, receive, send)
+
+    # --- responses -------------------------------------------------------------------------
+
+    def _node_headers(self, lsn: int | None = None) -> list[tuple[bytes, bytes]]:
+        c = self.coordinator
+        return [
+            (b"x-node-id", str(c.node_id).encode()),
+            (b"x-node-role", c.role_name.encode()),
+            (b"x-cluster-lsn", str(self.db.last_lsn if lsn is None else lsn).encode()),
+        ]
+
+    async def _error(self, send, error: ClusterError | NotReady, extra: list[tuple[bytes, bytes]] = ()) -> None:
+        body = error_body(error.code, error.message)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", b"1"),
+            *self._node_headers(),
+            *extra,
+        ]
+        await send({"type": "http.response.start", "status": status_of(error), "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    # --- reads -----------------------------------------------------------------------------
+
+    async def _read(self, scope, receive, send) -> None:
+        wanted = _header(scope, b"x-min-lsn")
+        if wanted is not None:
+            try:
+                lsn = int(wanted)
+                if lsn < 0:
+                    raise ValueError
+            except ValueError:
+                body = error_body("invalid_input", "X-Min-LSN must be a whole number")
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 400,
+                        "headers": [(b"content-type", b"application/json"), *self._node_headers()],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+            if not await self.coordinator.wait_applied(lsn, MIN_LSN_WAIT):
+                await self._error(
+                    send,
+                    NotReady(
+                        f"node {self.coordinator.node_id} is at LSN {self.db.last_lsn}, behind the requested {lsn}; "
+                        "retry, or read from the leader",
+                        code="lsn_not_reached",
+                    ),
+                )
+                return
+
+        async def send_with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *self._node_headers()]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    # --- writes ----------------------------------------------------------------------------
+
+    async def _write(self, scope, receive, send) -> None:
+        c = self.coordinator
+        forwarded_by = _header(scope, FORWARDED_BY.encode())
+        if forwarded_by is not None and not self._is_signed(scope):
+            forwarded_by = None  # a client cannot pretend to be a node
+        if c.accepting_writes():
+            await self._write_here(scope, receive, send, forwarded_by)
+            return
+        if forwarded_by is not None:
+            # One hop only: the node that forwarded will look for the new leader itself.
+            await self._error(send, ClusterError(f"node {c.node_id} is no longer the leader", code="not_leader"))
+            return
+        for attempt in range(2):
+            leader_url = await c.wait_for_leader(LEADER_WAIT)
+            if leader_url is None:
+                await self._error(send, c.no_leader_error())
+                return
+            if leader_url == c.url:
+                await self._write_here(scope, receive, send, None)
+                return
+            try:
+                reply = await self._forward(scope, leader_url)
+            except PeerUnreachable as exc:
+                self.forward_failures += 1
+                log.warning("forward: %s %s to leader %s failed: %s", scope["method"], scope["path"], leader_url, exc)
+                await self._error(send, NoLeader(f"the leader did not answer: {exc}", code="leader_unreachable"))
+                return
+            if reply.status == 503 and attempt == 0 and _error_code(reply) == "not_leader":
+                continue  # leadership moved while we forwarded; nothing was written; look again
+            await self._relay(send, reply)
+            return
+
+    def _is_signed(self, scope) -> bool:
+        try:
+            auth.verify(
+                self.key,
+                _header(scope, b"x-cluster-signature"),
+                scope["method"],
+                request_target(scope),
+                scope.get(BODY_SCOPE_KEY, b""),
+            )
+            return True
+        except auth.SignatureError:
+            return False
+
+    async def _forward(self, scope, leader_url: str) -> Reply:
+        headers = {name: value for name in _FORWARDED_HEADERS if (value := _header(scope, name.encode())) is not None}
+        client = scope.get("client")
+        headers["X-Forwarded-For"] = client[0] if client else "unknown"
+        headers["X-TalentNest-Forwarded-By"] = str(self.coordinator.node_id)
+        self.forwarded += 1
+        return await self.coordinator.client.call(
+            scope["method"],
+            leader_url,
+            request_target(scope),
+            body=scope.get(BODY_SCOPE_KEY, b""),
+            timeout=FORWARD_TIMEOUT,
+            headers=headers,
+        )
+
+    async def _relay(self, send, reply: Reply) -> None:
+        lsn = None
+        raw_lsn = reply.headers.get("X-Cluster-LSN")
+        if raw_lsn and raw_lsn.isdigit() and reply.status < 400:
+            lsn = int(raw_lsn)
+            # Read-your-writes: answer once this node holds the write the client just made.
+            await self.coordinator.wait_applied(lsn, APPLY_WAIT)
+        headers = [
+            (k.lower().encode("latin-1"), v.encode("latin-1"))
+            for k, v in reply.headers.items()
+            if k.lower().encode("latin-1") not in _HOP_BY_HOP
+        ]
+        leader_id = reply.headers.get("X-Node-Id", "")
+        headers += [
+            (b"content-length", str(len(reply.body)).encode()),
+            (b"x-leader-id", leader_id.encode("latin-1")),
+            *self._node_headers(lsn),
+        ]
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        await send({"type": "http.response.body", "body": reply.body})
+
+    async def _write_here(self, scope, receive, send, forwarded_by: str | None) -> None:
+        c = self.coordinator
+        receipt = WriteReceipt()
+        key = _header(scope, b"idempotency-key")
+        if key is not None:
+            if not 1 <= len(key) <= 200:
+                body = error_body("invalid_input", "Idempotency-Key must be 1-200 characters")
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 400,
+                        "headers": [(b"content-type", b"application/json"), *self._node_headers()],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+            scoped = self._scoped_key(scope, key)
+            row = self.db.find_request(scoped)
+            if row is not None:
+                await self._replay(send, row)
+                return
+            receipt.idempotency_key = scoped
+        term = c.current_term()
+        start: dict[str, Any] | None = None
+        chunks: list[bytes] = []
+
+        async def capture(message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        token = current_receipt.set(receipt)
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            current_receipt.reset(token)
+        if start is None:
+            return
+        body = b"".join(chunks)
+        status = start["status"]
+        if receipt.lsn and not await c.wait_committed(receipt.lsn, term, QUORUM_WAIT):
+            await self._error(
+                send,
+                ClusterError(
+                    f"the write (LSN {receipt.lsn}) was not acknowledged by a majority in time; retry with the same "
+                    "Idempotency-Key to learn its outcome",
+                    code="not_acknowledged",
+                ),
+            )
+            return
+        if receipt.idempotency_recorded and receipt.idempotency_key:
+            kept = {k.decode("latin-1"): v.decode("latin-1") for k, v in start.get("headers", []) if k == b"content-type"}
+            # If leadership moved meanwhile the write itself is still recorded; a retry says so.
+            with contextlib.suppress(ClusterError):
+                self.db.save_response(receipt.idempotency_key, status, kept, body.decode("utf-8", "replace"))
+        headers = [(k, v) for k, v in start.get("headers", []) if k not in (b"content-length",)]
+        headers += [(b"content-length", str(len(body)).encode()), *self._node_headers(receipt.lsn or None)]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def _scoped_key(self, scope, key: str) -> str:
+        """Keys are per caller and per route: the same key from another token is another request."""
+        authorization = _header(scope, b"authorization") or ""
+        material = "\n".join((key, scope["method"], scope["path"], authorization))
+        return hashlib.sha256(material.encode("utf-8", "replace")).hexdigest()
+
+    async def _replay(self, send, row) -> None:
+        if row["status"] is None:
+            body = error_body(
+                "idempotency_key_used",
+                f"a request with this Idempotency-Key was already applied (LSN {row['lsn']}); its answer was not kept",
+            )
+            status, headers = 409, [(b"content-type", b"application/json")]
+        else:
+            body = (row["body"] or "").encode()
+            status = row["status"]
+            headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in json.loads(row["headers"] or "{}").items()]
+        headers += [
+            (b"content-length", str(len(body)).encode()),
+            (b"idempotent-replayed", b"true"),
+            *self._node_headers(row["lsn"]),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _error_code(reply: Reply) -> str | None:
+    try:
+        return reply.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None

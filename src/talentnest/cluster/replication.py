@@ -1,0 +1,518 @@
+"""Moving the log: the leader streams entries to each follower; followers apply, catch up and sync.
+
+Leader side: one ``FollowerStream`` per member, each a task that sends every entry after the
+follower's position in batches (whatever accumulated while the previous batch was in flight:
+group commit), retrying with backoff while the follower is away. The stream is the seed's
+"queue for failed replications": its position survives the follower's absence.
+
+Follower side: ``on_replicate`` checks the sender's term, confirms once per leader that the two
+histories agree (archiving and resyncing when they do not), applies in LSN order, and reports
+gaps so the leader resends from the follower's position. A follower that is empty, far behind,
+or behind the leader's retained log installs a snapshot (``sync``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from talentnest.errors import InvalidInput, LogTruncated, PeerUnreachable, SnapshotError, StaleTerm
+from talentnest.store import Database, LogEntry
+
+if TYPE_CHECKING:
+    from talentnest.cluster.node import ClusterNode
+
+log = logging.getLogger("talentnest.replication")
+
+BATCH_ENTRIES = 2000
+BATCH_BYTES = 4 * 1024 * 1024
+# A follower this far behind gets a snapshot instead of the log (faster for both sides).
+SYNC_LAG_ENTRIES = 50_000
+
+
+class Stats:
+    """Counters for /cluster/status and /metrics."""
+
+    def __init__(self) -> None:
+        self.entries_sent = 0
+        self.bytes_sent = 0
+        self.batches_sent = 0
+        self.send_failures = 0
+        self.entries_applied = 0
+        self.bytes_applied = 0
+        self.syncs = 0
+        self.sync_bytes = 0
+        self.sync_seconds = 0.0
+        self.snapshots_served = 0
+        self.divergences = 0
+
+
+class FollowerStream:
+    """The leader's sender to one follower."""
+
+    def __init__(self, replication: Replication, address: str, url: str):
+        self.replication = replication
+        self.address = address
+        self.url = url
+        self.next_lsn: int | None = None
+        self.match_lsn = 0
+        self.confirmed = False
+        self.acked_at: float | None = None
+        self.failures = 0
+        self.syncing = False
+        self.task: asyncio.Task | None = None
+        self.oldest_unacked_commit: float | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name=f"replicate-{self.address}")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+            self.task = None
+
+    def lag_seconds(self, now: float) -> float:
+        if self.match_lsn >= self.replication.db.last_lsn:
+            return 0.0
+        committed = self.replication.commit_time(self.match_lsn + 1)
+        return max(0.0, now - committed) if committed is not None else 0.0
+
+    async def _run(self) -> None:
+        rep = self.replication
+        node = rep.node
+        backoff = 0.05
+        while True:
+            peer = next((p for p in node.peers.values() if p.address == self.address), None)
+            if self.next_lsn is None:
+                self.next_lsn = (peer.last_lsn + 1) if (peer is not None and peer.last_ok is not None) else rep.db.last_lsn + 1
+            if self.confirmed and not self.syncing and self.next_lsn > rep.db.last_lsn:
+                await rep.wait_new_entries(self.next_lsn, timeout=node.heartbeat)
+                continue
+            try:
+                reply = await self._send_batch()
+            except asyncio.CancelledError:
+                raise
+            except PeerUnreachable as exc:
+                self.failures += 1
+                rep.stats.send_failures += 1
+                if self.failures in (1, 10) or self.failures % 100 == 0:
+                    log.info("replication: retrying node at %s (attempt %d): %s", self.address, self.failures, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(1.0, backoff * 2)
+                continue
+            backoff = 0.05
+            if self.failures:
+                log.info("replication: node at %s reachable again after %d failed attempts", self.address, self.failures)
+                self.failures = 0
+            if reply is None:
+                await asyncio.sleep(node.heartbeat)
+                continue
+            if not self._handle(reply):
+                return
+            if self.syncing:
+                await asyncio.sleep(min(1.0, node.heartbeat))
+
+    async def _send_batch(self) -> dict[str, Any] | None:
+        rep = self.replication
+        node = rep.node
+        db = rep.db
+        prev = self.next_lsn - 1
+        try:
+            entries = db.entries_after(prev, max_entries=BATCH_ENTRIES, max_bytes=BATCH_BYTES)
+            truncated = False
+        except LogTruncated:
+            entries, truncated = [], True
+        history = None if self.confirmed else db.term_history()
+        body = (
+            f'{{"leader_id":{node.node_id},"term":{node.term},"leader_url":"{node.url}",'
+            f'"prev_lsn":{prev},"prev_term":{db.term_at(prev) if not truncated else -1},'
+            f'"leader_last_lsn":{db.last_lsn},"leader_last_term":{db.last_term},"leader_first_lsn":{db.first_lsn},'
+            f'"history":{json.dumps(history) if history is not None else "null"},'
+            f'"entries":[{",".join(e.to_json() for e in entries)}]}}'
+        ).encode()
+        reply = await node.client.call("POST", self.url, "/cluster/replicate", body=body, timeout=max(5.0, 5 * node.heartbeat))
+        if reply.status != 200:
+            log.warning("replication: node at %s answered HTTP %d: %s", self.address, reply.status, reply.body[:200])
+            return None
+        rep.stats.batches_sent += 1
+        rep.stats.entries_sent += len(entries)
+        rep.stats.bytes_sent += len(body)
+        return reply.json()
+
+    def _handle(self, reply: dict[str, Any]) -> bool:
+        """Move the position by the follower's answer; False ends the stream (stale term)."""
+        rep = self.replication
+        node = rep.node
+        their_term = int(reply.get("term", 0))
+        applied = int(reply.get("applied_lsn", 0))
+        if their_term > node.term:
+            node.adopt_term(their_term, f"a follower at {self.address} is in term {their_term}")
+            return False
+        reason = reply.get("reason")
+        self.syncing = reason == "syncing"
+        # The follower's own word on what it holds: it can go down (after a resync) as well as up.
+        self.match_lsn = applied
+        self.next_lsn = applied + 1
+        if reply.get("success"):
+            self.confirmed = True
+            self.acked_at = time.monotonic()
+            rep.acknowledged(self.address, applied)
+        elif reason == "history_needed":
+            self.confirmed = False
+        return True
+
+
+class Replication:
+    """Both sides of replication for one node."""
+
+    def __init__(self, node: ClusterNode, db: Database):
+        self.node = node
+        self.db = db
+        self.stats = Stats()
+        self.streams: dict[str, FollowerStream] = {}
+        self.leading = False
+        self.in_sync = False
+        self.confirmed: tuple[int, int] | None = None  # (term, leader) whose history matches ours
+        self._new_entries = asyncio.Event()
+        self._quorum_waiters: list[tuple[int, asyncio.Future]] = []
+        self._commit_times: dict[int, float] = {}
+        self._sync_task: asyncio.Task | None = None
+        db.add_commit_listener(self._on_commit)
+
+    # --- leader side -----------------------------------------------------------------------
+
+    def _on_commit(self, lsn: int) -> None:
+        now = time.monotonic()
+        self._commit_times[lsn] = now
+        if len(self._commit_times) > 100_000:
+            for old in sorted(self._commit_times)[:50_000]:
+                del self._commit_times[old]
+        self._new_entries.set()
+        self._new_entries = asyncio.Event()
+        if self.leading and self.node.voters() == 1:
+            self._release_quorum_waiters()
+
+    def commit_time(self, lsn: int) -> float | None:
+        return self._commit_times.get(lsn)
+
+    async def wait_new_entries(self, after: int, timeout: float) -> None:
+        if self.db.last_lsn >= after:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._new_entries.wait(), timeout)
+
+    def start_leading(self) -> None:
+        self.leading = True
+        self.in_sync = True
+        self.members_changed()
+
+    async def stop_leading(self) -> None:
+        self.leading = False
+        streams, self.streams = list(self.streams.values()), {}
+        for stream in streams:
+            await stream.stop()
+        for _, future in self._quorum_waiters:
+            if not future.done():
+                future.set_result(False)
+        self._quorum_waiters = []
+
+    def members_changed(self) -> None:
+        """Keep one stream per listed peer while leading."""
+        if not self.leading:
+            return
+        wanted = {p.address: p.url for p in self.node.peers.values() if p.listed}
+        for address, url in wanted.items():
+            if address not in self.streams:
+                stream = FollowerStream(self, address, url)
+                self.streams[address] = stream
+                stream.start()
+        for address in list(self.streams):
+            if address not in wanted:
+                stream = self.streams.pop(address)
+                self.node.spawn(stream.stop(), f"stop-stream-{address}")
+
+    def term_changed(self) -> None:
+        self.confirmed = None
+        self.in_sync = False
+
+    def match_lsn(self, address: str) -> int | None:
+        stream = self.streams.get(address)
+        return None if stream is None else stream.match_lsn
+
+    def acknowledged(self, address: str, lsn: int) -> None:
+        self._release_quorum_waiters()
+
+    def _replicas_holding(self, lsn: int) -> int:
+        return 1 + sum(1 for s in self.streams.values() if s.match_lsn >= lsn)
+
+    def _release_quorum_waiters(self) -> None:
+        needed = self.node.voters() // 2 + 1
+        keep = []
+        for lsn, future in self._quorum_waiters:
+            if future.done():
+                continue
+            if self._replicas_holding(lsn) >= needed:
+                future.set_result(True)
+            else:
+                keep.append((lsn, future))
+        self._quorum_waiters = keep
+
+    async def wait_quorum(self, lsn: int, term: int, timeout: float) -> bool:
+        """True once a majority of the voters holds ``lsn`` while this node still leads ``term``."""
+        if not self.leading or self.node.term != term:
+            return False
+        if self._replicas_holding(lsn) >= self.node.voters() // 2 + 1:
+            return True
+        future = asyncio.get_running_loop().create_future()
+        self._quorum_waiters.append((lsn, future))
+        try:
+            held = await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            held = False
+        return bool(held) and self.node.term == term and self.leading
+
+    async def flush_to(self, address: str, timeout: float) -> bool:
+        """Wait until the follower at ``address`` holds every entry (planned handover, shutdown)."""
+        deadline = time.monotonic() + timeout
+        target = self.db.last_lsn
+        while time.monotonic() < deadline:
+            stream = self.streams.get(address)
+            if stream is not None and stream.match_lsn >= target:
+                return True
+            self._new_entries.set()
+            await asyncio.sleep(0.01)
+        return False
+
+    async def drain(self, timeout: float) -> dict[str, int]:
+        """Wait (bounded) until every reachable follower holds the last entry; report the lags left."""
+        deadline = time.monotonic() + timeout
+        target = self.db.last_lsn
+        while time.monotonic() < deadline:
+            behind = {a: target - s.match_lsn for a, s in self.streams.items() if s.match_lsn < target and s.failures == 0}
+            if not behind:
+                return {}
+            await asyncio.sleep(0.01)
+        return {a: target - s.match_lsn for a, s in self.streams.items() if s.match_lsn < target}
+
+    # --- follower side ---------------------------------------------------------------------
+
+    async def on_replicate(self, request: dict[str, Any]) -> dict[str, Any]:
+        node = self.node
+        try:
+            term = int(request["term"])
+            leader_id = int(request["leader_id"])
+            leader_url = str(request["leader_url"])
+            prev_lsn, prev_term = int(request["prev_lsn"]), int(request["prev_term"])
+            leader_last, leader_first = int(request["leader_last_lsn"]), int(request["leader_first_lsn"])
+            history = request.get("history")
+            raw_entries = request["entries"]
+            if not isinstance(raw_entries, list):
+                raise TypeError
+        except (KeyError, TypeError, ValueError):
+            raise InvalidInput(
+                "replicate needs term, leader_id, leader_url, prev_lsn, prev_term, leader_*_lsn, entries"
+            ) from None
+
+        def answer(success: bool, reason: str) -> dict[str, Any]:
+            return {"term": node.term, "success": success, "applied_lsn": self.db.last_lsn, "reason": reason}
+
+        if term < node.term:
+            return answer(False, "stale_term")
+        if term > node.term:
+            node.adopt_term(term, f"node {leader_id} leads term {term}")
+        if node.role.value == "leader":
+            return answer(False, "stale_term")
+        node.follow(leader_id, leader_url)
+        node.heard_from_leader = node.clock()
+        if node.syncing:
+            return answer(False, "syncing")
+        if self.confirmed != (term, leader_id):
+            if history is None:
+                return answer(False, "history_needed")
+            verdict = self._check_history(history, leader_last, leader_id, leader_url)
+            if verdict is not None:
+                return answer(False, verdict)
+            self.confirmed = (term, leader_id)
+        my_last = self.db.last_lsn
+        if my_last == 0 and leader_last > 0:
+            self._start_sync(leader_url, leader_id, f"this node is empty and the leader is at LSN {leader_last}")
+            return answer(False, "syncing")
+        if leader_first > my_last + 1 or leader_last - my_last > SYNC_LAG_ENTRIES:
+            self._start_sync(leader_url, leader_id, f"this node is at LSN {my_last}, the leader at {leader_last}")
+            return answer(False, "syncing")
+        if prev_lsn > my_last:
+            return answer(False, "gap")
+        if prev_lsn > 0 and prev_term >= 0 and self.db.term_at(prev_lsn) != prev_term:
+            self.confirmed = None
+            return answer(False, "history_needed")
+        try:
+            entries = [LogEntry.from_dict(item) for item in raw_entries]
+            result = self.db.apply(entries, sender_term=term, current_term=node.term)
+        except StaleTerm as exc:
+            log.warning("replication: refused entries from node %d: %s", leader_id, exc)
+            self.confirmed = None
+            return answer(False, "history_needed")
+        self.stats.entries_applied += result.applied
+        was_in_sync = self.in_sync
+        self.in_sync = result.applied_lsn >= leader_last
+        if self.in_sync and not was_in_sync:
+            log.info("sync: node %d caught up with leader %d at LSN %d", node.node_id, leader_id, result.applied_lsn)
+            node.record_event("sync", f"caught up with leader {leader_id} at LSN {result.applied_lsn}")
+        return answer(not result.gap, "gap" if result.gap else "applied")
+
+    def _check_history(self, history: Any, leader_last: int, source_id: int, source_url: str) -> str | None:
+        """None when our log is a prefix of the source's; else archive what diverged and resync."""
+        from talentnest.store.divergence import archive_divergent, divergence_point
+
+        theirs = [(int(t), int(s)) for t, s in history]
+        agreed = divergence_point(self.db.term_history(), self.db.last_lsn, theirs, leader_last)
+        if self.db.last_lsn <= agreed:
+            return None
+        self.stats.divergences += 1
+        path = archive_divergent(self.db, agreed, f"node {source_id} holds a different history after LSN {agreed}")
+        text = (
+            f"this node held entries {agreed + 1}-{self.db.last_lsn} that node {source_id} never had; "
+            f"archived them to {path} and resyncing"
+        )
+        log.warning("divergence: %s", text)
+        self.node.record_event("divergence", text)
+        self._start_sync(source_url, source_id, f"diverged after LSN {agreed}", force=True)
+        return "syncing"
+
+    def _start_sync(self, url: str, source_id: int, why: str, *, force: bool = False) -> None:
+        if self._sync_task is not None and not self._sync_task.done():
+            return
+        self.node.syncing = True
+        self._sync_task = self.node.spawn(self.sync_from(url, source_id, why), "sync")
+
+    async def sync_from(self, url: str, source_id: int, why: str) -> None:
+        """Install a snapshot of the node at ``url``, then continue from its LSN."""
+        from talentnest.store import snapshot
+
+        node = self.node
+        node.syncing = True
+        started = time.monotonic()
+        incoming = node.settings.data_dir / "incoming.snapshot"
+        log.info("sync: requesting a snapshot from node %d (%s): %s", source_id, url, why)
+        try:
+            async with node.client.stream(url, "/cluster/sync?format=binary", connect_timeout=5, read_timeout=30) as response:
+                if response.status != 200:
+                    raise SnapshotError(f"node {source_id} answered HTTP {response.status} to /cluster/sync")
+                compression = response.headers.get("X-Snapshot-Compression", "zstd")
+                sha256 = response.headers.get("X-Snapshot-Sha256")
+                size = 0
+                with open(incoming, "wb") as handle:
+                    async for chunk in response.content.iter_chunked(1 << 20):
+                        handle.write(chunk)
+                        size += len(chunk)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            prepared = await asyncio.to_thread(
+                snapshot.prepare_snapshot,
+                node.settings.data_dir,
+                incoming,
+                compression=compression,
+                expected_sha256=sha256,
+                max_schema_version=self.db.schema_version,
+            )
+            info = self.db.install_snapshot(prepared)
+            seconds = time.monotonic() - started
+            self.stats.syncs += 1
+            self.stats.sync_bytes += size
+            self.stats.sync_seconds += seconds
+            self.confirmed = None
+            text = (
+                f"installed a snapshot from node {source_id} at LSN {info.lsn} (term {info.term}): "
+                f"{size / 1e6:.1f} MB sent, {info.raw_bytes / 1e6:.1f} MB database, in {seconds:.2f} s"
+            )
+            log.info("sync: %s", text)
+            node.record_event("sync", text)
+        except (PeerUnreachable, SnapshotError, OSError) as exc:
+            log.warning("sync: from node %d failed: %s; will retry", source_id, exc)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                Path(incoming).unlink()
+            node.syncing = False
+            node.wake()
+
+    async def catch_up_from(self, url: str, source_id: int, why: str) -> None:
+        """Before leading: pull what a peer holds beyond our log (from its log, or its snapshot)."""
+        node = self.node
+        if node.syncing:
+            return
+        node.syncing = True
+        log.info("sync: catching up from node %d before leading: %s", source_id, why)
+        start_lsn = self.db.last_lsn
+        try:
+            checked = False
+            while True:
+                target = f"/cluster/log?after={self.db.last_lsn}&limit={BATCH_ENTRIES}"
+                reply = await node.client.call("GET", url, target, timeout=max(5.0, 5 * node.heartbeat))
+                if reply.status == 410:
+                    node.syncing = False
+                    await self.sync_from(url, source_id, "its log no longer holds our position")
+                    return
+                if reply.status != 200:
+                    raise PeerUnreachable(f"node {source_id} answered HTTP {reply.status} to /cluster/log")
+                page = reply.json()
+                if not checked:
+                    checked = True
+                    if self._check_history(page["history"], int(page["last_lsn"]), source_id, url) is not None:
+                        return
+                entries = [LogEntry.from_dict(item) for item in page["entries"]]
+                if not entries:
+                    break
+                result = self.db.apply(entries)
+                self.stats.entries_applied += result.applied
+                if result.applied_lsn >= int(page["last_lsn"]):
+                    break
+            log.info(
+                "sync: caught up from node %d: LSN %d -> %d (%d entries)",
+                source_id,
+                start_lsn,
+                self.db.last_lsn,
+                self.db.last_lsn - start_lsn,
+            )
+        except (PeerUnreachable, InvalidInput, StaleTerm, ValueError, KeyError) as exc:
+            log.warning("sync: catching up from node %d failed: %s", source_id, exc)
+        finally:
+            if self._sync_task is None or self._sync_task.done():
+                node.syncing = False
+            node.wake()
+
+    # --- serving ---------------------------------------------------------------------------
+
+    def log_page(self, after: int, limit: int) -> str:
+        entries = self.db.entries_after(after, max_entries=limit, max_bytes=BATCH_BYTES)
+        return (
+            f'{{"last_lsn":{self.db.last_lsn},"last_term":{self.db.last_term},"first_lsn":{self.db.first_lsn},'
+            f'"history":{json.dumps(self.db.term_history())},"entries":[{",".join(e.to_json() for e in entries)}]}}'
+        )
+
+    def status(self) -> dict[str, Any]:
+        now = time.monotonic()
+        followers = {
+            address: {
+                "match_lsn": s.match_lsn,
+                "lag": max(0, self.db.last_lsn - s.match_lsn),
+                "lag_seconds": round(s.lag_seconds(now), 3),
+                "failures": s.failures,
+                "syncing": s.syncing,
+            }
+            for address, s in self.streams.items()
+        }
+        return {
+            "in_sync": self.in_sync,
+            "followers": followers,
+            "entries_sent": self.stats.entries_sent,
+            "entries_applied": self.stats.entries_applied,
+            "syncs": self.stats.syncs,
+        }

@@ -1,0 +1,110 @@
+"""Value types of the cluster: roles, what a node knows of its peers, and election decisions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    LEADER = "leader"
+    FOLLOWER = "follower"
+    CANDIDATE = "candidate"
+
+
+class Action(StrEnum):
+    NONE = "none"
+    CAMPAIGN = "campaign"
+    CATCH_UP = "catch_up"
+    STEP_DOWN = "step_down"
+    HANDOVER = "handover"
+
+
+@dataclass(frozen=True)
+class PeerView:
+    """One other member as this node sees it at one instant."""
+
+    id: int
+    url: str
+    listed: bool  # in the current DNS answer (or PEERS)
+    alive: bool  # answered recently and did not refuse since
+    term: int = 0
+    role: str = Role.FOLLOWER
+    leader_id: int | None = None
+    last_lsn: int = 0
+    last_term: int = 0
+    ready: bool = False
+    alive_for: float = 0.0  # seconds it has been answering without a miss
+
+    @property
+    def log_position(self) -> tuple[int, int]:
+        return (self.last_term, self.last_lsn)
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """Everything ``elect`` needs: this node's state and its peers, no I/O behind it."""
+
+    self_id: int
+    role: Role
+    term: int
+    leader_id: int | None
+    last_lsn: int
+    last_term: int
+    peers: tuple[PeerView, ...] = ()
+    voters: int = 1  # members whose majority is needed (listed members, or CLUSTER_SIZE)
+    leader_alive: bool = False  # a follower has heard from its leader recently
+    lease_valid: bool = False  # a leader has heard from a majority within the lease
+    syncing: bool = False
+    discovering: bool = False  # just started: peers not probed yet
+    periodic: bool = False  # this cycle is the periodic election (every ELECTION_INTERVAL)
+    handover_settle: float = 2.0  # seconds a higher-ID peer must have been alive before a handover
+
+    @property
+    def log_position(self) -> tuple[int, int]:
+        return (self.last_term, self.last_lsn)
+
+    @property
+    def alive_peers(self) -> list[PeerView]:
+        return [p for p in self.peers if p.alive]
+
+    @property
+    def reachable(self) -> int:
+        """Members this node reaches, itself included (only listed peers count)."""
+        return 1 + sum(1 for p in self.peers if p.alive and p.listed)
+
+    @property
+    def has_majority(self) -> bool:
+        return self.reachable > self.voters // 2
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the election cycle decided, and why, in words (logged and asserted in tests)."""
+
+    action: Action
+    reason: str
+    target: int | None = None
+
+
+@dataclass
+class PeerState:
+    """Mutable tracking of one peer by the membership loop."""
+
+    id: int
+    address: str
+    url: str
+    listed: bool = True
+    last_ok: float | None = None  # monotonic time of the last good answer
+    alive_since: float | None = None
+    last_attempt: float | None = None
+    refused: bool = False  # the last attempt found nobody listening
+    first_seen: float = 0.0
+    term: int = 0
+    role: str = Role.FOLLOWER
+    leader_id: int | None = None
+    last_lsn: int = 0
+    last_term: int = 0
+    ready: bool = False
+    lease_ack: float | None = None  # send time of the newest probe it answered (for the leader's lease)
+    info: dict = field(default_factory=dict)
