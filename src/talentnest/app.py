@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match
 
 from talentnest import __version__, api, http_errors
 from talentnest.cluster import api as cluster_api
@@ -48,14 +48,11 @@ def build_product(settings: Settings, db: Database) -> api.Product:
     )
 
 
-def write_classifier(app: FastAPI) -> Callable[[dict], bool]:
-    """``is_write(scope)`` from the routes' declarative write marks (built on first use)."""
-    write_routes: list[APIRoute] | None = None
+def write_classifier(routes: Sequence[BaseRoute]) -> Callable[[dict], bool]:
+    """``is_write(scope)`` from the routes' declarative write marks."""
+    write_routes = [r for r in routes if isinstance(r, APIRoute) and api.route_writes(r)]
 
     def is_write(scope: dict) -> bool:
-        nonlocal write_routes
-        if write_routes is None:
-            write_routes = [r for r in app.routes if isinstance(r, APIRoute) and api.route_writes(r)]
         return any(route.matches(scope)[0] == Match.FULL for route in write_routes)
 
     return is_write
@@ -109,6 +106,6 @@ def create_app(settings: Settings, *, context: NodeContext | None = None) -> Fas
         return JSONResponse({"ready": ready, "reason": reason, "node_id": node.node_id}, status_code=200 if ready else 503)
 
     app.router.routes.extend(cluster_api.build_routes(node))
-    app.add_middleware(ClusterMiddleware, coordinator=node, db=db, is_write=write_classifier(app), key=node.key)
+    app.add_middleware(ClusterMiddleware, coordinator=node, db=db, is_write=write_classifier(api.router.routes), key=node.key)
     app.add_middleware(BodyLimit)
     return app

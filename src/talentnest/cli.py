@@ -53,6 +53,21 @@ class NodeServer(uvicorn.Server):
             super().handle_exit(sig, frame)
 
 
+def _check_port(settings: Settings) -> None:
+    import socket
+
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((settings.host, settings.port))
+        except OSError as exc:
+            raise ConfigError(
+                f"PORT {settings.port} on HOST {settings.host} cannot be used: {exc.strerror or exc} "
+                "(another process listens there, or the address is not on this machine)"
+            ) from None
+
+
 def run_node(environ=None) -> int:
     """Start one node from the environment; a bad setting stops it with one line naming it."""
     from talentnest import logs
@@ -61,6 +76,7 @@ def run_node(environ=None) -> int:
     try:
         settings = Settings.from_env(environ)
         _check_data_dir(settings)
+        _check_port(settings)
     except ConfigError as exc:
         print(f"talentnest: configuration error: {exc}", file=sys.stderr)
         return 2

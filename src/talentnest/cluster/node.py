@@ -246,11 +246,11 @@ class ClusterNode:
         peer.lease_ack = sent
         self.observe(info, peer=peer)
 
-    def _mark_refused(self, peer: PeerState) -> None:
+    def _mark_refused(self, peer: PeerState, why: str = "refused the connection") -> None:
         first = not peer.refused
         peer.refused = True
         if first and peer.alive_since is not None:
-            self._mark_down(peer, "refused the connection")
+            self._mark_down(peer, why)
 
     def _mark_down(self, peer: PeerState, why: str) -> None:
         peer.alive_since = None
@@ -276,6 +276,7 @@ class ClusterNode:
             "last_lsn": self.db.last_lsn,
             "last_term": self.db.last_term,
             "ready": self.ready,
+            "leaving": self.stopping,
         }
 
     def _peer_for(self, info: dict[str, Any]) -> PeerState | None:
@@ -292,6 +293,10 @@ class ClusterNode:
         try:
             their_id, their_term = int(info["id"]), int(info["term"])
         except (KeyError, TypeError, ValueError):
+            return
+        if peer is not None and info.get("leaving"):
+            # It is shutting down: neither a leader to follow nor one to wait for.
+            self._mark_refused(peer, "is shutting down")
             return
         if peer is not None:
             if peer.alive_since is None or peer.refused:
@@ -630,8 +635,7 @@ class ClusterNode:
         """A peer says it is shutting down: treat it as gone now rather than after missed beats."""
         peer = self._peer_for(request)
         if peer is not None:
-            peer.refused = True
-            self._mark_down(peer, "is shutting down")
+            self._mark_refused(peer, "is shutting down")
 
     # --- what the HTTP layer asks ----------------------------------------------------------
 
@@ -666,12 +670,15 @@ class ClusterNode:
                 log.warning("shutdown: followers still behind after %.0f s: %s", drain_timeout, lags)
             else:
                 log.info("shutdown: every reachable follower holds LSN %d", self.db.last_lsn)
+            self._become_follower(None, "stepped down to shut down")
         peers = [p for p in self.peers.values() if p.listed and self._alive(p, self.clock())]
         if peers and self.client is not None:
 
             async def tell(peer: PeerState) -> None:
-                with contextlib.suppress(PeerUnreachable):
+                try:
                     await self.client.call_json("POST", peer.url, "/cluster/leave", self.self_info(), timeout=0.5)
+                except PeerUnreachable as exc:
+                    log.info("shutdown: could not tell node %d: %s", peer.id, exc)
 
             await asyncio.gather(*(tell(p) for p in peers))
         log.info("shutdown: node %d leaves the cluster", self.node_id)

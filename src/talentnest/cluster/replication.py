@@ -423,7 +423,7 @@ class Replication:
                 expected_sha256=sha256,
                 max_schema_version=self.db.schema_version,
             )
-            info = self.db.install_snapshot(prepared)
+            info = snapshot.install_snapshot(self.db, prepared)
             seconds = time.monotonic() - started
             self.stats.syncs += 1
             self.stats.sync_bytes += size

@@ -37,7 +37,10 @@ def archive_divergent(db, after_lsn: int, reason: str) -> Path:
     directory.mkdir(exist_ok=True)
     path = directory / f"divergent-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-lsn{after_lsn + 1}-{db.last_lsn}.jsonl"
     with open(path, "w") as handle:
-        handle.write(json.dumps({"reason": reason, "from_lsn": after_lsn + 1, "to_lsn": db.last_lsn, "at": iso_from_epoch(time.time())}) + "\n")
+        handle.write(
+            json.dumps({"reason": reason, "from_lsn": after_lsn + 1, "to_lsn": db.last_lsn, "at": iso_from_epoch(time.time())})
+            + "\n"
+        )
         for entry in db.entries_after(max(after_lsn, db.first_lsn - 1), max_entries=10**9, max_bytes=2**62):
             handle.write(entry.to_json() + "\n")
         handle.flush()
