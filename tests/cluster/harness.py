@@ -33,7 +33,7 @@ import pytest
 from talentnest.cluster.auth import HEADER as SIGNATURE_HEADER
 from talentnest.cluster.auth import cluster_key, sign
 from talentnest.launcher.probe import agreed_leader, disagreement
-from talentnest.launcher.supervisor import ClusterConfig, LocalCluster, parse_subnet
+from talentnest.launcher.supervisor import ClusterConfig, LocalCluster, is_alive, parse_subnet
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_SUBNET = parse_subnet(os.environ.get("TN_TEST_SUBNET", "127.0.2"))
@@ -146,7 +146,7 @@ class Firewall:
         if reason is not None:
             pytest.skip(reason)
         for chain, pid in self._STALE.findall(self._iptables("-S").stdout):
-            if int(pid) != os.getpid() and not _is_alive(int(pid)):
+            if int(pid) != os.getpid() and not is_alive(int(pid)):
                 self._remove_chain(chain)
         self._remove_chain(self.chain)
         self._iptables("-N", self.chain)
@@ -189,16 +189,6 @@ class Firewall:
             self._remove_chain(self.chain)
             self._is_set_up = False
         self._pairs.clear()
-
-
-def _is_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # --- nodes ----------------------------------------------------------------------------------------

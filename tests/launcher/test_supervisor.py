@@ -178,6 +178,7 @@ def test_preflight_names_a_taken_published_port_and_the_option(fake_config):
     if not TEST_PUBLISH_BASE:
         pytest.skip("TN_TEST_PUBLISH_BASE=0: nothing is published")
     with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the launcher binds; TIME_WAIT is not "taken"
         holder.bind(("127.0.0.1", TEST_PUBLISH_BASE + 2))
         holder.listen()
         with pytest.raises(PortInUse, match=rf"port {TEST_PUBLISH_BASE + 2} on 127.0.0.1 is in use .*--publish-base"):
@@ -186,6 +187,7 @@ def test_preflight_names_a_taken_published_port_and_the_option(fake_config):
 
 def test_preflight_names_a_taken_node_address_and_the_option(fake_config):
     with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the launcher binds; TIME_WAIT is not "taken"
         holder.bind((f"{TEST_SUBNET}.1", 3000))
         holder.listen()
         with pytest.raises(PortInUse, match=r"port 3000 .* is in use \(backend-1's address\).*--subnet"):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Mapping
-
-import aiohttp
+from urllib.parse import urlsplit
 
 STATUS_TIMEOUT = 2.0
+# A status of a few hundred nodes fits easily; more is not a status answer.
+_MAX_RESPONSE = 4 * 1024 * 1024
 
 # name -> the node's /cluster/status JSON, or None when it did not answer.
 Statuses = Mapping[str, dict | None]
@@ -45,24 +47,40 @@ def disagreement(statuses: Statuses) -> str:
     return "; ".join(parts)
 
 
-async def fetch_status(session: aiohttp.ClientSession, base_url: str, timeout: float = STATUS_TIMEOUT) -> dict | None:
-    """The node's ``/cluster/status``, or None if it does not answer with JSON within ``timeout``."""
+async def _get_json(url: str) -> object:
+    """GET ``url`` with a bare HTTP/1.0 request (no chunking, the server closes); the JSON body, or ValueError."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
     try:
-        async with session.get(f"{base_url}/cluster/status", timeout=aiohttp.ClientTimeout(total=timeout)) as response:
-            if response.status != 200:
-                return None
-            status = await response.json(content_type=None)
-            return status if isinstance(status, dict) else None
-    except (aiohttp.ClientError, TimeoutError, ValueError):
+        target = parts.path or "/"
+        writer.write(f"GET {target} HTTP/1.0\r\nHost: {parts.netloc}\r\nAccept: application/json\r\n\r\n".encode())
+        await writer.drain()
+        response = b""
+        while chunk := await reader.read(65536):
+            response += chunk
+            if len(response) > _MAX_RESPONSE:
+                raise ValueError(f"{url} answered more than {_MAX_RESPONSE} bytes")
+    finally:
+        writer.close()
+    head, _, body = response.partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0].split()
+    if len(status_line) < 2 or status_line[1] != b"200":
+        raise ValueError(f"{url} answered {status_line[1:2]}")
+    return json.loads(body)
+
+
+async def fetch_status(base_url: str, timeout: float = STATUS_TIMEOUT) -> dict | None:
+    """The node's ``/cluster/status``, or None if it does not answer 200 with a JSON object within ``timeout``."""
+    try:
+        status = await asyncio.wait_for(_get_json(f"{base_url}/cluster/status"), timeout)
+    except (OSError, TimeoutError, ValueError):
         return None
+    return status if isinstance(status, dict) else None
 
 
 async def fetch_all(urls: Mapping[str, str], timeout: float = STATUS_TIMEOUT) -> dict[str, dict | None]:
     """``/cluster/status`` from every node at once (name -> URL), None for those that do not answer."""
-    if not urls:
-        return {}
-    async with aiohttp.ClientSession() as session:
-        results = await asyncio.gather(*(fetch_status(session, url, timeout) for url in urls.values()))
+    results = await asyncio.gather(*(fetch_status(url, timeout) for url in urls.values()))
     return dict(zip(urls, results, strict=True))
 
 

@@ -577,15 +577,30 @@ def _describe_exit(code: int) -> str:
     return f"exit code {code}"
 
 
+def is_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs; a zombie (exited, not yet reaped by its parent) does not."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            state = stat.read().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        # No /proc (macOS): kill() said it exists. On Linux: it was reaped in between.
+        return not sys.platform.startswith("linux")
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
+
+
 def wait_for_exit(pid: int, timeout: float) -> bool:
     """Poll until process ``pid`` is gone; True if it went within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            pass
+    while is_alive(pid):
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.05)
-    return False
+    return True
