@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+
 import dns.resolver
 import pytest
 
@@ -49,3 +52,18 @@ async def eventually(condition, *, timeout: float = 30.0, what: str, interval: f
             return last
         await asyncio.sleep(interval)
     pytest.fail(f"timed out after {timeout:g} s waiting for {what} (last: {last!r})", pytrace=False)
+
+
+@contextlib.contextmanager
+def holding(host: str, port: int):
+    """Another program's listening socket on ``host:port`` for the duration of the block."""
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the launcher binds: TIME_WAIT is not "taken"
+        holder.bind((host, port))
+        holder.listen()
+        yield
+
+
+def needs_published_ports() -> None:
+    if not TEST_PUBLISH_BASE:
+        pytest.skip("TN_TEST_PUBLISH_BASE=0: nothing is published")

@@ -6,7 +6,6 @@ import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 
@@ -16,7 +15,7 @@ from talentnest.launcher import _control
 from talentnest.launcher.cli import NODE_COMMAND_VARIABLE
 from talentnest.launcher.supervisor import is_alive
 from tests.cluster.harness import FAKE_NODE_COMMAND, ROOT, TEST_PUBLISH_BASE, TEST_SUBNET, wait_until
-from tests.launcher.conftest import resolve
+from tests.launcher.conftest import holding, needs_published_ports, resolve
 
 pytestmark = pytest.mark.cluster
 
@@ -145,12 +144,8 @@ def test_errors_are_clear(state_dir):
 
 
 def test_a_taken_port_is_named_with_the_way_out(state_dir):
-    if not TEST_PUBLISH_BASE:
-        pytest.skip("TN_TEST_PUBLISH_BASE=0: nothing is published")
-    with socket.socket() as holder:
-        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the launcher binds; TIME_WAIT is not "taken"
-        holder.bind(("127.0.0.1", TEST_PUBLISH_BASE + 1))
-        holder.listen()
+    needs_published_ports()
+    with holding("127.0.0.1", TEST_PUBLISH_BASE + 1):
         result = talentnest("up", "--detach", "--dir", str(state_dir), *LAYOUT)
     assert result.returncode == 1
     assert f"port {TEST_PUBLISH_BASE + 1} on 127.0.0.1 is in use (publishing backend-1)" in result.stderr

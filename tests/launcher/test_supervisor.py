@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import stat
 
 import dns.resolver
@@ -14,7 +13,7 @@ from talentnest.launcher import probe
 from talentnest.launcher.errors import AddressUnavailable, LaunchError, PortInUse, UnknownNode
 from talentnest.launcher.supervisor import LocalCluster, check_bindable, load_secret, parse_subnet
 from tests.cluster.harness import TEST_PUBLISH_BASE, TEST_SUBNET
-from tests.launcher.conftest import eventually, resolve
+from tests.launcher.conftest import eventually, holding, needs_published_ports, resolve
 
 pytestmark = pytest.mark.cluster
 
@@ -108,8 +107,7 @@ async def test_add_takes_the_next_address_and_publishes_it(cluster):
 
 
 async def test_published_port_reaches_the_node(cluster):
-    if not TEST_PUBLISH_BASE:
-        pytest.skip("TN_TEST_PUBLISH_BASE=0: nothing is published")
+    needs_published_ports()
     await wait_leader(cluster)
     statuses = await probe.fetch_all({"published": f"http://127.0.0.1:{TEST_PUBLISH_BASE + 2}"})
     assert statuses["published"]["current_node_id"] == cluster.node("backend-2").node_id
@@ -175,23 +173,16 @@ def test_unknown_node_names_the_known_ones(fake_config):
 
 
 def test_preflight_names_a_taken_published_port_and_the_option(fake_config):
-    if not TEST_PUBLISH_BASE:
-        pytest.skip("TN_TEST_PUBLISH_BASE=0: nothing is published")
-    with socket.socket() as holder:
-        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the launcher binds; TIME_WAIT is not "taken"
-        holder.bind(("127.0.0.1", TEST_PUBLISH_BASE + 2))
-        holder.listen()
-        with pytest.raises(PortInUse, match=rf"port {TEST_PUBLISH_BASE + 2} on 127.0.0.1 is in use .*--publish-base"):
-            LocalCluster(fake_config()).preflight(3)
+    needs_published_ports()
+    taken = rf"port {TEST_PUBLISH_BASE + 2} on 127.0.0.1 is in use .*--publish-base"
+    with holding("127.0.0.1", TEST_PUBLISH_BASE + 2), pytest.raises(PortInUse, match=taken):
+        LocalCluster(fake_config()).preflight(3)
 
 
 def test_preflight_names_a_taken_node_address_and_the_option(fake_config):
-    with socket.socket() as holder:
-        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the launcher binds; TIME_WAIT is not "taken"
-        holder.bind((f"{TEST_SUBNET}.1", 3000))
-        holder.listen()
-        with pytest.raises(PortInUse, match=r"port 3000 .* is in use \(backend-1's address\).*--subnet"):
-            LocalCluster(fake_config()).preflight(3)
+    taken = r"port 3000 .* is in use \(backend-1's address\).*--subnet"
+    with holding(f"{TEST_SUBNET}.1", 3000), pytest.raises(PortInUse, match=taken):
+        LocalCluster(fake_config()).preflight(3)
 
 
 def test_an_address_this_machine_does_not_have_is_explained():
