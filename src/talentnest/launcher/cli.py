@@ -229,7 +229,7 @@ async def _run_supervisor(args: argparse.Namespace, out: Console, *, interactive
             await _await_leader(cluster.info, args.timeout, out, stop)
             if not stop.is_set():
                 info = cluster.info()
-                out.print(render.status_view(info, await probe.fetch_all(render.probe_urls(info["nodes"]))))
+                out.print(render.status_view(info, await probe.fetch_all(render.probe_urls(info["nodes"])), out.width))
                 out.print("[bold]Ctrl-C[/] stops the cluster. Role changes are shown below as they happen.")
         if started and not stop.is_set():
             watcher = asyncio.create_task(_stream_changes(cluster, emit))
@@ -347,14 +347,14 @@ def _status(args: argparse.Namespace) -> int:
 def _print_status(state_dir: Path) -> None:
     info = _control.request(state_dir, "info")
     statuses = asyncio.run(probe.fetch_all(render.probe_urls(info["nodes"])))
-    console.print(render.status_view(info, statuses))
+    console.print(render.status_view(info, statuses, console.width))
 
 
 def _watch(args: argparse.Namespace) -> int:
     def view():
         info = _control.request(args.dir, "info")
         statuses = asyncio.run(probe.fetch_all(render.probe_urls(info["nodes"])))
-        return render.status_view(info, statuses)
+        return render.status_view(info, statuses, console.width)
 
     try:
         with Live(view(), console=console, auto_refresh=False) as live:

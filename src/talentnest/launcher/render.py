@@ -36,17 +36,27 @@ def _role_cell(node: Mapping, status: dict | None) -> Text:
         role = str(status.get("current_role"))
         return Text(role, style=_ROLE_STYLES.get(role, ""))
     if node["state"] == "exited" and node.get("exit_code") is not None:
-        return Text(f"down (exited {node['exit_code']})", style="bold red")
+        return Text(f"down (exit {node['exit_code']})", style="bold red")
     if node["state"] in ("stopped", "paused", "created"):
         return Text(f"down ({node['state']})", style="red")
-    return Text("down (no answer)", style="bold red")
+    return Text("down (no reply)", style="bold red")
 
 
-def status_table(info: Mapping, statuses: Statuses) -> Table:
+# Below this many columns the table drops the URLs' "http://", its lines and extra padding, to fit 80.
+COMPACT_WIDTH = 100
+
+
+def status_table(info: Mapping, statuses: Statuses, width: int = COMPACT_WIDTH) -> Table:
     nodes = info["nodes"]
     names = _names_by_id(nodes)
+    compact = width < COMPACT_WIDTH
     table = Table(
-        title=f"Talent Nest cluster ({info['service_name']})", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD
+        title=f"Talent Nest cluster ({info['service_name']})",
+        title_justify="left",
+        header_style="bold",
+        box=None if compact else box.SIMPLE_HEAD,
+        collapse_padding=compact,
+        pad_edge=not compact,
     )
     for column in ("NAME", "URL", "ADDRESS", "ID", "ROLE", "LEADER", "TERM", "LSN"):
         table.add_column(column, justify="right" if column in ("ID", "TERM", "LSN") else "left", no_wrap=True)
@@ -55,7 +65,7 @@ def status_table(info: Mapping, statuses: Statuses) -> Table:
         leader_id = status.get("leader_id")
         table.add_row(
             node["name"],
-            node["url"] or "(not published)",
+            (node["url"].removeprefix("http://") if compact else node["url"]) if node["url"] else "-",
             f"{node['address']}:{node['port']}",
             str(node["id"]),
             _role_cell(node, statuses.get(node["name"])),
@@ -75,12 +85,12 @@ def footer(info: Mapping) -> Text:
     text.append("Data  ", style="bold")
     text.append(f"{state_dir}/<name>/data/\n")
     text.append("DNS   ", style="bold")
-    text.append(f"{info['service_name']} on {info['dns']}   (dig @{dns_host} -p {dns_port} {info['service_name']})")
+    text.append(f"dig @{dns_host} -p {dns_port} {info['service_name']}   (the nodes' DNS_SERVER)")
     return text
 
 
-def status_view(info: Mapping, statuses: Statuses) -> Group:
-    return Group(status_table(info, statuses), footer(info))
+def status_view(info: Mapping, statuses: Statuses, width: int = COMPACT_WIDTH) -> Group:
+    return Group(status_table(info, statuses, width), Text(""), footer(info))
 
 
 def change_line(name: str, node_id: int, status: dict | None, nodes: Sequence[Mapping]) -> str:
