@@ -258,7 +258,9 @@ class Node:
     def stop(self, *, graceful: bool = True, timeout: float | None = None) -> int | None:
         """SIGTERM (``docker stop``, SIGKILL after ``timeout``) or, if not graceful, SIGKILL; waits for the exit.
 
-        Returns the exit code (negative: the signal that ended it). The node leaves DNS at once.
+        Returns the exit code, negative for the signal that ended it: -9 after SIGKILL, and -15 after a
+        clean SIGTERM shutdown of the real node (uvicorn re-raises the signal once it has shut down).
+        The node leaves DNS as soon as its process is gone.
         """
         if graceful:
             self.cluster._run(self.cluster._local.stop_node(self.name, timeout))

@@ -141,6 +141,19 @@ def test_errors_are_clear(state_dir):
     assert again.returncode == 1 and "already running" in again.stderr
     bad = talentnest("up", "--subnet", "10.1.2", *where)
     assert bad.returncode == 1 and "loopback" in bad.stderr
+    reserved = talentnest("up", "--env", "PORT=4000", *where)
+    assert reserved.returncode == 1 and "--env PORT is set by the launcher for each node; use --port" in reserved.stderr
+
+
+def test_nodes_do_not_outlive_a_killed_supervisor(state_dir):
+    where = ["--dir", str(state_dir)]
+    _ok(talentnest("up", "--detach", "--nodes", "2", *where, *LAYOUT))
+    info = _control.request(state_dir, "info")
+    os.kill(info["supervisor_pid"], signal.SIGKILL)
+    for node in info["nodes"]:
+        wait_until(lambda pid=node["pid"]: not is_alive(pid), timeout=30, what=f"{node['name']} to exit with its supervisor")
+    # The stale control socket does not block the next `up`.
+    _ok(talentnest("up", "--detach", "--nodes", "2", *where, *LAYOUT))
 
 
 def test_a_taken_port_is_named_with_the_way_out(state_dir):

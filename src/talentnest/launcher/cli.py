@@ -125,10 +125,18 @@ def add_parser(subparsers) -> None:
     down.add_argument("--purge", action="store_true", help="also delete the state directory (data, logs, secret)")
 
 
+# Set by the launcher for each node; changing them through --env would break DNS, ports or data.
+_LAUNCHER_VARIABLES = {"HOST": "--subnet", "PORT": "--port", "DNS_SERVER": None, "DATA_DIR": "--dir", "SERVICE_NAME": None}
+
+
 def _config(args: argparse.Namespace) -> ClusterConfig:
     command = os.environ.get(NODE_COMMAND_VARIABLE)
     if args.nodes < 1 or args.nodes > 253:
         raise LaunchError(f"--nodes must be 1-253, got {args.nodes}")
+    for key, _ in args.env:
+        if key in _LAUNCHER_VARIABLES:
+            option = _LAUNCHER_VARIABLES[key]
+            raise LaunchError(f"--env {key} is set by the launcher for each node" + (f"; use {option}" if option else ""))
     return ClusterConfig(
         state_dir=args.dir,
         subnet=parse_subnet(args.subnet),
