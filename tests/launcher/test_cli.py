@@ -199,13 +199,6 @@ def test_foreground_up_streams_changes_and_stops_cleanly_on_ctrl_c(state_dir):
     assert not any(is_alive(pid) for pid in pids)
 
 
-def test_down_purge_removes_the_state_directory(state_dir):
-    where = ["--dir", str(state_dir)]
-    _ok(talentnest("up", "--detach", "--nodes", "1", *where, *LAYOUT))
-    _ok(talentnest("down", "--purge", *where))
-    assert not state_dir.exists()
-
-
 def test_purge_refuses_a_directory_that_is_not_a_cluster(tmp_path):
     (tmp_path / "precious.txt").write_text("keep me")
     result = talentnest("down", "--purge", "--dir", str(tmp_path))
@@ -213,10 +206,12 @@ def test_purge_refuses_a_directory_that_is_not_a_cluster(tmp_path):
     assert (tmp_path / "precious.txt").exists()
 
 
-def test_secret_survives_down_and_up(state_dir):
+def test_secret_survives_down_and_up_and_purge_removes_everything(state_dir):
     where = ["--dir", str(state_dir)]
     _ok(talentnest("up", "--detach", "--nodes", "1", *where, *LAYOUT))
     secret = (state_dir / "jwt_secret").read_text()
     _ok(talentnest("down", *where))
     _ok(talentnest("up", "--detach", "--nodes", "1", *where, *LAYOUT))
     assert (state_dir / "jwt_secret").read_text() == secret
+    _ok(talentnest("down", "--purge", *where))
+    assert not state_dir.exists()
