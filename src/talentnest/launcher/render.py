@@ -1,0 +1,111 @@
+"""What the cluster commands print: the status table, its footer, and one-line role-change events."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from talentnest.launcher.probe import Statuses
+
+_ROLE_STYLES = {"leader": "bold green", "follower": "cyan", "candidate": "yellow"}
+
+
+def probe_urls(nodes: Sequence[Mapping]) -> dict[str, str]:
+    """name -> the URL a user would curl (the published port, or the internal address if unpublished)."""
+    return {node["name"]: node["url"] or node["internal_url"] for node in nodes if node["state"] in ("running", "paused")}
+
+
+def _names_by_id(nodes: Sequence[Mapping]) -> dict[int, str]:
+    return {node["id"]: node["name"] for node in nodes}
+
+
+def describe_leader(leader_id: int | None, nodes: Sequence[Mapping]) -> str:
+    if leader_id is None:
+        return "none"
+    name = _names_by_id(nodes).get(leader_id)
+    return f"{name} ({leader_id})" if name else str(leader_id)
+
+
+def _role_cell(node: Mapping, status: dict | None) -> Text:
+    """The node's own answer, or why there is none: a node that does not answer shows as down."""
+    if status is not None:
+        role = str(status.get("current_role"))
+        return Text(role, style=_ROLE_STYLES.get(role, ""))
+    if node["state"] == "exited" and node.get("exit_code") is not None:
+        return Text(f"down (exit {node['exit_code']})", style="bold red")
+    if node["state"] in ("stopped", "paused", "created"):
+        return Text(f"down ({node['state']})", style="red")
+    return Text("down (no reply)", style="bold red")
+
+
+# Below this many columns the table drops the URLs' "http://", its lines and extra padding, to fit 80.
+COMPACT_WIDTH = 100
+
+
+def status_table(info: Mapping, statuses: Statuses, width: int = COMPACT_WIDTH) -> Table:
+    nodes = info["nodes"]
+    names = _names_by_id(nodes)
+    compact = width < COMPACT_WIDTH
+    table = Table(
+        title=f"Talent Nest cluster ({info['service_name']})",
+        title_justify="left",
+        header_style="bold",
+        box=None if compact else box.SIMPLE_HEAD,
+        collapse_padding=compact,
+        pad_edge=not compact,
+    )
+    for column in ("NAME", "URL", "ADDRESS", "ID", "ROLE", "LEADER", "TERM", "LSN"):
+        table.add_column(column, justify="right" if column in ("ID", "TERM", "LSN") else "left", no_wrap=True)
+    for node in nodes:
+        status = statuses.get(node["name"]) or {}
+        leader_id = status.get("leader_id")
+        table.add_row(
+            node["name"],
+            (node["url"].removeprefix("http://") if compact else node["url"]) if node["url"] else "-",
+            f"{node['address']}:{node['port']}",
+            str(node["id"]),
+            _role_cell(node, statuses.get(node["name"])),
+            names.get(leader_id, str(leader_id)) if leader_id is not None else ("none" if status else ""),
+            str(status.get("term", "")),
+            str(status.get("applied_lsn", "")),
+        )
+    return table
+
+
+def footer(info: Mapping) -> Text:
+    state_dir = info["state_dir"]
+    dns_host, _, dns_port = info["dns"].partition(":")
+    text = Text()
+    text.append("Logs  ", style="bold")
+    text.append(f"{state_dir}/<name>/node.log   (talentnest cluster logs <name> -f)\n")
+    text.append("Data  ", style="bold")
+    text.append(f"{state_dir}/<name>/data/\n")
+    text.append("DNS   ", style="bold")
+    text.append(f"dig @{dns_host} -p {dns_port} {info['service_name']}   (the nodes' DNS_SERVER)")
+    return text
+
+
+def status_view(info: Mapping, statuses: Statuses, width: int = COMPACT_WIDTH) -> Group:
+    return Group(status_table(info, statuses, width), Text(""), footer(info))
+
+
+def change_line(name: str, node_id: int, status: dict | None, nodes: Sequence[Mapping]) -> str:
+    """The event line for a node whose role or leader changed."""
+    if status is None:
+        return f"{name} ({node_id}) is not answering"
+    if status.get("current_role") == "leader" and status.get("leader_id") == node_id:
+        return f"{name} ({node_id}) is leader, term {status.get('term', '?')}"
+    return (
+        f"{name} ({node_id}) is {status.get('current_role')}, "
+        f"leader {describe_leader(status.get('leader_id'), nodes)}, term {status.get('term', '?')}"
+    )
+
+
+def change_key(status: dict | None) -> tuple | None:
+    if status is None:
+        return None
+    return status.get("current_role"), status.get("leader_id")
