@@ -301,8 +301,9 @@ class ClusterNode:
         if peer is not None:
             if peer.alive_since is None or peer.refused:
                 peer.alive_since = now
-                if peer.last_ok is not None or inbound:
-                    log.info("membership: node %d (%s) answers", their_id, peer.address)
+                log.info("membership: node %d (%s) answers", their_id, peer.address)
+                if self.replication is not None:
+                    self.replication.peer_answers(peer.address)
             peer.refused = False
             peer.last_ok = now
             peer.id = their_id

@@ -67,7 +67,7 @@ class FollowerStream:
         self.failures = 0
         self.syncing = False
         self.task: asyncio.Task | None = None
-        self.oldest_unacked_commit: float | None = None
+        self.wakeup = asyncio.Event()
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name=f"replicate-{self.address}")
@@ -105,7 +105,9 @@ class FollowerStream:
                 rep.stats.send_failures += 1
                 if self.failures in (1, 10) or self.failures % 100 == 0:
                     log.info("replication: retrying node at %s (attempt %d): %s", self.address, self.failures, exc)
-                await asyncio.sleep(backoff)
+                self.wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wakeup.wait(), backoff)  # or sooner, when it answers again
                 backoff = min(1.0, backoff * 2)
                 continue
             backoff = 0.05
@@ -238,6 +240,12 @@ class Replication:
             if address not in wanted:
                 stream = self.streams.pop(address)
                 self.node.spawn(stream.stop(), f"stop-stream-{address}")
+
+    def peer_answers(self, address: str) -> None:
+        """A peer answers heartbeats again: retry its stream now rather than after the backoff."""
+        stream = self.streams.get(address)
+        if stream is not None:
+            stream.wakeup.set()
 
     def term_changed(self) -> None:
         self.confirmed = None
