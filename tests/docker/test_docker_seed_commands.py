@@ -185,7 +185,7 @@ def test_section_5_logs_show_the_node(seed):
 def test_section_8_signup_through_a_follower_is_visible_on_all_three(seed):
     poll(lambda: _agreed_leader(NODES), timeout=ELECTION, what="a leader", diagnostics=_diagnostics)
     body = _curl_json(SECTION_8_SIGNUP)
-    assert body["user"]["username"] == "testuser", body
+    assert body.get("user", {}).get("username") == "testuser", body
     seed["token"] = body["token"]
     for name in NODES:
         poll(
@@ -202,7 +202,7 @@ def test_section_8_post_with_a_token_through_a_follower(seed):
     token = seed.get("token")
     assert token, "needs the signup of the previous test"
     post = _curl_json(SECTION_8_POST.replace("<token>", token))
-    assert post["content"] == "This should be redirected to the leader", post
+    assert post.get("content") == "This should be redirected to the leader", post
     assert post["author"]["username"] == "testuser"
     for name in NODES:
         poll(
@@ -234,7 +234,7 @@ def test_scenario_2_leader_failover_and_rejoin_with_sync(seed):
     assert new_leader == max(_ids(survivors).values()) != old_leader
     # 4. A signup, which reaches the new leader.
     body = _curl_json(SCENARIO_2_SIGNUP)
-    assert body["user"]["username"] == "test1", body
+    assert body.get("user", {}).get("username") == "test1", body
     sync_lines_before = sh('docker logs backend-3 | grep "sync"', check=False).stdout.count("\n")
     # 5. Restart the old leader.
     sh("docker start backend-3")
