@@ -81,7 +81,10 @@ def run_node(environ=None) -> int:
         print(f"talentnest: configuration error: {exc}", file=sys.stderr)
         return 2
     context = logs.NodeContext()
+    # Logs go to stdout, so that the seed's `docker logs backend-3 | grep "sync"` filters them
+    # (docker logs replays a container's stderr on stderr, which a pipe does not catch).
     logs.configure(
+        stream=sys.stdout,
         fmt=settings.log_format,
         level=settings.log_level,
         context=context,
