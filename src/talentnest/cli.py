@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -27,6 +28,16 @@ def _check_data_dir(settings: Settings) -> None:
         raise ConfigError(f"DATA_DIR '{settings.data_dir}' is not writable: {exc.strerror or exc}") from None
 
 
+def _dump_tasks() -> None:
+    """SIGUSR1: log what every asyncio task is waiting on (for diagnosing a stuck node)."""
+    import io
+
+    for task in asyncio.all_tasks():
+        buffer = io.StringIO()
+        task.print_stack(limit=8, file=buffer)
+        log.warning("debug: task %s\n%s", task.get_name(), buffer.getvalue())
+
+
 class NodeServer(uvicorn.Server):
     """uvicorn, but SIGTERM first lets the node leave (drain replication, tell its peers) while
     it still answers, and only then closes the listening socket. A second signal forces the exit."""
@@ -43,6 +54,10 @@ class NodeServer(uvicorn.Server):
         self._leaving = True
         loop = asyncio.get_event_loop()
         loop.call_soon_threadsafe(lambda: loop.create_task(self._leave_then_exit(sig, frame)))
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets=sockets)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
 
     async def _leave_then_exit(self, sig, frame) -> None:
         try:

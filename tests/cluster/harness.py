@@ -458,8 +458,11 @@ class Cluster:
 
     # waiting
 
-    def wait_for_leader(self, *, exclude: Iterable[Node | str] = (), timeout: float = DEFAULT_TIMEOUT) -> Node:
-        """Wait until every live node not in ``exclude`` names the same leader, one of them, which says it leads."""
+    def wait_for_leader(
+        self, *, exclude: Iterable[Node | str] = (), expect: Node | None = None, timeout: float = DEFAULT_TIMEOUT
+    ) -> Node:
+        """Wait until every live node not in ``exclude`` names the same leader, one of them, which says it leads
+        (and, with ``expect``, until that leader is ``expect``)."""
         excluded = list(exclude)
         last: dict[str, dict | None] = {}
 
@@ -467,13 +470,15 @@ class Cluster:
             nonlocal last
             last = self.statuses(self.live_nodes(excluded))
             leader_id = agreed_leader(last)
-            return self.node(leader_id) if leader_id is not None else None
+            if leader_id is None or (expect is not None and leader_id != expect.node_id):
+                return None
+            return self.node(leader_id)
 
         names = ", ".join(node.name for node in self.live_nodes(excluded))
         return wait_until(
             agreed,
             timeout=timeout,
-            what=f"one leader agreed by {names or 'no live node'}",
+            what=(f"{expect.name} agreed as leader" if expect else "one leader agreed") + f" by {names or 'no live node'}",
             report=lambda: f"last seen: {disagreement(last)}\n{self.report()}",
         )
 

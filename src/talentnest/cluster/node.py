@@ -124,6 +124,13 @@ class ClusterNode:
             self.db.last_lsn,
         )
         self._task = asyncio.create_task(self._loop(), name="cluster-loop")
+        self._task.add_done_callback(self._loop_ended)
+
+    def _loop_ended(self, task: asyncio.Task) -> None:
+        if self.stopping:
+            return
+        error = None if task.cancelled() else task.exception()
+        log.critical("cluster: the membership loop ended unexpectedly (%r); this node can no longer take part", error)
 
     async def stop(self) -> None:
         self.stopping = True
@@ -173,13 +180,20 @@ class ClusterNode:
                 raise
             except Exception:
                 log.exception("cluster: membership cycle failed; retrying next heartbeat")
-            delay = max(0.0, self.heartbeat - (self.clock() - started))
+            now = self.clock()
+            delay = max(0.0, self.heartbeat - (now - started))
+            if self.role == Role.LEADER:
+                # Step down the moment the lease ends, not at the next heartbeat.
+                delay = min(delay, max(0.0, self.lease_expiry() - now) + 0.001)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
 
     async def run_cycle(self) -> str:
         """Reload members, probe them, decide, act; return what was done, in words."""
+        if self.role == Role.LEADER and not self.lease_valid():
+            # The lease is over: stop claiming leadership before any slow probing.
+            return await self.act(elect(self.view()))
         await self.refresh_members()
         await self.probe_peers()
         self.rounds += 1
@@ -370,12 +384,20 @@ class ClusterNode:
             listed.add(self.address)
         return max(1, len(listed))
 
+    def lease_expiry(self) -> float:
+        """When the leader's lease ends: a majority (itself included) answered probes sent since
+        ``expiry - lease_duration``. Infinite for a cluster of one."""
+        needed = self.voters() // 2  # acknowledgements needed besides our own
+        if needed == 0:
+            return float("inf")
+        acks = sorted((p.lease_ack for p in self.peers.values() if p.listed and p.lease_ack is not None), reverse=True)
+        if len(acks) < needed:
+            return float("-inf")
+        return acks[needed - 1] + self.lease_duration
+
     def lease_valid(self, now: float | None = None) -> bool:
         now = self.clock() if now is None else now
-        acks = sum(
-            1 for p in self.peers.values() if p.listed and p.lease_ack is not None and now - p.lease_ack < self.lease_duration
-        )
-        return 1 + acks > self.voters() // 2
+        return now < self.lease_expiry()
 
     def leader_alive(self, now: float | None = None) -> bool:
         now = self.clock() if now is None else now
