@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from talentnest.errors import InvalidInput, LogDiverged, LogTruncated, SnapshotError, StaleTerm
-from talentnest.store._context import current_receipt
+from talentnest.store._context import WriteReceipt, current_receipt
 from talentnest.store._time import iso_from_epoch
 
 if TYPE_CHECKING:
@@ -444,13 +444,14 @@ class Database:
         if self.capture and not self._triggers_installed:
             self._set_triggers(True)
         pending = self._pending
+        receipt = current_receipt.get()
         conn.execute("BEGIN IMMEDIATE")
         pending.clear()
-        lsn = 0
+        entry_size = 0
         try:
             yield conn
             if pending:
-                lsn = self._append_entry(conn, pending)
+                entry_size = self._append_entry(conn, pending, receipt)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -458,12 +459,12 @@ class Database:
             raise
         finally:
             pending.clear()
-        if lsn:
-            self._committed(lsn)
+        if entry_size:
+            self._committed(entry_size, receipt)
 
-    def _append_entry(self, conn: sqlite3.Connection, pending: list[str]) -> int:
+    def _append_entry(self, conn: sqlite3.Connection, pending: list[str], receipt: WriteReceipt | None) -> int:
+        """Add the open transaction's entry (LSN last + 1) to the log; return its size."""
         lsn = self._last_lsn + 1
-        receipt = current_receipt.get()
         if receipt is not None and receipt.idempotency_key and not receipt.idempotency_recorded:
             # Recorded (and captured) in the same transaction as the data, so a retry after
             # any crash, on any node, sees it.
@@ -471,22 +472,23 @@ class Database:
                 "INSERT INTO _tn_requests(key, lsn, created) VALUES (?, ?, ?)",
                 (receipt.idempotency_key, lsn, self.clock()),
             )
-            receipt.idempotency_recorded = True
         changes = "[" + ",".join(pending) + "]"
         conn.execute(_INSERT_LOG, (lsn, self.term, iso_from_epoch(self.clock()), self.schema_version, changes))
         if self.term != self._last_term:
             conn.execute(_INSERT_TERM, (self.term, lsn))
-        self._log_bytes += len(changes)
-        return lsn
+        return len(changes)
 
-    def _committed(self, lsn: int) -> None:
-        self._last_lsn = lsn
+    def _committed(self, entry_size: int, receipt: WriteReceipt | None) -> None:
+        """The entry of a write is durable: advance the log state (only now, so a failed COMMIT changes nothing)."""
+        lsn = self._last_lsn = self._last_lsn + 1
         self._last_term = self.term
+        self._log_bytes += entry_size
         if not self._first_lsn:
             self._first_lsn = lsn
-        receipt = current_receipt.get()
         if receipt is not None:
             receipt.lsn = lsn
+            if receipt.idempotency_key:
+                receipt.idempotency_recorded = True
         self._after_commit(lsn)
 
     def _after_commit(self, lsn: int) -> None:
