@@ -249,6 +249,7 @@ class Database:
         self._writes_since_trim = 0
         self._functions: dict[str, tuple[int, Callable]] = {}
         self._opened_before = False
+        self._checksum: tuple[int, str] | None = None
 
     def register_function(self, name: str, nargs: int, fn: Callable) -> None:
         """A deterministic SQL function the product's queries use (kept across reopen)."""
@@ -278,6 +279,7 @@ class Database:
             conn.create_function(name, nargs, fn, deterministic=True)
         self._conn = conn
         self._triggers_installed = False
+        self._checksum = None
         conn.executescript(INTERNAL_SCHEMA)
         self._migrate()
         self._drop_stored_triggers()
@@ -736,8 +738,14 @@ class Database:
 
     # --- content ---------------------------------------------------------------------------
 
-    def checksum(self) -> str:
-        """A digest of every replicated table's rows in primary-key order (equal data, equal digest)."""
+    def checksum(self, *, reuse: bool = False) -> str:
+        """A digest of every replicated table's rows in primary-key order (equal data, equal digest).
+
+        It reads every row. With ``reuse`` (for a status page), the digest computed last is
+        returned while the LSN has not moved: data changes only with a new entry.
+        """
+        if reuse and self.capture and self._checksum is not None and self._checksum[0] == self._last_lsn:
+            return self._checksum[1]
         digest = hashlib.sha256()
         for name in sorted(self._tables):
             table = self._tables[name]
@@ -745,7 +753,8 @@ class Database:
             for row in self.conn.execute(table.select_sql):
                 digest.update(json.dumps(list(row), separators=(",", ":"), ensure_ascii=False).encode())
                 digest.update(b"\n")
-        return digest.hexdigest()
+        self._checksum = (self._last_lsn, digest.hexdigest())
+        return self._checksum[1]
 
     def fsync_dir(self) -> None:
         fsync_dir(self.data_dir)

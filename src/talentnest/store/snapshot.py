@@ -116,7 +116,7 @@ def take_snapshot(db_path: Path, dest: Path, *, compression: str | None = None) 
 def _backup(db_path: Path, raw: Path) -> None:
     if not db_path.exists():
         raise SnapshotError(f"no database at {db_path}")
-    with closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as source:
+    with closing(sqlite3.connect(_read_only_uri(db_path), uri=True)) as source:
         source.execute("PRAGMA busy_timeout=5000")
         with closing(sqlite3.connect(raw)) as target:
             # pages=-1: the whole file in one step, i.e. in one read transaction of the
@@ -128,7 +128,7 @@ def _backup(db_path: Path, raw: Path) -> None:
 
 def _log_position(path: Path) -> tuple[int, int, int]:
     """(last LSN, its term, schema version) as the file itself records them."""
-    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+    with closing(sqlite3.connect(_read_only_uri(path), uri=True)) as conn:
         lsn = conn.execute("SELECT COALESCE(MAX(lsn), 0) FROM _tn_log").fetchone()[0]
         row = conn.execute(
             "SELECT term FROM _tn_terms WHERE start_lsn <= ? ORDER BY start_lsn DESC, term DESC LIMIT 1", (lsn,)
@@ -296,6 +296,10 @@ def write_chunks(data_dir: Path, chunks: Iterable[bytes]) -> tuple[Path, str, in
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+def _read_only_uri(path: Path) -> str:
+    return Path(path).resolve().as_uri() + "?mode=ro"
 
 
 def _check_compression(compression: str) -> None:

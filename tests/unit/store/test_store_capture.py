@@ -236,3 +236,12 @@ def test_capture_off_writes_no_log(nodes):
     assert node.db.last_lsn == 0
     assert node.db.conn.execute("SELECT COUNT(*) FROM _tn_log").fetchone()[0] == 0
     assert node.db.conn.execute("SELECT COUNT(*) FROM posts").fetchone()[0] == 1
+
+
+def test_a_reused_checksum_follows_the_lsn(nodes):
+    node = nodes("leader")
+    node.signup("ada")
+    first = node.db.checksum(reuse=True)
+    assert node.db.checksum(reuse=True) == first == node.db.checksum()
+    node.signup("bob")
+    assert node.db.checksum(reuse=True) == node.db.checksum() != first
