@@ -158,6 +158,7 @@ class _Table:
     def __init__(self, name: str, columns: list[str], pk: list[str], text_columns: set[str]):
         self.name = name
         self.columns = columns
+        self.column_set = frozenset(columns)
         self.pk = pk
         self.text_columns = text_columns
         cols = ", ".join(_sql_ident(c) for c in columns)
@@ -672,7 +673,7 @@ class Database:
                 raise InvalidInput(f"DELETE from {table.name} lacks its primary key {table.pk}")
             conn.execute(table.delete_sql, [data[c] for c in table.pk])
         else:
-            if len(data) != len(table.columns) or any(c not in data for c in table.columns):
+            if data.keys() != table.column_set:
                 raise InvalidInput(
                     f"change for {table.name} has columns {sorted(data)}, this node has {sorted(table.columns)}: upgrade it"
                 )

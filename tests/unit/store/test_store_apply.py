@@ -240,3 +240,30 @@ def test_entries_after_respects_its_bounds(pair):
     assert [e.lsn for e in leader.db.entries_after(0, max_bytes=1)] == [1], "at least one entry"
     assert leader.db.entries_after(6) == []
     assert leader.db.entries_after(60) == []
+
+
+# --- schema versions -----------------------------------------------------------------------------
+
+BADGES = [
+    *MIGRATIONS,
+    (len(MIGRATIONS) + 1, "CREATE TABLE badges (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, name TEXT NOT NULL)"),
+]
+
+
+def test_a_follower_gets_changes_of_a_new_table_only_once_it_has_migrated(nodes, tmp_path):
+    leader = nodes("leader", migrations=BADGES)
+    old = nodes("follower")
+    user = leader.signup("ada")
+    with leader.db.write() as conn:
+        conn.execute("INSERT INTO badges(user_id, name) VALUES (?, 'early adopter')", (user,))
+    entries = leader.all_entries()
+    assert [e.schema_version for e in entries] == [len(BADGES)] * 2
+
+    with pytest.raises(InvalidInput, match="upgrade"):
+        old.db.apply(entries)
+    assert old.db.last_lsn == 0
+
+    old.db.close()
+    upgraded = nodes("follower", migrations=BADGES)  # the same files, opened by the newer program
+    assert upgraded.db.apply(entries).applied_lsn == 2
+    assert upgraded.db.checksum() == leader.db.checksum()

@@ -258,3 +258,14 @@ def test_a_snapshot_travels_in_chunks(nodes, tmp_path):
     fresh = nodes("node")
     assert not abandoned.path.exists()
     assert fresh.db.checksum() == leader.db.checksum()
+
+
+def test_a_snapshot_of_an_older_schema_is_migrated_as_it_is_installed(nodes, tmp_path):
+    leader = seeded(nodes)
+    info = take_snapshot(leader.db.path, tmp_path / "snap")
+    newer_schema = [*MIGRATIONS, (len(MIGRATIONS) + 1, "CREATE TABLE badges (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")]
+    newer = nodes("newer", migrations=newer_schema)
+    newer.db.install_snapshot(prepare(newer, tmp_path / "snap", info))
+    assert newer.db.get_meta("schema_version") == str(len(newer_schema))
+    assert "badges" in newer.db.replicated_tables
+    assert newer.db.last_lsn == info.lsn
