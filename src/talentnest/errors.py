@@ -111,6 +111,16 @@ class LogTruncated(ClusterError):
     code = "log_truncated"
 
 
+class LogDiverged(ClusterError):
+    """This node's log holds entries the leader's never had (same LSN, another term).
+
+    The caller archives them (``talentnest.store.divergence``) and installs a snapshot;
+    nothing was applied.
+    """
+
+    code = "log_diverged"
+
+
 class NotReady(ClusterError):
     """This node cannot answer consistently yet (syncing, or behind the LSN the client asked for)."""
 

@@ -26,6 +26,7 @@ STATUS: dict[type[errors.TalentNestError], int] = {
     errors.NoLeader: 503,
     errors.NotReady: 503,
     errors.StaleTerm: 409,
+    errors.LogDiverged: 409,
     errors.LogTruncated: 410,
     errors.SnapshotError: 422,
     errors.PeerUnreachable: 503,

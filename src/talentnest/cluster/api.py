@@ -20,6 +20,7 @@ from starlette.routing import Route
 from talentnest.cluster import auth
 from talentnest.errors import InvalidInput, LogTruncated, TalentNestError
 from talentnest.http_errors import error_response, respond_to
+from talentnest.store import snapshot
 from talentnest.store._time import iso_from_epoch
 
 if TYPE_CHECKING:
@@ -110,8 +111,6 @@ def build_routes(node: ClusterNode) -> list[Route]:
         return _json({"checksum": node.db.checksum(), "applied_lsn": node.db.last_lsn, "node_id": node.node_id})
 
     async def sync(request: Request) -> Response:
-        from talentnest.store import snapshot
-
         binary = request.query_params.get("format") == "binary"
         directory = node.settings.data_dir / "snapshots"
         directory.mkdir(exist_ok=True)

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from talentnest.errors import InvalidInput, LogTruncated, PeerUnreachable, SnapshotError, StaleTerm
-from talentnest.store import Database, LogEntry
+from talentnest.store import Database, LogEntry, snapshot
+from talentnest.store.divergence import archive_divergent, common_lsn
 
 if TYPE_CHECKING:
     from talentnest.cluster.node import ClusterNode
@@ -378,10 +379,8 @@ class Replication:
 
     def _check_history(self, history: Any, leader_last: int, source_id: int, source_url: str) -> str | None:
         """None when our log is a prefix of the source's; else archive what diverged and resync."""
-        from talentnest.store.divergence import archive_divergent, divergence_point
-
         theirs = [(int(t), int(s)) for t, s in history]
-        agreed = divergence_point(self.db.term_history(), self.db.last_lsn, theirs, leader_last)
+        agreed = common_lsn(self.db.term_history(), self.db.last_lsn, theirs, leader_last)
         if self.db.last_lsn <= agreed:
             return None
         self.stats.divergences += 1
@@ -403,8 +402,6 @@ class Replication:
 
     async def sync_from(self, url: str, source_id: int, why: str) -> None:
         """Install a snapshot of the node at ``url``, then continue from its LSN."""
-        from talentnest.store import snapshot
-
         node = self.node
         node.syncing = True
         started = time.monotonic()
@@ -431,7 +428,11 @@ class Replication:
                 expected_sha256=sha256,
                 max_schema_version=self.db.schema_version,
             )
-            info = snapshot.install_snapshot(self.db, prepared)
+            try:
+                info = self.db.install_snapshot(prepared)
+            except BaseException:
+                prepared.discard()
+                raise
             seconds = time.monotonic() - started
             self.stats.syncs += 1
             self.stats.sync_bytes += size

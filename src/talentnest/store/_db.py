@@ -1,10 +1,15 @@
 """The SQLite file: its connection, the single write path, change capture, the log and apply.
 
-Every write of the product goes through ``Database.write()``. Inside that transaction, triggers
-generated from the schema hand each row change (the full row, primary key included) to
-``_capture``; at commit the changes become one entry of the replication log (``_tn_log``) with
-the next LSN and the current term, in the same SQLite transaction as the data. Followers apply
-entries with ``Database.apply()``, strictly in LSN order, idempotently, with capture off.
+Every write of the product goes through ``Database.write()``. Inside that transaction, TEMP
+triggers generated from the schema hand each row change (the full row, primary key included,
+as seed-form JSON) to ``tn_capture``; at commit the changes become one entry of the replication
+log (``_tn_log``) with the next LSN and the current term, in the same SQLite transaction as the
+data. Followers apply entries with ``Database.apply()``, strictly in LSN order, idempotently,
+with the capture triggers removed, so applying never captures.
+
+The triggers live on this connection only (they are not in the file): a snapshot carries no
+trigger, and a follower that never writes never pays for them. Product triggers must not write
+to replicated tables: the leader captures their effect, and a follower would run them again.
 
 All methods are synchronous and meant to be called from one thread (the event loop's); long
 work (snapshots) opens its own connections elsewhere.
@@ -22,16 +27,24 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from talentnest.errors import InvalidInput, LogTruncated, StaleTerm
-from talentnest.store._context import current_receipt
+from talentnest.errors import InvalidInput, LogDiverged, LogTruncated, SnapshotError, StaleTerm
+from talentnest.store._context import WriteReceipt, current_receipt
 from talentnest.store._time import iso_from_epoch
+
+if TYPE_CHECKING:
+    from talentnest.store.snapshot import PreparedSnapshot, SnapshotInfo
 
 log = logging.getLogger("talentnest.store")
 
 DB_FILENAME = "talentnest.db"
+# Files beside the database that a crash may leave behind (a snapshot being received or unpacked).
+PARTIAL_PREFIXES = (f"{DB_FILENAME}.incoming-", f"{DB_FILENAME}.download-")
 # Tables of the store itself that are never captured: the log, the term history, local metadata.
 LOCAL_TABLES = ("_tn_log", "_tn_terms", "_tn_meta")
+# _tn_meta keys that travel with a snapshot; every other key belongs to the node that wrote it.
+SHARED_META = ("schema_version",)
 INTERNAL_SCHEMA = """
 CREATE TABLE IF NOT EXISTS _tn_log (
     lsn INTEGER PRIMARY KEY,
@@ -51,6 +64,8 @@ CREATE TABLE IF NOT EXISTS _tn_requests (
     body TEXT
 );
 """
+_INSERT_LOG = "INSERT INTO _tn_log(lsn, term, ts, schema_version, changes) VALUES (?, ?, ?, ?, ?)"
+_INSERT_TERM = "INSERT OR IGNORE INTO _tn_terms(term, start_lsn) VALUES (?, ?)"
 
 
 @dataclass(frozen=True)
@@ -69,7 +84,7 @@ class LogEntry:
 
     def to_json(self) -> str:
         return (
-            f'{{"lsn":{self.lsn},"term":{self.term},"timestamp":"{self.timestamp}",'
+            f'{{"lsn":{self.lsn},"term":{self.term},"timestamp":{json.dumps(self.timestamp)},'
             f'"schema_version":{self.schema_version},"changes":{self.changes}}}'
         )
 
@@ -81,7 +96,7 @@ class LogEntry:
             changes = item["changes"]
             timestamp = item.get("timestamp") or ""
             schema_version = item.get("schema_version", 1)
-        except (KeyError, TypeError):
+        except (KeyError, TypeError, AttributeError):
             raise InvalidInput("log entry needs lsn, term and changes") from None
         if not (_is_int(lsn) and _is_int(term) and _is_int(schema_version) and lsn > 0 and term >= 0):
             raise InvalidInput("log entry lsn, term and schema_version must be integers")
@@ -95,7 +110,8 @@ class LogEntry:
                 and isinstance(change.get("data"), dict)
             ):
                 raise InvalidInput("each change needs operation INSERT/UPDATE/DELETE, table and data")
-        return cls(lsn, term, timestamp, schema_version, json.dumps(changes, separators=(",", ":")))
+        text = json.dumps(changes, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return cls(lsn, term, timestamp, schema_version, text)
 
 
 @dataclass(frozen=True)
@@ -110,7 +126,10 @@ class ApplyResult:
 
 @dataclass(frozen=True)
 class Retention:
-    """How much of the log a node keeps; older positions are served by a snapshot."""
+    """How much of the log a node keeps; older positions are served by a snapshot.
+
+    ``max_bytes`` counts the characters of the entries' change text (their size on the wire).
+    """
 
     max_entries: int = 100_000
     max_bytes: int = 64 * 1024 * 1024
@@ -120,33 +139,68 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-class _Table:
-    """A replicated table's shape, and the statements that apply a change to it."""
+def _sql_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
-    def __init__(self, name: str, columns: list[str], pk: list[str]):
+
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _exact_real(value: float) -> str:
+    """A REAL as JSON text that reads back as the same double (SQLite's JSON keeps 15 digits)."""
+    return repr(value)
+
+
+class _Table:
+    """A replicated table's shape, its capture triggers, and the statements that apply a change."""
+
+    def __init__(self, name: str, columns: list[str], pk: list[str], text_columns: set[str]):
         self.name = name
         self.columns = columns
+        self.column_set = frozenset(columns)
         self.pk = pk
-        cols = ", ".join(f'"{c}"' for c in columns)
+        self.text_columns = text_columns
+        cols = ", ".join(_sql_ident(c) for c in columns)
         marks = ", ".join("?" for _ in columns)
-        updates = ", ".join(f'"{c}" = excluded."{c}"' for c in columns if c not in pk)
-        conflict = ", ".join(f'"{c}"' for c in pk)
+        updates = ", ".join(f"{_sql_ident(c)} = excluded.{_sql_ident(c)}" for c in columns if c not in pk)
+        conflict = ", ".join(_sql_ident(c) for c in pk)
         action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
-        self.upsert_sql = f'INSERT INTO "{name}" ({cols}) VALUES ({marks}) ON CONFLICT ({conflict}) {action}'
-        self.delete_sql = f'DELETE FROM "{name}" WHERE ' + " AND ".join(f'"{c}" = ?' for c in pk)
-        self.select_sql = f'SELECT {cols} FROM "{name}" ORDER BY ' + ", ".join(f'"{c}"' for c in pk)
+        table = _sql_ident(name)
+        self.upsert_sql = f"INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT ({conflict}) {action}"
+        self.delete_sql = f"DELETE FROM {table} WHERE " + " AND ".join(f"{_sql_ident(c)} = ?" for c in pk)
+        self.select_sql = f"SELECT {cols} FROM {table} ORDER BY {conflict}"
 
     def triggers(self) -> list[str]:
-        def row(prefix: str) -> str:
-            return "json_object(" + ", ".join(f"'{c}', {prefix}.\"{c}\"" for c in self.columns) + ")"
+        """TEMP triggers handing each changed row, as one seed-form change, to ``tn_capture``.
 
-        statements = []
-        for op, event, prefix in (("INSERT", "INSERT", "NEW"), ("UPDATE", "UPDATE", "NEW"), ("DELETE", "DELETE", "OLD")):
-            statements.append(
-                f'CREATE TRIGGER "tn_capture_{self.name}_{op.lower()}" AFTER {event} ON "{self.name}" '
-                f"BEGIN SELECT tn_capture('{self.name}', '{op}', {row(prefix)}); END"
-            )
-        return statements
+        The change text is built in SQL (one call into Python per row). An UPDATE that moves
+        the primary key is captured as a DELETE of the old row before the UPDATE, so a
+        follower's upsert by key does not leave the old row behind.
+        """
+
+        def change(op: str, prefix: str) -> str:
+            head = f'{{"operation":"{op}","table":{json.dumps(self.name)},"data":'
+            pairs = ", ".join(f"{_sql_text(c)}, {self._value(prefix, c)}" for c in self.columns)
+            return f"tn_capture({_sql_text(head)} || json_object({pairs}) || '}}')"
+
+        moved = " OR ".join(f"OLD.{_sql_ident(c)} IS NOT NEW.{_sql_ident(c)}" for c in self.pk)
+        bodies = {
+            "INSERT": f"SELECT {change('INSERT', 'NEW')};",
+            "UPDATE": f"SELECT {change('DELETE', 'OLD')} WHERE {moved}; SELECT {change('UPDATE', 'NEW')};",
+            "DELETE": f"SELECT {change('DELETE', 'OLD')};",
+        }
+        return [
+            f"CREATE TEMP TRIGGER {_sql_ident(f'tn_capture_{self.name}_{op.lower()}')} "
+            f"AFTER {op} ON main.{_sql_ident(self.name)} BEGIN {body} END"
+            for op, body in bodies.items()
+        ]
+
+    def _value(self, prefix: str, column: str) -> str:
+        ref = f"{prefix}.{_sql_ident(column)}"
+        if column in self.text_columns:
+            return ref  # TEXT affinity stores every number as text: never a REAL here
+        return f"CASE WHEN typeof({ref}) = 'real' THEN json(tn_real({ref})) ELSE {ref} END"
 
 
 Migration = tuple[int, str]
@@ -158,6 +212,9 @@ class Database:
     ``write()`` is the only way to change product data. ``apply()`` is the only way a follower
     changes it. ``write_guard`` (set by whoever decides leadership) is called before every
     write and raises ``NotLeader`` to refuse it; ``term`` tags new entries.
+
+    ``capture=False`` builds a database without triggers and without log (for benchmarks only:
+    nothing written through it can be replicated).
     """
 
     def __init__(
@@ -168,6 +225,7 @@ class Database:
         retention: Retention | None = None,
         clock: Callable[[], float] = time.time,
         synchronous: str = "NORMAL",
+        capture: bool = True,
     ):
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / DB_FILENAME
@@ -176,11 +234,13 @@ class Database:
         self.retention = retention or Retention()
         self.clock = clock
         self.synchronous = synchronous
+        self.capture = capture
         self.term = 0
         self.write_guard: Callable[[], None] | None = None
         self._conn: sqlite3.Connection | None = None
         self._tables: dict[str, _Table] = {}
-        self._capturing = False
+        self._triggers_installed = False
+        # The triggers append to this very list (its bound append is the SQL function).
         self._pending: list[str] = []
         self._listeners: list[Callable[[int], None]] = []
         self._last_lsn = 0
@@ -189,6 +249,8 @@ class Database:
         self._log_bytes = 0
         self._writes_since_trim = 0
         self._functions: dict[str, tuple[int, Callable]] = {}
+        self._opened_before = False
+        self._checksum: tuple[int, str] | None = None
 
     def register_function(self, name: str, nargs: int, fn: Callable) -> None:
         """A deterministic SQL function the product's queries use (kept across reopen)."""
@@ -200,20 +262,29 @@ class Database:
 
     def open(self) -> Database:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self._opened_before:
+            self._remove_partial_files()
+            self._opened_before = True
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=5000")
-        conn.create_function("tn_capture", 3, self._capture)
+        # Rows that INSERT OR REPLACE deletes fire delete triggers only with this on.
+        conn.execute("PRAGMA recursive_triggers=ON")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        conn.create_function("tn_capture", 1, self._pending.append)
+        conn.create_function("tn_real", 1, _exact_real, deterministic=True)
         for name, (nargs, fn) in self._functions.items():
             conn.create_function(name, nargs, fn, deterministic=True)
         self._conn = conn
+        self._triggers_installed = False
+        self._checksum = None
         conn.executescript(INTERNAL_SCHEMA)
         self._migrate()
+        self._drop_stored_triggers()
         self._load_tables()
-        self._install_triggers()
         self._load_log_state()
         return self
 
@@ -223,6 +294,12 @@ class Database:
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._conn.close()
             self._conn = None
+            self._triggers_installed = False
+
+    def reopen(self) -> None:
+        """Close and open again."""
+        self.close()
+        self.open()
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -231,8 +308,13 @@ class Database:
             raise RuntimeError("database is closed")
         return self._conn
 
+    def _remove_partial_files(self) -> None:
+        for path in self.data_dir.iterdir():
+            if path.name.startswith(PARTIAL_PREFIXES):
+                log.warning("store: removing %s, left by an interrupted snapshot transfer", path)
+                path.unlink(missing_ok=True)
+
     def _migrate(self) -> None:
-        conn = self.conn
         current = int(self.get_meta("schema_version") or 0)
         if current > self.schema_version:
             raise RuntimeError(
@@ -242,10 +324,9 @@ class Database:
         for version, sql in self.migrations:
             if version <= current:
                 continue
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                # Migrations run on every node on its own data (DDL is not captured), so
-                # they must be deterministic; capture stays off while they run.
+            with self._transaction() as conn:
+                # Migrations run on every node on its own data (DDL is not captured, and the
+                # capture triggers are not installed yet), so they must be deterministic.
                 for statement in _split_sql(sql):
                     conn.execute(statement)
                 conn.execute(
@@ -253,48 +334,66 @@ class Database:
                     "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                     (str(version),),
                 )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
             log.info("store: migrated %s to schema version %d", self.path, version)
+
+    def _drop_stored_triggers(self) -> None:
+        """Remove capture triggers an older version stored in the file (they are TEMP now)."""
+        names = [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT name FROM main.sqlite_master WHERE type = 'trigger' AND name LIKE 'tn\\_capture\\_%' ESCAPE '\\'"
+            )
+        ]
+        if names:
+            with self._transaction() as conn:
+                for name in names:
+                    conn.execute(f"DROP TRIGGER main.{_sql_ident(name)}")
 
     def _load_tables(self) -> None:
         tables: dict[str, _Table] = {}
         names = [
-            r[0]
-            for r in self.conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
-            )
+            r["name"]
+            for r in self.conn.execute("PRAGMA main.table_list")
+            if r["type"] == "table" and not r["name"].startswith("sqlite_") and r["name"] not in LOCAL_TABLES
         ]
-        for name in names:
-            if name in LOCAL_TABLES:
-                continue
-            info = self.conn.execute(f'PRAGMA table_info("{name}")').fetchall()
+        for name in sorted(names):
+            info = self.conn.execute(f"PRAGMA main.table_info({_sql_ident(name)})").fetchall()
             if any((row["type"] or "").upper() == "BLOB" for row in info):
                 raise RuntimeError(f"replicated table {name} has a BLOB column; changes travel as JSON")
             columns = [row["name"] for row in info]
             pk = [row["name"] for row in sorted((r for r in info if r["pk"]), key=lambda r: r["pk"])]
             if not pk:
                 raise RuntimeError(f"replicated table {name} needs a primary key")
-            tables[name] = _Table(name, columns, pk)
+            tables[name] = _Table(name, columns, pk, {row["name"] for row in info if _has_text_affinity(row["type"])})
         self._tables = tables
 
-    def _install_triggers(self) -> None:
+    def _set_triggers(self, installed: bool) -> None:
+        """Install the capture triggers before a write, remove them before an apply.
+
+        A node writes while it leads and applies while it follows, so this DDL runs only
+        when its role changes.
+        """
+        if installed == self._triggers_installed:
+            return
+        with self._transaction() as conn:
+            for (name,) in conn.execute("SELECT name FROM temp.sqlite_master WHERE type = 'trigger'").fetchall():
+                conn.execute(f"DROP TRIGGER temp.{_sql_ident(name)}")
+            if installed:
+                for table in self._tables.values():
+                    for statement in table.triggers():
+                        conn.execute(statement)
+        self._triggers_installed = installed
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            existing = [
-                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'tn_capture_%'")
-            ]
-            for name in existing:
-                conn.execute(f'DROP TRIGGER "{name}"')
-            for table in self._tables.values():
-                for statement in table.triggers():
-                    conn.execute(statement)
+            yield conn
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
 
     def _load_log_state(self) -> None:
@@ -314,11 +413,22 @@ class Database:
         row = self.conn.execute("SELECT value FROM _tn_meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
 
-    # --- the write path --------------------------------------------------------------------
+    def set_meta(self, key: str, value: str) -> None:
+        """Store a value of this node only (not replicated; kept when a snapshot is installed)."""
+        if key in SHARED_META:
+            raise ValueError(f"{key} is managed by the store")
+        self.conn.execute(
+            "INSERT INTO _tn_meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
 
-    def _capture(self, table: str, operation: str, data: str) -> None:
-        if self._capturing:
-            self._pending.append(f'{{"operation":"{operation}","table":"{table}","data":{data}}}')
+    def _local_meta(self) -> list[tuple[str, str]]:
+        marks = ", ".join("?" for _ in SHARED_META)
+        return [
+            (r[0], r[1]) for r in self.conn.execute(f"SELECT key, value FROM _tn_meta WHERE key NOT IN ({marks})", SHARED_META)
+        ]
+
+    # --- the write path --------------------------------------------------------------------
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -334,56 +444,54 @@ class Database:
         conn = self.conn
         if conn.in_transaction:
             raise RuntimeError("write transactions do not nest")
+        if self.capture and not self._triggers_installed:
+            self._set_triggers(True)
+        pending = self._pending
+        receipt = current_receipt.get()
         conn.execute("BEGIN IMMEDIATE")
-        self._pending = []
-        self._capturing = True
-        lsn = 0
+        pending.clear()
+        entry_size = 0
         try:
             yield conn
-            self._capturing = False
-            if self._pending:
-                lsn = self._append_entry(conn)
+            if pending:
+                entry_size = self._append_entry(conn, pending, receipt)
             conn.execute("COMMIT")
         except BaseException:
-            self._capturing = False
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
         finally:
-            self._pending = []
-        if lsn:
-            self._committed(lsn)
+            pending.clear()
+        if entry_size:
+            self._committed(entry_size, receipt)
 
-    def _append_entry(self, conn: sqlite3.Connection) -> int:
+    def _append_entry(self, conn: sqlite3.Connection, pending: list[str], receipt: WriteReceipt | None) -> int:
+        """Add the open transaction's entry (LSN last + 1) to the log; return its size."""
         lsn = self._last_lsn + 1
-        receipt = current_receipt.get()
         if receipt is not None and receipt.idempotency_key and not receipt.idempotency_recorded:
-            # Recorded in the same transaction as the data, so a retry after any crash sees it.
-            self._capturing = True
+            # Recorded (and captured) in the same transaction as the data, so a retry after
+            # any crash, on any node, sees it.
             conn.execute(
                 "INSERT INTO _tn_requests(key, lsn, created) VALUES (?, ?, ?)",
                 (receipt.idempotency_key, lsn, self.clock()),
             )
-            self._capturing = False
-            receipt.idempotency_recorded = True
-        changes = "[" + ",".join(self._pending) + "]"
-        conn.execute(
-            "INSERT INTO _tn_log(lsn, term, ts, schema_version, changes) VALUES (?, ?, ?, ?, ?)",
-            (lsn, self.term, iso_from_epoch(self.clock()), self.schema_version, changes),
-        )
+        changes = "[" + ",".join(pending) + "]"
+        conn.execute(_INSERT_LOG, (lsn, self.term, iso_from_epoch(self.clock()), self.schema_version, changes))
         if self.term != self._last_term:
-            conn.execute("INSERT OR IGNORE INTO _tn_terms(term, start_lsn) VALUES (?, ?)", (self.term, lsn))
-        self._log_bytes += len(changes)
-        return lsn
+            conn.execute(_INSERT_TERM, (self.term, lsn))
+        return len(changes)
 
-    def _committed(self, lsn: int) -> None:
-        self._last_lsn = lsn
+    def _committed(self, entry_size: int, receipt: WriteReceipt | None) -> None:
+        """The entry of a write is durable: advance the log state (only now, so a failed COMMIT changes nothing)."""
+        lsn = self._last_lsn = self._last_lsn + 1
         self._last_term = self.term
+        self._log_bytes += entry_size
         if not self._first_lsn:
             self._first_lsn = lsn
-        receipt = current_receipt.get()
         if receipt is not None:
             receipt.lsn = lsn
+            if receipt.idempotency_key:
+                receipt.idempotency_recorded = True
         self._after_commit(lsn)
 
     def _after_commit(self, lsn: int) -> None:
@@ -452,30 +560,29 @@ class Database:
         return [(r[0], r[1]) for r in self.conn.execute("SELECT term, start_lsn FROM _tn_terms ORDER BY start_lsn, term")]
 
     def trim_log(self) -> int:
-        """Drop the oldest entries beyond the retention window; the last entry is always kept."""
+        """Drop the oldest entries beyond the retention window; the last entry is always kept.
+
+        Returns how many entries were dropped. (The term history is kept whole: it is tiny,
+        and divergence checks need it for trimmed positions too.)
+        """
         if self._last_lsn == 0:
             return 0
+        conn = self.conn
         cutoff = self._last_lsn - self.retention.max_entries  # delete lsn <= cutoff
-        if self._log_bytes > self.retention.max_bytes:
-            row = self.conn.execute(
-                "SELECT lsn FROM (SELECT lsn, SUM(length(changes)) OVER (ORDER BY lsn DESC) AS tail FROM _tn_log) "
-                "WHERE tail > ? ORDER BY lsn DESC LIMIT 1",
-                (self.retention.max_bytes,),
-            ).fetchone()
-            if row is not None:
-                cutoff = max(cutoff, row[0])
+        excess = self._log_bytes - self.retention.max_bytes
+        if excess > 0:
+            freed = 0
+            for lsn, size in conn.execute("SELECT lsn, length(changes) FROM _tn_log ORDER BY lsn"):
+                if lsn >= self._last_lsn or freed >= excess:
+                    break
+                freed += size
+                cutoff = max(cutoff, lsn)
         cutoff = min(cutoff, self._last_lsn - 1)
         if cutoff < self._first_lsn:
             return 0
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as conn:
             freed = conn.execute("SELECT COALESCE(SUM(length(changes)), 0) FROM _tn_log WHERE lsn <= ?", (cutoff,)).fetchone()[0]
             deleted = conn.execute("DELETE FROM _tn_log WHERE lsn <= ?", (cutoff,)).rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         self._first_lsn = cutoff + 1
         self._log_bytes -= freed
         return deleted
@@ -490,7 +597,10 @@ class Database:
         Entries at or below the applied LSN are skipped. Application stops at the first gap
         (``gap=True``: fetch entries after ``applied_lsn`` and call again). A batch sent in a
         term older than ``current_term`` raises StaleTerm; an entry whose term is lower than the
-        term of the entry before it raises StaleTerm too (a log never goes back in term).
+        term of the entry before it raises StaleTerm too (a log never goes back in term). A
+        re-sent copy of this node's last entry with another term raises LogDiverged (this log
+        holds entries the sender's does not: archive them and install a snapshot). An entry of
+        a newer schema version, or for a table or column this node lacks, raises InvalidInput.
         Nothing is applied when an error is raised. Applying never captures.
         """
         if sender_term is not None and current_term is not None and sender_term < current_term:
@@ -501,6 +611,10 @@ class Database:
         gap = False
         for entry in sorted(entries, key=lambda e: e.lsn):
             if entry.lsn < expected:
+                if entry.lsn == self._last_lsn and entry.term != self._last_term:
+                    raise LogDiverged(
+                        f"entry {entry.lsn} arrived with term {entry.term}, but this node holds it with term {self._last_term}"
+                    )
                 continue
             if entry.lsn > expected:
                 gap = True
@@ -523,29 +637,22 @@ class Database:
         conn = self.conn
         if conn.in_transaction:
             raise RuntimeError("apply inside a transaction")
+        self._set_triggers(False)
         # The leader captured every row its foreign keys touched (cascades included), so the
         # follower replays rows exactly, without running the actions a second time.
         conn.execute("PRAGMA foreign_keys=OFF")
-        conn.execute("BEGIN IMMEDIATE")
         added = 0
         try:
-            term = self._last_term
-            for entry in entries:
-                for change in json.loads(entry.changes):
-                    self._apply_change(conn, change)
-                conn.execute(
-                    "INSERT INTO _tn_log(lsn, term, ts, schema_version, changes) VALUES (?, ?, ?, ?, ?)",
-                    (entry.lsn, entry.term, entry.timestamp, entry.schema_version, entry.changes),
-                )
-                if entry.term != term:
-                    conn.execute("INSERT OR IGNORE INTO _tn_terms(term, start_lsn) VALUES (?, ?)", (entry.term, entry.lsn))
-                    term = entry.term
-                added += len(entry.changes)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+            with self._transaction() as conn:
+                term = self._last_term
+                for entry in entries:
+                    for change in json.loads(entry.changes):
+                        self._apply_change(conn, change)
+                    conn.execute(_INSERT_LOG, (entry.lsn, entry.term, entry.timestamp, entry.schema_version, entry.changes))
+                    if entry.term != term:
+                        conn.execute(_INSERT_TERM, (entry.term, entry.lsn))
+                        term = entry.term
+                    added += len(entry.changes)
         finally:
             conn.execute("PRAGMA foreign_keys=ON")
         last = entries[-1]
@@ -562,12 +669,55 @@ class Database:
             raise InvalidInput(f"change for table {change['table']!r}, which this node does not have: upgrade it")
         data = change["data"]
         if change["operation"] == "DELETE":
-            conn.execute(table.delete_sql, [data.get(c) for c in table.pk])
+            if any(c not in data for c in table.pk):
+                raise InvalidInput(f"DELETE from {table.name} lacks its primary key {table.pk}")
+            conn.execute(table.delete_sql, [data[c] for c in table.pk])
         else:
-            missing = [c for c in table.columns if c not in data]
-            if missing:
-                raise InvalidInput(f"change for {table.name} lacks columns {missing}: upgrade this node")
+            if data.keys() != table.column_set:
+                raise InvalidInput(
+                    f"change for {table.name} has columns {sorted(data)}, this node has {sorted(table.columns)}: upgrade it"
+                )
             conn.execute(table.upsert_sql, [data[c] for c in table.columns])
+
+    # --- snapshots -------------------------------------------------------------------------
+
+    def install_snapshot(self, prepared: PreparedSnapshot) -> SnapshotInfo:
+        """Replace this database by a prepared (verified) snapshot, and continue from its LSN.
+
+        The quick part, on the owner's thread: this node's own metadata is copied into the new
+        file, the old database is closed out of WAL mode (so it is whole in its one file and
+        no stale WAL can ever be replayed onto the new one), the new file is renamed over it,
+        the directory is synced, and the database reopens (migrations, triggers, log state).
+        A crash at any point leaves either the old or the new database whole. Raises
+        SnapshotError, leaving the old database open and unchanged, when another connection
+        holds the file.
+        """
+        source = Path(prepared.path)
+        if source.parent.resolve() != self.data_dir.resolve():
+            raise SnapshotError(f"snapshot {source} must be prepared in {self.data_dir} to be renamed into place")
+        conn = self.conn
+        if conn.in_transaction:
+            raise RuntimeError("install_snapshot inside a transaction")
+        _replace_local_meta(source, self._local_meta())
+        conn.execute("PRAGMA busy_timeout=0")
+        try:
+            mode = conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            mode = str(exc)
+        if mode.lower() != "delete":
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            raise SnapshotError(f"cannot swap {self.path} while another connection holds it ({mode}); retry")
+        conn.close()
+        self._conn = None
+        self._triggers_installed = False
+        for suffix in ("-wal", "-shm", "-journal"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        os.replace(source, self.path)
+        self.fsync_dir()
+        self.open()
+        log.info("store: installed snapshot at LSN %d term %d", self._last_lsn, self._last_term)
+        return prepared.info
 
     # --- idempotent requests ---------------------------------------------------------------
 
@@ -589,8 +739,14 @@ class Database:
 
     # --- content ---------------------------------------------------------------------------
 
-    def checksum(self) -> str:
-        """A digest of every replicated table's rows in primary-key order (equal data, equal digest)."""
+    def checksum(self, *, reuse: bool = False) -> str:
+        """A digest of every replicated table's rows in primary-key order (equal data, equal digest).
+
+        It reads every row. With ``reuse`` (for a status page), the digest computed last is
+        returned while the LSN has not moved: data changes only with a new entry.
+        """
+        if reuse and self.capture and self._checksum is not None and self._checksum[0] == self._last_lsn:
+            return self._checksum[1]
         digest = hashlib.sha256()
         for name in sorted(self._tables):
             table = self._tables[name]
@@ -598,19 +754,42 @@ class Database:
             for row in self.conn.execute(table.select_sql):
                 digest.update(json.dumps(list(row), separators=(",", ":"), ensure_ascii=False).encode())
                 digest.update(b"\n")
-        return digest.hexdigest()
-
-    def reopen(self) -> None:
-        """Close and open again (after the file was replaced by a snapshot)."""
-        self.close()
-        self.open()
+        self._checksum = (self._last_lsn, digest.hexdigest())
+        return self._checksum[1]
 
     def fsync_dir(self) -> None:
-        fd = os.open(self.data_dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(self.data_dir)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _has_text_affinity(declared: str | None) -> bool:
+    # SQLite's affinity rules: INT first, then CHAR/CLOB/TEXT.
+    declared = (declared or "").upper()
+    return "INT" not in declared and any(word in declared for word in ("CHAR", "CLOB", "TEXT"))
+
+
+def _replace_local_meta(path: Path, local: list[tuple[str, str]]) -> None:
+    """Give the snapshot file at ``path`` this node's own metadata instead of its sender's."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("BEGIN IMMEDIATE")
+        marks = ", ".join("?" for _ in SHARED_META)
+        conn.execute(f"DELETE FROM _tn_meta WHERE key NOT IN ({marks})", SHARED_META)
+        conn.executemany("INSERT INTO _tn_meta(key, value) VALUES (?, ?)", local)
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        raise SnapshotError(f"cannot prepare {path} for installation: {exc}") from exc
+    finally:
+        conn.close()
 
 
 def _split_sql(script: str) -> list[str]:

@@ -5,14 +5,23 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+# The formatted second of the last call: every write stamps its log entry, and formatting the
+# date part again for each of thousands of writes in the same second costs more than the write.
+_last_second: tuple[int, str] = (-1, "")
+
 
 def iso_now(clock=time.time) -> str:
     return iso_from_epoch(clock())
 
 
 def iso_from_epoch(seconds: float) -> str:
-    stamp = datetime.fromtimestamp(seconds, UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+    global _last_second
+    whole, millis = divmod(int(seconds * 1000), 1000)
+    cached = _last_second
+    if cached[0] != whole:
+        cached = (whole, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(whole)))
+        _last_second = cached
+    return f"{cached[1]}{millis:03d}Z"
 
 
 def epoch_from_iso(text: str) -> float:

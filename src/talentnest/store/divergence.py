@@ -1,48 +1,117 @@
-"""Interim (replaced by the store's full version): where two histories part, and archiving."""
+"""Where this node's log parts from the leader's, and the archive of the entries only it holds.
+
+Each log is described by its term history, ``[(term, start_lsn), ...]`` oldest first, and its
+last LSN: the term of an LSN is the term of the last history item starting at or before it.
+As in Raft's log matching (Kafka's leader epochs), two entries with the same LSN and term are
+the same entry, and so is everything before them; so the logs agree up to the end of their last
+common stretch of terms. What this node holds beyond that point the leader never had: it is
+written to ``DATA_DIR/archive/`` before the node resyncs, never dropped silently.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
+from talentnest.store._db import Database, LogEntry, fsync_dir
 from talentnest.store._time import iso_from_epoch
 
+log = logging.getLogger("talentnest.store")
 
-def _term_at(history: list[tuple[int, int]], lsn: int) -> int:
-    term = 0
-    for t, start in history:
-        if start <= lsn:
-            term = t
+TermHistory = Sequence[tuple[int, int]]
+ARCHIVE_DIR = "archive"
+
+
+def term_at(history: TermHistory, lsn: int) -> int:
+    """The term of ``lsn`` in a log with this history (0 before its first term)."""
+    term, start = 0, 0
+    for item_term, item_start in history:
+        if item_start <= lsn and (item_start, item_term) >= (start, term):
+            term, start = item_term, item_start
     return term
 
 
-def divergence_point(ours: list[tuple[int, int]], our_last: int, theirs: list[tuple[int, int]], their_last: int) -> int:
-    """The highest LSN up to which both logs hold the same terms."""
-    limit = min(our_last, their_last)
-    points = sorted({s for _, s in ours} | {s for _, s in theirs} | {limit})
-    agreed = 0
-    for lsn in points:
-        if lsn > limit:
-            break
-        if _term_at(ours, lsn) != _term_at(theirs, lsn):
-            return max(0, lsn - 1)
-        agreed = lsn
-    return limit if agreed <= limit else agreed
+def common_lsn(local_history: TermHistory, local_last_lsn: int, leader_history: TermHistory, leader_last_lsn: int) -> int:
+    """The highest LSN up to which this node's log and the leader's hold the same entries.
+
+    Walks both logs from LSN 1 in stretches where neither history changes term, and stops at
+    the first stretch whose terms differ. Never more than either last LSN.
+    """
+    limit = min(local_last_lsn, leader_last_lsn)
+    if limit <= 0:
+        return 0
+    starts = sorted({1} | {s for _, s in local_history if 1 < s <= limit} | {s for _, s in leader_history if 1 < s <= limit})
+    for start in starts:
+        if term_at(local_history, start) != term_at(leader_history, start):
+            return start - 1
+    return limit
 
 
-def archive_divergent(db, after_lsn: int, reason: str) -> Path:
-    directory = db.data_dir / "archive"
-    directory.mkdir(exist_ok=True)
-    path = directory / f"divergent-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-lsn{after_lsn + 1}-{db.last_lsn}.jsonl"
-    with open(path, "w") as handle:
-        handle.write(
-            json.dumps({"reason": reason, "from_lsn": after_lsn + 1, "to_lsn": db.last_lsn, "at": iso_from_epoch(time.time())})
-            + "\n"
+def archive_divergent(db: Database, after_lsn: int, reason: str) -> Path:
+    """Write every entry of ``db`` after ``after_lsn`` to a new archive file, durably; its path.
+
+    The file is JSON lines: a header (the LSN range, the terms it spans, the reason, and
+    whether part of the range was already trimmed from the log, so is missing here), then
+    one line per entry still in the log, in LSN order, in the wire form. Raises ValueError
+    when the node holds nothing after ``after_lsn``.
+    """
+    last = db.last_lsn
+    if after_lsn >= last:
+        raise ValueError(f"nothing to archive: the log ends at LSN {last}, not after {after_lsn}")
+    first_kept = db.first_lsn
+    trimmed = after_lsn + 1 < first_kept
+    history = db.term_history()
+    terms = sorted({term_at(history, after_lsn + 1)} | {t for t, s in history if after_lsn < s <= last})
+    count = db.conn.execute("SELECT COUNT(*) FROM _tn_log WHERE lsn > ?", (after_lsn,)).fetchone()[0]
+    now = db.clock()
+    header = {
+        "archive": "talentnest divergent entries",
+        "from_lsn": after_lsn + 1,
+        "to_lsn": last,
+        "terms": terms,
+        "term_history": [{"term": t, "start_lsn": s} for t, s in history],
+        "reason": reason,
+        "trimmed": trimmed,
+        "first_archived_lsn": max(after_lsn + 1, first_kept) if count else None,
+        "entries": count,
+        "archived_at": iso_from_epoch(now),
+    }
+    directory = db.data_dir / ARCHIVE_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now * 1000) % 1000:03d}Z"
+    path = _unused(directory / f"divergent-{stamp}-lsn{after_lsn + 1}-{last}.jsonl")
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("w", encoding="utf-8") as out:
+        out.write(json.dumps(header, ensure_ascii=False) + "\n")
+        rows = db.conn.execute(
+            "SELECT lsn, term, ts, schema_version, changes FROM _tn_log WHERE lsn > ? ORDER BY lsn", (after_lsn,)
         )
-        for entry in db.entries_after(max(after_lsn, db.first_lsn - 1), max_entries=10**9, max_bytes=2**62):
-            handle.write(entry.to_json() + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+        for row in rows:
+            out.write(LogEntry(*row).to_json() + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(partial, path)
+    fsync_dir(directory)
+    log.warning(
+        "store: archived %d entries (LSN %d-%d, terms %s%s) to %s: %s",
+        count,
+        after_lsn + 1,
+        last,
+        terms,
+        ", part already trimmed" if trimmed else "",
+        path,
+        reason,
+    )
     return path
+
+
+def _unused(path: Path) -> Path:
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate

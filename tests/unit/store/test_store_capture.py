@@ -1,0 +1,247 @@
+"""Change capture: every write transaction becomes exactly one log entry holding its row changes."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from talentnest.errors import NotLeader, StaleTerm
+from talentnest.store import WriteReceipt, current_receipt
+
+
+def changes_of(node, lsn: int) -> list[dict]:
+    (entry,) = [e for e in node.all_entries() if e.lsn == lsn]
+    return json.loads(entry.changes)
+
+
+def ops(changes: list[dict]) -> list[tuple[str, str]]:
+    return [(c["operation"], c["table"]) for c in changes]
+
+
+def test_signup_is_one_entry_with_the_full_row(nodes):
+    node = nodes("leader")
+    user_id = node.signup("ada")
+
+    assert node.db.last_lsn == 1
+    (change,) = changes_of(node, 1)
+    row = dict(node.db.conn.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone())
+    assert change == {"operation": "INSERT", "table": "users", "data": row}
+
+
+def test_each_product_write_captures_its_rows(nodes):
+    node = nodes("leader")
+    ada, bob = node.signup("ada"), node.signup("bob")
+    post = node.post(ada, "first")
+
+    node.post_service.update(ada, post, "edited")
+    assert ops(changes_of(node, node.db.last_lsn)) == [("UPDATE", "posts")]
+    assert changes_of(node, node.db.last_lsn)[0]["data"]["content"] == "edited"
+
+    node.post_service.like(bob, post)
+    assert ops(changes_of(node, node.db.last_lsn)) == [("INSERT", "likes")]
+    node.post_service.unlike(bob, post)
+    (change,) = changes_of(node, node.db.last_lsn)
+    assert (change["operation"], change["table"]) == ("DELETE", "likes")
+    assert (change["data"]["post_id"], change["data"]["user_id"]) == (post, bob)
+
+    node.user_service.follow(bob, "ada")
+    assert changes_of(node, node.db.last_lsn)[0]["data"]["follower_id"] == bob
+    node.user_service.unfollow(bob, "ada")
+    assert ops(changes_of(node, node.db.last_lsn)) == [("DELETE", "follows")]
+
+    node.user_service.update_profile(ada, {"skills": ["Python", "SQL"], "headline": "engineer"})
+    (change,) = changes_of(node, node.db.last_lsn)
+    assert change["operation"] == "UPDATE" and json.loads(change["data"]["skills"]) == ["Python", "SQL"]
+
+    comment = node.post_service.comment(bob, post, "nice")["id"]
+    assert changes_of(node, node.db.last_lsn)[0]["data"]["id"] == comment
+    node.post_service.delete_comment(bob, post, comment)
+    assert ops(changes_of(node, node.db.last_lsn)) == [("DELETE", "comments")]
+
+
+def test_cascaded_deletes_are_captured_row_by_row(nodes):
+    node = nodes("leader")
+    ada, bob = node.signup("ada"), node.signup("bob")
+    post = node.post(ada)
+    node.post_service.like(bob, post)
+    node.post_service.comment(bob, post, "one")
+    node.post_service.comment(ada, post, "two")
+    node.user_service.follow(bob, "ada")
+
+    with node.db.write() as conn:
+        conn.execute("DELETE FROM users WHERE id = ?", (ada,))
+
+    captured = ops(changes_of(node, node.db.last_lsn))
+    assert sorted(captured) == sorted(
+        [
+            ("DELETE", "users"),
+            ("DELETE", "posts"),
+            ("DELETE", "likes"),
+            ("DELETE", "comments"),
+            ("DELETE", "comments"),
+            ("DELETE", "follows"),
+        ]
+    )
+    remaining = node.db.conn.execute(
+        "SELECT (SELECT COUNT(*) FROM posts) + (SELECT COUNT(*) FROM likes) + (SELECT COUNT(*) FROM comments)"
+        " + (SELECT COUNT(*) FROM follows)"
+    ).fetchone()[0]
+    assert remaining == 0
+
+
+def test_insert_or_ignore_captures_only_rows_really_inserted(nodes):
+    node = nodes("leader")
+    ada, bob = node.signup("ada"), node.signup("bob")
+    post = node.post(ada)
+    before = node.db.last_lsn
+
+    with node.db.write() as conn:
+        assert node.posts.like(conn, post, bob, "t") is True
+        assert node.posts.like(conn, post, bob, "t") is False
+    assert ops(changes_of(node, before + 1)) == [("INSERT", "likes")]
+
+    with node.db.write() as conn:
+        assert node.posts.like(conn, post, bob, "t") is False
+    assert node.db.last_lsn == before + 1, "a transaction that changed nothing is no entry"
+
+
+def test_insert_or_replace_captures_the_row_it_deletes(nodes):
+    node = nodes("leader")
+    node.signup("ada")
+    with node.db.write() as conn:
+        # A new id with ada's username: REPLACE deletes the row with id 1 to make room.
+        conn.execute(
+            "INSERT OR REPLACE INTO users(id, username, email, name, password_hash, created_at, updated_at) "
+            "VALUES (7, 'ada', 'ada2@example.org', 'Ada', 'x', 't', 't')"
+        )
+    assert ops(changes_of(node, node.db.last_lsn)) == [("DELETE", "users"), ("INSERT", "users")]
+
+
+def test_an_update_that_moves_the_key_deletes_the_old_row(nodes):
+    node = nodes("leader")
+    node.signup("ada")
+    with node.db.write() as conn:
+        conn.execute("UPDATE users SET id = 5 WHERE id = 1")
+    changes = changes_of(node, node.db.last_lsn)
+    assert ops(changes) == [("DELETE", "users"), ("UPDATE", "users")]
+    assert (changes[0]["data"]["id"], changes[1]["data"]["id"]) == (1, 5)
+
+
+def test_reals_are_captured_exactly(nodes):
+    node = nodes("leader")
+    value = 1795793208.6965282  # SQLite's own JSON would write 1795793208.69653
+    with node.db.write() as conn:
+        conn.execute("INSERT INTO _tn_requests(key, lsn, created) VALUES ('k', 1, ?)", (value,))
+    (change,) = changes_of(node, node.db.last_lsn)
+    assert change["data"]["created"] == value
+
+
+def test_a_rolled_back_write_leaves_no_entry_and_no_data(nodes):
+    node = nodes("leader")
+    node.signup("ada")
+    checksum = node.db.checksum()
+
+    with pytest.raises(RuntimeError), node.db.write() as conn:
+        node.posts.insert(conn, 1, "lost", "t")
+        raise RuntimeError("handler failed")
+
+    assert node.db.last_lsn == 1
+    assert len(node.all_entries()) == 1
+    assert node.db.checksum() == checksum
+    node.post(1, "kept")
+    assert [e.lsn for e in node.all_entries()] == [1, 2]
+    assert ops(changes_of(node, 2)) == [("INSERT", "posts")], "nothing of the rolled-back write leaks into the next"
+
+
+def test_a_failing_statement_rolls_back_the_whole_transaction(nodes):
+    node = nodes("leader")
+    node.signup("ada")
+    with pytest.raises(sqlite3.IntegrityError), node.db.write() as conn:
+        node.posts.insert(conn, 1, "lost", "t")
+        node.users.insert(conn, username="ada", email="other@example.org", name="A", password_hash="x", now="t")
+    assert node.db.last_lsn == 1
+    assert node.db.conn.execute("SELECT COUNT(*) FROM posts").fetchone()[0] == 0
+
+
+def test_the_write_guard_refuses_before_any_work(nodes):
+    node = nodes("leader")
+
+    def refuse() -> None:
+        raise NotLeader("not the leader")
+
+    node.db.write_guard = refuse
+    with pytest.raises(NotLeader), node.db.write() as conn:
+        conn.execute("DELETE FROM users")
+    assert node.db.last_lsn == 0
+
+
+def test_entries_carry_the_term_and_the_history_records_each_term(nodes):
+    node = nodes("leader")
+    node.db.term = 3
+    node.signup("ada")
+    node.signup("bob")
+    node.db.term = 5
+    node.signup("cyd")
+
+    assert [(e.lsn, e.term) for e in node.all_entries()] == [(1, 3), (2, 3), (3, 5)]
+    assert node.db.term_history() == [(3, 1), (5, 3)]
+    assert [node.db.term_at(lsn) for lsn in (0, 1, 2, 3)] == [0, 3, 3, 5]
+    node.db.term = 4
+    with pytest.raises(StaleTerm), node.db.write() as conn:
+        conn.execute("DELETE FROM users")
+
+
+def test_log_state_survives_a_restart(nodes):
+    node = nodes("leader")
+    node.db.term = 2
+    node.signup("ada")
+    node.signup("bob")
+    node.db.reopen()
+    assert (node.db.first_lsn, node.db.last_lsn, node.db.last_term) == (1, 2, 2)
+    node.post(1)
+    assert node.db.last_lsn == 3
+
+
+def test_an_idempotency_key_is_recorded_in_the_same_entry(nodes):
+    node = nodes("leader")
+    receipt = WriteReceipt(idempotency_key="retry-me")
+    token = current_receipt.set(receipt)
+    try:
+        node.signup("ada")
+    finally:
+        current_receipt.reset(token)
+    assert receipt.lsn == 1
+    assert sorted(ops(changes_of(node, 1))) == [("INSERT", "_tn_requests"), ("INSERT", "users")]
+    assert node.db.find_request("retry-me")["lsn"] == 1
+
+
+def test_capture_lives_on_the_connection_not_in_the_file(nodes):
+    node = nodes("leader")
+    node.signup("ada")
+    stored = node.db.conn.execute("SELECT COUNT(*) FROM main.sqlite_master WHERE type = 'trigger'").fetchone()[0]
+    assert stored == 0
+    # Another connection (a tool, a snapshot check) can write without the capture function.
+    other = sqlite3.connect(node.db.path)
+    other.execute("UPDATE users SET name = 'Other' WHERE id = 1")
+    other.commit()
+    other.close()
+
+
+def test_capture_off_writes_no_log(nodes):
+    node = nodes("bench", capture=False)
+    node.signup("ada")
+    node.post(1)
+    assert node.db.last_lsn == 0
+    assert node.db.conn.execute("SELECT COUNT(*) FROM _tn_log").fetchone()[0] == 0
+    assert node.db.conn.execute("SELECT COUNT(*) FROM posts").fetchone()[0] == 1
+
+
+def test_a_reused_checksum_follows_the_lsn(nodes):
+    node = nodes("leader")
+    node.signup("ada")
+    first = node.db.checksum(reuse=True)
+    assert node.db.checksum(reuse=True) == first == node.db.checksum()
+    node.signup("bob")
+    assert node.db.checksum(reuse=True) == node.db.checksum() != first
