@@ -788,6 +788,8 @@ class ClusterNode:
     def status(self) -> dict[str, Any]:
         """The seed's /cluster/status JSON, plus term, LSNs, lag and health details."""
         now = self.clock()
+        # A leader this node can no longer hear from is not reported as its leader.
+        known = self.role == Role.LEADER or self.leader_alive(now)
         leader_lsn = self.db.last_lsn if self.role == Role.LEADER else None
         if leader_lsn is None and self.leader_id is not None:
             leader_peer = next((p for p in self.peers.values() if p.id == self.leader_id), None)
@@ -811,7 +813,7 @@ class ClusterNode:
             alive = self._alive(peer, now)
             if not alive and now - (peer.last_ok or peer.first_seen) > self.failure_timeout and peer.last_ok is not None:
                 continue  # removed after FAILURE_TIMEOUT without an answer
-            is_leader = peer.id == self.leader_id and self.role != Role.LEADER
+            is_leader = known and peer.id == self.leader_id and self.role != Role.LEADER
             role = Role.LEADER.value if is_leader else (peer.role if alive and peer.role != Role.LEADER else Role.FOLLOWER.value)
             match = self.replication.match_lsn(peer.address) if (self.replication and self.role == Role.LEADER) else None
             applied = match if match is not None else (peer.last_lsn if peer.last_ok is not None else None)
@@ -835,8 +837,8 @@ class ClusterNode:
         status = {
             "current_node_id": self.node_id,
             "current_role": self.role.value,
-            "leader_id": self.leader_id,
-            "leader_address": self.url if self.role == Role.LEADER else self.leader_url,
+            "leader_id": self.leader_id if known else None,
+            "leader_address": (self.url if self.role == Role.LEADER else self.leader_url) if known else None,
             "total_nodes": len(nodes),
             "nodes": nodes,
             "term": self.term,
