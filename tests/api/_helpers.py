@@ -6,15 +6,31 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from talentnest.config import Settings
+
 JWT_SECRET = "test-secret-that-is-at-least-32-bytes-long"
 ERROR_KEYS = {"code", "message"}
 OPTIONAL_ERROR_KEYS = {"fields"}
+
+
+def fast_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """Settings for tests: a temp DATA_DIR and argon2 parameters that cost about a millisecond."""
+    values: dict[str, Any] = dict(
+        jwt_secret=JWT_SECRET,
+        data_dir=data_dir,
+        argon2_time_cost=1,
+        argon2_memory_kib=1024,
+        argon2_parallelism=1,
+    )
+    values.update(overrides)
+    return Settings(**values)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,9 @@
-"""Fixtures for driving the real ASGI app: a fresh SQLite file per test, fast password hashing."""
+"""Fixtures for driving the real ASGI app: a fresh SQLite file per test, fast password hashing.
+
+One app (and one TestClient, entered so the lifespan runs) serves the whole session: FastAPI
+builds its routes' dependency graphs on an app's first request, which costs more than most tests.
+Before each test the app's database file is deleted and opened again, empty.
+"""
 
 from __future__ import annotations
 
@@ -11,33 +16,34 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from talentnest.app import create_app
-from talentnest.config import Settings
-from tests.api._helpers import JWT_SECRET, Api, Member
+from talentnest.store import DB_FILENAME
+from tests.api._helpers import Api, Member, fast_settings
 
 
-def fast_settings(data_dir: Path, **overrides) -> Settings:
-    """Settings for tests: a temp DATA_DIR and argon2 parameters that cost about a millisecond."""
-    values = dict(
-        jwt_secret=JWT_SECRET,
-        data_dir=data_dir,
-        argon2_time_cost=1,
-        argon2_memory_kib=1024,
-        argon2_parallelism=1,
-    )
-    values.update(overrides)
-    return Settings(**values)
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> FastAPI:
-    return create_app(fast_settings(tmp_path / "data"))
-
-
-@pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
+@pytest.fixture(scope="session")
+def _node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, TestClient]]:
+    app = create_app(fast_settings(tmp_path_factory.mktemp("node") / "data"))
     # As a context manager, so the lifespan runs and opens the real SQLite file.
     with TestClient(app) as test_client:
-        yield test_client
+        yield app, test_client
+
+
+@pytest.fixture
+def app(_node: tuple[FastAPI, TestClient]) -> FastAPI:
+    """The app, with an empty database of its own for this test."""
+    app = _node[0]
+    db = app.state.db
+    db.close()
+    for path in Path(db.data_dir).glob(f"{DB_FILENAME}*"):
+        path.unlink()
+    db.open()
+    assert db.last_lsn == 0
+    return app
+
+
+@pytest.fixture
+def client(app: FastAPI, _node: tuple[FastAPI, TestClient]) -> TestClient:
+    return _node[1]
 
 
 @pytest.fixture

@@ -106,9 +106,15 @@ class CommentPage(BaseModel):
     next_cursor: str | None
 
 
-class ErrorDetail(BaseModel):
-    code: str
+class FieldError(BaseModel):
+    field: str
     message: str
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable and machine-readable, e.g. username_taken")
+    message: str = Field(description="for people; names the field and the rule")
+    fields: list[FieldError] | None = Field(default=None, description="on 422 from field checks: each bad field")
 
 
 class ErrorOut(BaseModel):
@@ -124,6 +130,7 @@ def errors(*statuses: int) -> dict[int | str, dict]:
         404: "No such user, post or comment",
         409: "Username or email already taken",
         413: "Body larger than 1 MiB",
+        415: "Body not sent as JSON",
         422: "Invalid fields",
         429: "Too many attempts",
         503: "No leader reachable for a write, or the node is not ready",

@@ -47,7 +47,7 @@ router = APIRouter(prefix="/api")
     status_code=201,
     response_model=SessionOut,
     tags=["auth"],
-    responses=errors(400, 409, 413, 422),
+    responses=errors(400, 409, 413, 415, 422),
     **writes(),
 )
 async def signup(body: SignupIn, services: Services) -> dict[str, Any]:
@@ -56,7 +56,7 @@ async def signup(body: SignupIn, services: Services) -> dict[str, Any]:
     return session.as_dict()
 
 
-@router.post("/auth/login", response_model=SessionOut, tags=["auth"], responses=errors(400, 401, 413, 422, 429))
+@router.post("/auth/login", response_model=SessionOut, tags=["auth"], responses=errors(400, 401, 413, 415, 422, 429))
 async def login(body: LoginIn, services: Services) -> dict[str, Any]:
     """Log in with ``password`` and ``username`` or ``email`` (a read: any node answers)."""
     session = await services.auth.login(username=body.username, email=body.email, password=body.password)
@@ -82,7 +82,7 @@ async def search_users(
     return services.users.search(query, limit=limit, cursor=cursor).as_dict()
 
 
-@router.patch("/users/me", response_model=MeOut, tags=["users"], responses=errors(400, 401, 413, 422), **writes())
+@router.patch("/users/me", response_model=MeOut, tags=["users"], responses=errors(400, 401, 413, 415, 422), **writes())
 async def update_me(body: ProfileIn, user: User, services: Services) -> dict[str, Any]:
     """Change name, headline, bio, location or skills (omitted fields stay as they are)."""
     return services.users.update_profile(user, body.model_dump(exclude_unset=True, exclude_none=True))
@@ -123,7 +123,7 @@ async def following(username: Username, services: Services, limit: Limit = None,
     response_model=PostOut,
     response_model_exclude_unset=True,
     tags=["posts"],
-    responses=errors(400, 401, 413, 422),
+    responses=errors(400, 401, 413, 415, 422),
     **writes(),
 )
 async def create_post(body: PostIn, user: User, services: Services) -> dict[str, Any]:
@@ -160,7 +160,7 @@ async def get_post(post_id: PostId, viewer: Viewer, services: Services) -> dict[
     response_model=PostOut,
     response_model_exclude_unset=True,
     tags=["posts"],
-    responses=errors(400, 401, 403, 404, 413, 422),
+    responses=errors(400, 401, 403, 404, 413, 415, 422),
     **writes(),
 )
 async def update_post(post_id: PostId, body: PostIn, user: User, services: Services) -> dict[str, Any]:
@@ -205,7 +205,7 @@ async def unlike(post_id: PostId, user: User, services: Services) -> dict[str, A
     status_code=201,
     response_model=CommentOut,
     tags=["posts"],
-    responses=errors(400, 401, 404, 413, 422),
+    responses=errors(400, 401, 404, 413, 415, 422),
     **writes(),
 )
 async def comment(post_id: PostId, body: CommentIn, user: User, services: Services) -> dict[str, Any]:
