@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 from talentnest import errors
 
@@ -98,6 +101,20 @@ def _is_json(content_type: str | None) -> bool:
     return media_type == "application/json" or media_type.endswith("+json")
 
 
+def allowed_methods(routes: Iterable[BaseRoute], scope: Scope) -> list[str]:
+    """Every method some route serves at the scope's path (the path matched, the method did not)."""
+    methods: set[str] = set()
+    for route in routes:
+        nested = getattr(route, "original_router", None)  # a router included into the app
+        if nested is not None:
+            methods.update(allowed_methods(nested.routes, scope))
+            continue
+        match, _ = route.matches({**scope, "method": ""})
+        if match is Match.PARTIAL:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that give every error the same shape."""
 
@@ -124,9 +141,17 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 400 and message == _FASTAPI_BODY_ERROR:
             # Raised for a body the JSON decoder could not even read (bad UTF-8, nesting too deep).
             code, message = "malformed_json", MALFORMED_JSON
+        headers = getattr(exc, "headers", None)
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route {request.method} {request.url.path}"
-        return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+        if exc.status_code == 405:
+            # Starlette names only the methods of the first route whose path matched; a path such
+            # as /api/posts/{id} has one route per method, and Allow must name them all.
+            allowed = allowed_methods(request.app.router.routes, request.scope)
+            if allowed:
+                headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+                message = f"{request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}"
+        return error_response(exc.status_code, code, message, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

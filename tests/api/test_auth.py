@@ -91,6 +91,8 @@ INVALID_SIGNUPS = {
     "username with a trailing newline": valid_signup(username="abc\n"),
     "username empty": valid_signup(username=""),
     "username not a string": valid_signup(username=12345),
+    "username reserved for a route": valid_signup(username="search"),
+    "username reserved, any case": valid_signup(username="Search"),
     "password of 5 characters": valid_signup(password="12345"),
     "password too long": valid_signup(password="x" * 257),
     "password with NUL": valid_signup(password="pass\x00word"),
@@ -218,17 +220,19 @@ def test_login_with_nul_in_the_username_is_401_not_a_crash(api: Api):
 # --- me and tokens -----------------------------------------------------------------------------
 
 
-def test_me_answers_the_private_profile(api: Api):
+@pytest.mark.parametrize("url", ["/api/auth/me", "/api/users/me"])
+def test_me_answers_the_private_profile(api: Api, url: str):
     member = api.signup(**SEED_SIGNUP)
 
-    me = api.ok("GET", "/api/auth/me", headers=member.headers)
+    me = api.ok("GET", url, headers=member.headers)
 
     assert set(me) == PRIVATE_USER_KEYS
     assert me == member.user
 
 
-def test_me_without_a_token_is_401_and_asks_for_a_bearer_token(api: Api):
-    response = api.client.get("/api/auth/me")
+@pytest.mark.parametrize("url", ["/api/auth/me", "/api/users/me"])
+def test_me_without_a_token_is_401_and_asks_for_a_bearer_token(api: Api, url: str):
+    response = api.client.get(url)
 
     assert_error(response, 401, "missing_token")
     assert response.headers["www-authenticate"] == "Bearer"

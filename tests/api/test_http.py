@@ -173,12 +173,25 @@ def test_an_unknown_route_is_404_in_the_error_shape(api: Api, path: str):
     assert path in error["message"]
 
 
-@pytest.mark.parametrize("method, path", [("PUT", "/api/posts"), ("DELETE", "/api/auth/login"), ("GET", "/api/auth/signup")])
-def test_a_wrong_method_is_405_in_the_error_shape_with_allow(api: Api, method: str, path: str):
+@pytest.mark.parametrize(
+    "method, path, allow",
+    [
+        ("PUT", "/api/posts", "GET, POST"),
+        ("DELETE", "/api/auth/login", "POST"),
+        ("GET", "/api/auth/signup", "POST"),
+        ("OPTIONS", "/api/posts/1", "DELETE, GET, PATCH"),
+        ("PUT", "/api/users/bob/follow", "DELETE, POST"),
+        ("DELETE", "/api/users/me", "GET, PATCH"),
+        ("POST", "/api/posts/1/comments/2", "DELETE"),
+        ("POST", "/healthz", "GET"),
+    ],
+)
+def test_a_wrong_method_is_405_in_the_error_shape_naming_every_allowed_method(api: Api, method: str, path: str, allow: str):
     response = api.client.request(method, path)
 
-    assert_error(response, 405, "method_not_allowed")
-    assert response.headers["allow"]
+    error = assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == allow
+    assert allow in error["message"]
 
 
 def test_an_unexpected_exception_is_500_in_the_error_shape_and_says_nothing_inside(tmp_path):

@@ -16,11 +16,23 @@ class SignupIn(_In):
     username: str = Field(
         min_length=rules.USERNAME_MIN, max_length=rules.USERNAME_MAX, pattern=rules.USERNAME_PATTERN, examples=["testuser"]
     )
-    email: str = Field(min_length=3, max_length=rules.EMAIL_MAX, examples=["test@example.com"])
+    email: str = Field(
+        min_length=3, max_length=rules.EMAIL_MAX, examples=["test@example.com"], json_schema_extra={"format": "email"}
+    )
     password: str = Field(min_length=rules.PASSWORD_MIN, max_length=rules.PASSWORD_MAX, examples=["password123"])
 
 
 class LoginIn(_In):
+    # One of username or email must be a string (checked by the service; declared for clients).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["username"], "properties": {"username": {"type": "string"}}},
+                {"required": ["email"], "properties": {"email": {"type": "string"}}},
+            ]
+        }
+    )
+
     username: str | None = Field(default=None, max_length=rules.EMAIL_MAX, description="a username, or an email")
     email: str | None = Field(default=None, max_length=rules.EMAIL_MAX)
     password: str = Field(max_length=rules.PASSWORD_MAX)

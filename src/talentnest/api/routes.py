@@ -39,6 +39,11 @@ Viewer = Annotated[int | None, Depends(optional_user)]
 router = APIRouter(prefix="/api")
 
 
+def token_optional() -> dict[str, Any]:
+    """Route keywords that declare the bearer token optional (it changes ``liked_by_me`` only)."""
+    return {"openapi_extra": {"security": [{}]}}
+
+
 # --- auth --------------------------------------------------------------------------------------
 
 
@@ -65,6 +70,7 @@ async def login(body: LoginIn, services: Services) -> dict[str, Any]:
 
 @router.get("/auth/me", response_model=MeOut, tags=["auth"], responses=errors(401))
 async def me(user: User, services: Services) -> dict[str, Any]:
+    """The user whose token this is, with their email."""
     return services.auth.me(user)
 
 
@@ -80,6 +86,12 @@ async def search_users(
 ) -> dict[str, Any]:
     """Users whose username, name, headline or skills contain every word, best match first."""
     return services.users.search(query, limit=limit, cursor=cursor).as_dict()
+
+
+@router.get("/users/me", response_model=MeOut, tags=["users"], responses=errors(401))
+async def my_profile(user: User, services: Services) -> dict[str, Any]:
+    """Your own profile, with your email (the same as /api/auth/me)."""
+    return services.auth.me(user)
 
 
 @router.patch("/users/me", response_model=MeOut, tags=["users"], responses=errors(400, 401, 413, 415, 422), **writes())
@@ -130,7 +142,14 @@ async def create_post(body: PostIn, user: User, services: Services) -> dict[str,
     return services.posts.create(user, body.content)
 
 
-@router.get("/posts", response_model=PostPage, response_model_exclude_unset=True, tags=["posts"], responses=errors(401, 404, 422))
+@router.get(
+    "/posts",
+    response_model=PostPage,
+    response_model_exclude_unset=True,
+    tags=["posts"],
+    responses=errors(401, 404, 422),
+    **token_optional(),
+)
 async def list_posts(
     services: Services,
     viewer: Viewer,
@@ -149,7 +168,12 @@ async def feed(user: User, services: Services, limit: Limit = None, cursor: Curs
 
 
 @router.get(
-    "/posts/{post_id}", response_model=PostOut, response_model_exclude_unset=True, tags=["posts"], responses=errors(401, 404, 422)
+    "/posts/{post_id}",
+    response_model=PostOut,
+    response_model_exclude_unset=True,
+    tags=["posts"],
+    responses=errors(401, 404, 422),
+    **token_optional(),
 )
 async def get_post(post_id: PostId, viewer: Viewer, services: Services) -> dict[str, Any]:
     return services.posts.get(post_id, viewer)

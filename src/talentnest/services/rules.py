@@ -25,6 +25,8 @@ QUERY_TERMS_MAX = 8
 EMAIL_MAX = 254
 PAGE_DEFAULT, PAGE_MAX = 20, 100
 
+# Names that are paths under /api/users/: a user called "search" could never be looked up.
+RESERVED_USERNAMES = frozenset({"me", "search"})
 _USERNAME = re.compile(USERNAME_PATTERN)
 # Control characters other than tab and newline have no place in a profile or a post.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -32,10 +34,12 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 def username(value: str) -> str:
     """Stored lower-case; 3-30 of letters, digits and underscore."""
-    if not isinstance(value, str) or not _USERNAME.match(value):
+    if not isinstance(value, str) or not _USERNAME.fullmatch(value):
         raise InvalidInput(
             f"username must be {USERNAME_MIN}-{USERNAME_MAX} letters, digits or underscores", code="invalid_username"
         )
+    if value.lower() in RESERVED_USERNAMES:
+        raise InvalidInput(f"username '{value}' is reserved", code="invalid_username")
     return value.lower()
 
 
