@@ -26,17 +26,18 @@ def _check_data_dir(settings: Settings) -> None:
 
 def run_node(environ=None) -> int:
     """Start one node from the environment; a bad setting stops it with one line naming it."""
-    import uvicorn
-
-    from talentnest import logs
-    from talentnest.app import create_app
-
     try:
         settings = Settings.from_env(environ)
         _check_data_dir(settings)
     except ConfigError as exc:
         print(f"talentnest: configuration error: {exc}", file=sys.stderr)
         return 2
+    # Imported once the settings are known good, so that a bad one is reported at once.
+    import uvicorn
+
+    from talentnest import logs
+    from talentnest.app import create_app
+
     context = logs.NodeContext()
     logs.configure(
         fmt=settings.log_format,

@@ -56,7 +56,7 @@ def email(value: str) -> str:
 def password(value: str) -> str:
     if not isinstance(value, str) or not PASSWORD_MIN <= len(value) <= PASSWORD_MAX:
         raise InvalidInput(f"password must be {PASSWORD_MIN}-{PASSWORD_MAX} characters", code="invalid_password")
-    _encodable(value, "password")
+    _encodable(value, "password", code="invalid_password")
     if "\x00" in value:
         raise InvalidInput("password must not contain NUL characters", code="invalid_password")
     return value
@@ -108,8 +108,8 @@ def page_limit(limit: int | None) -> int:
     return limit
 
 
-def _encodable(value: str, field: str) -> None:
+def _encodable(value: str, field: str, *, code: str | None = None) -> None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidInput(f"{field} must be valid Unicode (no lone surrogates)") from None
+        raise InvalidInput(f"{field} must be valid Unicode (no lone surrogates)", code=code) from None
