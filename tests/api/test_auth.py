@@ -265,6 +265,8 @@ BAD_TOKENS = {
     "no subject": (jwt.encode(_claims(sub=None), JWT_SECRET, algorithm="HS256"), None),
     "subject not a number": (jwt.encode(_claims(sub="admin"), JWT_SECRET, algorithm="HS256"), None),
     "subject negative": (jwt.encode(_claims(sub="-1"), JWT_SECRET, algorithm="HS256"), None),
+    "subject of superscript digits": (jwt.encode(_claims(sub="²"), JWT_SECRET, algorithm="HS256"), None),
+    "subject a number, not text": (jwt.encode(_claims(sub=None) | {"sub": 1}, JWT_SECRET, algorithm="HS256"), None),
     "subject huge": (jwt.encode(_claims(sub="9" * 40), JWT_SECRET, algorithm="HS256"), None),
     "user that does not exist": (jwt.encode(_claims(user_id=999), JWT_SECRET, algorithm="HS256"), None),
     "signature tampered": ("TAMPER", None),
