@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 
 import pytest
 from fastapi.testclient import TestClient
 
 from talentnest.api import WRITE_FLAG
+from talentnest.api import router as product_router
 from talentnest.app import create_app
 from talentnest.limits import MAX_BODY_BYTES
 from tests.api._helpers import Api, assert_error, fast_settings
@@ -249,3 +251,30 @@ def test_every_route_of_the_app_declares_the_error_shape_for_its_errors(api: Api
                 if status.startswith(("4", "5")):
                     ref = response["content"]["application/json"]["schema"]["$ref"]
                     assert ref == error_ref, (method, path, status)
+
+
+def _calls(dependant):
+    yield dependant.call
+    for dependency in dependant.dependencies:
+        yield from _calls(dependency)
+
+
+def _runs_on_the_event_loop(call) -> bool:
+    # A dependency may be a function or an instance with an async __call__ (HTTPBearer).
+    return inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(type(call).__call__)
+
+
+def test_no_route_runs_code_in_a_worker_thread(api: Api):
+    # FastAPI runs a plain `def` endpoint or dependency in a thread pool; the store's connection
+    # belongs to the event loop's thread, and two threads on it deadlock under load.
+    routes = [route for route in [*api.app.routes, *product_router.routes] if hasattr(route, "dependant")]
+
+    sync = {
+        f"{route.path}: {getattr(call, '__qualname__', call)}"
+        for route in routes
+        for call in _calls(route.dependant)
+        if call is not None and not _runs_on_the_event_loop(call)
+    }
+
+    assert len(routes) > 20
+    assert sync == set()

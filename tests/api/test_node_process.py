@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -181,3 +182,33 @@ def test_a_chunked_body_under_1_mib_is_served(node: NodeProcess):
 
     assert answer.startswith(b"HTTP/1.1 201"), answer[:300]
     assert _posts(node)[0]["content"] == "sent in chunks"
+
+
+def test_concurrent_authenticated_writes_and_reads_all_complete(node: NodeProcess):
+    # Regression: token checks once ran in FastAPI's worker threads on the event loop's SQLite
+    # connection, and the node deadlocked after some 80 concurrent authenticated requests.
+    token = _token(node)
+    headers = {"Authorization": f"Bearer {token}"}
+    before = len(httpx.get(f"{node.url}/api/posts", params={"author": "wire", "limit": 100}).json()["items"])
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def member(worker: int) -> None:
+        with httpx.Client(base_url=node.url, headers=headers, timeout=30) as client:
+            for i in range(12):
+                created = client.post("/api/posts", json={"content": f"worker {worker} post {i}"})
+                read = client.get(f"/api/posts/{created.json()['id']}") if created.status_code == 201 else created
+                liked = client.post(f"/api/posts/{created.json()['id']}/like") if created.status_code == 201 else created
+                with lock:
+                    statuses.extend([created.status_code, read.status_code, liked.status_code])
+
+    workers = [threading.Thread(target=member, args=(w,)) for w in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+
+    assert not any(worker.is_alive() for worker in workers), f"requests hung:\n{node.log()[-3000:]}"
+    assert statuses.count(201) == 96 and statuses.count(200) == 192, statuses
+    after = httpx.get(f"{node.url}/api/posts", params={"author": "wire", "limit": 100}).json()["items"]
+    assert len(after) == before + 96
