@@ -7,88 +7,20 @@ refused with 413 whether it comes with a Content-Length or chunked.
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
 
 from talentnest.limits import MAX_BODY_BYTES
-
-SRC = Path(__file__).resolve().parents[2] / "src"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@dataclass
-class NodeProcess:
-    process: subprocess.Popen
-    port: int
-    log_path: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"node exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)  # polling interval of a condition with a deadline, not a wait for an event
-        raise AssertionError(f"node not ready within {timeout} s:\n{self.log()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+from tests._node import LocalNode
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    workdir = tmp_path_factory.mktemp("node-process")
-    port = free_port()
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": str(SRC),
-        "JWT_SECRET": "secret_key",
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "DATA_DIR": str(workdir / "data"),
-        "ARGON2_TIME_COST": "1",
-        "ARGON2_MEMORY_KIB": "1024",
-        "ARGON2_PARALLELISM": "1",
-    }
-    log_path = workdir / "node.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "talentnest", "node"], env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=workdir
-        )
-    started = NodeProcess(process, port, log_path)
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNode]:
+    started = LocalNode(tmp_path_factory.mktemp("node-process"), JWT_SECRET="secret_key")
     try:
         started.wait_ready()
         yield started
@@ -96,7 +28,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
         started.stop()
 
 
-def test_the_seeds_signup_and_search_work_over_http(node: NodeProcess):
+def test_the_seeds_signup_and_search_work_over_http(node: LocalNode):
     signup = httpx.post(
         f"{node.url}/api/auth/signup",
         headers={"Content-Type": "application/json"},
@@ -127,11 +59,11 @@ def _exchange(port: int, head: bytes, body_parts: list[bytes]) -> bytes:
     return answer
 
 
-def _posts(node: NodeProcess) -> list:
+def _posts(node: LocalNode) -> list:
     return httpx.get(f"{node.url}/api/posts").json()["items"]
 
 
-def _token(node: NodeProcess) -> str:
+def _token(node: LocalNode) -> str:
     response = httpx.post(f"{node.url}/api/auth/login", json={"username": "wire", "password": "pass123"})
     if response.status_code == 401:
         member = {"name": "Wire", "username": "wire", "email": "wire@example.com", "password": "pass123"}
@@ -139,7 +71,7 @@ def _token(node: NodeProcess) -> str:
     return response.json()["token"]
 
 
-def _post_head(node: NodeProcess, *headers: str) -> bytes:
+def _post_head(node: LocalNode, *headers: str) -> bytes:
     """The request line and headers of a raw POST /api/posts as a signed-up member."""
     lines = ["POST /api/posts HTTP/1.1", "Host: localhost", "Content-Type: application/json"]
     lines.append(f"Authorization: Bearer {_token(node)}")
@@ -152,7 +84,7 @@ def _chunked(body: bytes, size: int = 65536) -> list[bytes]:
     return [b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces] + [b"0\r\n\r\n"]
 
 
-def test_a_chunked_body_over_1_mib_is_413_on_the_wire(node: NodeProcess):
+def test_a_chunked_body_over_1_mib_is_413_on_the_wire(node: LocalNode):
     head = _post_head(node, "Transfer-Encoding: chunked")
     body = b'{"content": "' + b"x" * (MAX_BODY_BYTES - 13) + b'"}'  # one byte over the limit
     before = _posts(node)
@@ -164,7 +96,7 @@ def test_a_chunked_body_over_1_mib_is_413_on_the_wire(node: NodeProcess):
     assert _posts(node) == before
 
 
-def test_a_declared_body_over_1_mib_is_413_before_it_is_sent(node: NodeProcess):
+def test_a_declared_body_over_1_mib_is_413_before_it_is_sent(node: LocalNode):
     head = _post_head(node, "Expect: 100-continue", f"Content-Length: {MAX_BODY_BYTES + 1}")
     before = _posts(node)
 
@@ -175,7 +107,7 @@ def test_a_declared_body_over_1_mib_is_413_before_it_is_sent(node: NodeProcess):
     assert _posts(node) == before
 
 
-def test_a_chunked_body_under_1_mib_is_served(node: NodeProcess):
+def test_a_chunked_body_under_1_mib_is_served(node: LocalNode):
     head = _post_head(node, "Connection: close", "Transfer-Encoding: chunked")
 
     answer = _exchange(node.port, head, _chunked(b'{"content": "sent in chunks"}', size=7))
@@ -184,7 +116,7 @@ def test_a_chunked_body_under_1_mib_is_served(node: NodeProcess):
     assert _posts(node)[0]["content"] == "sent in chunks"
 
 
-def test_concurrent_authenticated_writes_and_reads_all_complete(node: NodeProcess):
+def test_concurrent_authenticated_writes_and_reads_all_complete(node: LocalNode):
     # Regression: token checks once ran in FastAPI's worker threads on the event loop's SQLite
     # connection, and the node deadlocked after some 80 concurrent authenticated requests.
     token = _token(node)
