@@ -108,6 +108,8 @@ INVALID_SIGNUPS = {
     "name with NUL": valid_signup(name="Nul\x00"),
     "name with a newline": valid_signup(name="Two\nLines"),
     "name with DEL": valid_signup(name="Del\x7f"),
+    "name with a C1 control": valid_signup(name="Next\x85Line"),
+    "name with a line separator": valid_signup(name="Two\u2028Lines"),
     "an unknown field": valid_signup(role="admin"),
     "a missing field": {k: v for k, v in SEED_SIGNUP.items() if k != "email"},
     "a list instead of an object": [SEED_SIGNUP],

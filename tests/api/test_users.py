@@ -90,6 +90,7 @@ INVALID_PATCHES = {
     "name too long": {"name": "n" * 101},
     "headline too long": {"headline": "h" * 161},
     "headline with a newline": {"headline": "two\nlines"},
+    "headline with a paragraph separator": {"headline": "two\u2029paragraphs"},
     "bio too long": {"bio": "b" * 2001},
     "bio with NUL": {"bio": "nul\x00"},
     "bio with an escape": {"bio": "\x1b[31mred"},

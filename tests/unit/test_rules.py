@@ -99,7 +99,9 @@ def test_text_length_is_counted_after_normalisation():
         rules.text("e\u0301" * 5, field="name", max_length=4)
 
 
-@pytest.mark.parametrize("value", ["a\x00b", "bell\x07", "esc\x1b[0m", "del\x7f", "v\x0bt", "f\x0cf", "cr\rlf"])
+@pytest.mark.parametrize(
+    "value", ["a\x00b", "bell\x07", "esc\x1b[0m", "del\x7f", "v\x0bt", "f\x0cf", "cr\rlf", "c1\x85nel", "csi\x9b2J"]
+)
 def test_text_refuses_control_characters(value: str):
     with pytest.raises(InvalidInput, match="control characters"):
         rules.text(value, field="bio", max_length=100)
@@ -107,7 +109,7 @@ def test_text_refuses_control_characters(value: str):
 
 def test_text_allows_tabs_and_newlines_only_when_multiline():
     assert rules.text("one\n\ttwo", field="bio", max_length=100) == "one\n\ttwo"
-    for value in ("one\ntwo", "one\ttwo"):
+    for value in ("one\ntwo", "one\ttwo", "one\u2028two", "one\u2029two"):
         with pytest.raises(InvalidInput):
             rules.text(value, field="name", max_length=100, multiline=False)
 

@@ -28,8 +28,10 @@ PAGE_DEFAULT, PAGE_MAX = 20, 100
 # Names that are paths under /api/users/: a user called "search" could never be looked up.
 RESERVED_USERNAMES = frozenset({"me", "search"})
 _USERNAME = re.compile(USERNAME_PATTERN)
-# Control characters other than tab and newline have no place in a profile or a post.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# Control characters (C0, DEL and C1) other than tab and newline have no place in a profile or
+# a post; one-line fields also refuse every line break Unicode knows.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_LINE_BREAK = re.compile(r"[\t\n\x85\u2028\u2029]")
 
 
 def username(value: str) -> str:
@@ -68,7 +70,7 @@ def text(value: str, *, field: str, max_length: int, min_length: int = 0, multil
         raise InvalidInput(f"{field} must be a string")
     _encodable(value, field)
     value = unicodedata.normalize("NFC", value).strip()
-    if _CONTROL.search(value) or (not multiline and ("\n" in value or "\t" in value)):
+    if _CONTROL.search(value) or (not multiline and _LINE_BREAK.search(value)):
         raise InvalidInput(f"{field} must not contain control characters")
     if len(value) < min_length:
         raise InvalidInput(f"{field} must not be empty" if min_length == 1 else f"{field} is too short")
