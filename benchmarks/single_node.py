@@ -202,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.host.startswith("127."):
         parser.error("--host must be a loopback address (127.x.x.x)")
 
+    load_before = os.getloadavg()
     rng = random.Random(7)
     workdir = Path(tempfile.mkdtemp(prefix="talentnest-bench-"))
     node = LocalNode(workdir, host=args.host, JWT_SECRET=secrets.token_hex(32), LOG_LEVEL="warning")
@@ -236,7 +237,13 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "benchmark": "single_node",
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            # Other work on the machine skews the figures; the 1-minute load says how much there was.
+            "load_average_1m": {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)},
+        },
         "config": {
             "seconds": args.seconds,
             "warmup_seconds": args.warmup,
