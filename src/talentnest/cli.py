@@ -85,9 +85,6 @@ def _check_port(settings: Settings) -> None:
 
 def run_node(environ=None) -> int:
     """Start one node from the environment; a bad setting stops it with one line naming it."""
-    from talentnest import logs
-    from talentnest.app import create_app
-
     try:
         settings = Settings.from_env(environ)
         _check_data_dir(settings)
@@ -95,6 +92,10 @@ def run_node(environ=None) -> int:
     except ConfigError as exc:
         print(f"talentnest: configuration error: {exc}", file=sys.stderr)
         return 2
+    # Imported once the settings are known good, so that a bad one is reported at once.
+    from talentnest import logs
+    from talentnest.app import create_app
+
     context = logs.NodeContext()
     # Logs go to stdout, so that the seed's `docker logs backend-3 | grep "sync"` filters them
     # (docker logs replays a container's stderr on stderr, which a pipe does not catch).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -15,6 +16,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 _DNS_NAME = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$"
 )
+# Plain ASCII numbers only: int() and float() also take "1_000", "３０００" and "nan".
+_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_DECIMAL = re.compile(r"([0-9]+(\.[0-9]*)?|\.[0-9]+)", re.ASCII)
 # Below this many bytes an HS256 key is brute-forceable offline from any token (RFC 7518 3.2).
 MIN_SECRET_BYTES = 32
 
@@ -69,7 +73,7 @@ class Settings:
         heartbeat = env.seconds("HEARTBEAT_INTERVAL", 1.0)
         failure = env.seconds("FAILURE_TIMEOUT", 30.0)
         election = env.seconds("ELECTION_INTERVAL", 10.0)
-        if failure < 3 * heartbeat:
+        if failure < 3 * heartbeat and not math.isclose(failure, 3 * heartbeat):  # 3 x 0.1 is 0.30000000000000004
             raise ConfigError(f"FAILURE_TIMEOUT must be at least 3 x HEARTBEAT_INTERVAL ({3 * heartbeat:g}), got '{failure:g}'")
         argon_parallelism = env.integer("ARGON2_PARALLELISM", 4, low=1, high=64)
         return cls(
@@ -113,10 +117,9 @@ class _Env:
         value = self.raw(name)
         if value is None:
             return default
-        try:
-            number = int(value, 10)
-        except ValueError:
-            raise ConfigError(f"{name} must be a whole number {low}-{high}, got '{value}'") from None
+        if not _INTEGER.fullmatch(value):
+            raise ConfigError(f"{name} must be a whole number {low}-{high}, got '{value}'")
+        number = int(value, 10)
         if not low <= number <= high:
             raise ConfigError(f"{name} must be {low}-{high}, got '{value}'")
         return number
@@ -125,10 +128,9 @@ class _Env:
         value = self.raw(name)
         if value is None:
             return default
-        try:
-            number = float(value)
-        except ValueError:
-            raise ConfigError(f"{name} must be a number of seconds, got '{value}'") from None
+        if not _DECIMAL.fullmatch(value):
+            raise ConfigError(f"{name} must be a number of seconds, got '{value}'")
+        number = float(value)
         if not (0.05 <= number <= 3600):
             raise ConfigError(f"{name} must be 0.05-3600 seconds, got '{value}'")
         return number
@@ -192,9 +194,11 @@ class _Env:
         host, _, port_text = value.partition(":")
         try:
             host = str(ipaddress.IPv4Address(host))
-            port = int(port_text) if port_text else default_port
         except ValueError:
             raise ConfigError(f"{name} must be ip[:port], got '{value}'") from None
+        if port_text and not _INTEGER.fullmatch(port_text):
+            raise ConfigError(f"{name} must be ip[:port], got '{value}'")
+        port = int(port_text) if port_text else default_port
         if not 1 <= port <= 65535:
             raise ConfigError(f"{name} port must be 1-65535, got '{value}'")
         return host, port

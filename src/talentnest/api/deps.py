@@ -22,11 +22,17 @@ class Product:
     posts: PostService
 
 
-def product(request: Request) -> Product:
+# These are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency in a worker thread,
+# and the store's connection belongs to the event loop's thread. Two threads on one SQLite
+# connection deadlock under load (one holds SQLite's mutex and waits for the GIL, the other the
+# reverse): the node froze after about 80 concurrent authenticated requests.
+
+
+async def product(request: Request) -> Product:
     return request.app.state.product
 
 
-def current_user(
+async def current_user(
     credentials: HTTPAuthorizationCredentials | None = Depends(_bearer), services: Product = Depends(product)
 ) -> int:
     """The id of the user whose bearer token came with the request; 401 without one."""
@@ -35,7 +41,7 @@ def current_user(
     return services.auth.authenticate(credentials.credentials)
 
 
-def optional_user(
+async def optional_user(
     credentials: HTTPAuthorizationCredentials | None = Depends(_bearer), services: Product = Depends(product)
 ) -> int | None:
     """The caller's id when a token is sent (a bad token is still refused), else None."""

@@ -16,11 +16,23 @@ class SignupIn(_In):
     username: str = Field(
         min_length=rules.USERNAME_MIN, max_length=rules.USERNAME_MAX, pattern=rules.USERNAME_PATTERN, examples=["testuser"]
     )
-    email: str = Field(min_length=3, max_length=rules.EMAIL_MAX, examples=["test@example.com"])
+    email: str = Field(
+        min_length=3, max_length=rules.EMAIL_MAX, examples=["test@example.com"], json_schema_extra={"format": "email"}
+    )
     password: str = Field(min_length=rules.PASSWORD_MIN, max_length=rules.PASSWORD_MAX, examples=["password123"])
 
 
 class LoginIn(_In):
+    # One of username or email must be a string (checked by the service; declared for clients).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["username"], "properties": {"username": {"type": "string"}}},
+                {"required": ["email"], "properties": {"email": {"type": "string"}}},
+            ]
+        }
+    )
+
     username: str | None = Field(default=None, max_length=rules.EMAIL_MAX, description="a username, or an email")
     email: str | None = Field(default=None, max_length=rules.EMAIL_MAX)
     password: str = Field(max_length=rules.PASSWORD_MAX)
@@ -106,9 +118,15 @@ class CommentPage(BaseModel):
     next_cursor: str | None
 
 
-class ErrorDetail(BaseModel):
-    code: str
+class FieldError(BaseModel):
+    field: str
     message: str
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable and machine-readable, e.g. username_taken")
+    message: str = Field(description="for people; names the field and the rule")
+    fields: list[FieldError] | None = Field(default=None, description="on 422 from field checks: each bad field")
 
 
 class ErrorOut(BaseModel):
@@ -124,6 +142,7 @@ def errors(*statuses: int) -> dict[int | str, dict]:
         404: "No such user, post or comment",
         409: "Username or email already taken",
         413: "Body larger than 1 MiB",
+        415: "Body not sent as JSON",
         422: "Invalid fields",
         429: "Too many attempts",
         503: "No leader reachable for a write, or the node is not ready",

@@ -39,6 +39,11 @@ Viewer = Annotated[int | None, Depends(optional_user)]
 router = APIRouter(prefix="/api")
 
 
+def token_optional() -> dict[str, Any]:
+    """Route keywords that declare the bearer token optional (it changes ``liked_by_me`` only)."""
+    return {"openapi_extra": {"security": [{}]}}
+
+
 # --- auth --------------------------------------------------------------------------------------
 
 
@@ -47,7 +52,7 @@ router = APIRouter(prefix="/api")
     status_code=201,
     response_model=SessionOut,
     tags=["auth"],
-    responses=errors(400, 409, 413, 422),
+    responses=errors(400, 409, 413, 415, 422),
     **writes(),
 )
 async def signup(body: SignupIn, services: Services) -> dict[str, Any]:
@@ -56,7 +61,7 @@ async def signup(body: SignupIn, services: Services) -> dict[str, Any]:
     return session.as_dict()
 
 
-@router.post("/auth/login", response_model=SessionOut, tags=["auth"], responses=errors(400, 401, 413, 422, 429))
+@router.post("/auth/login", response_model=SessionOut, tags=["auth"], responses=errors(400, 401, 413, 415, 422, 429))
 async def login(body: LoginIn, services: Services) -> dict[str, Any]:
     """Log in with ``password`` and ``username`` or ``email`` (a read: any node answers)."""
     session = await services.auth.login(username=body.username, email=body.email, password=body.password)
@@ -65,6 +70,7 @@ async def login(body: LoginIn, services: Services) -> dict[str, Any]:
 
 @router.get("/auth/me", response_model=MeOut, tags=["auth"], responses=errors(401))
 async def me(user: User, services: Services) -> dict[str, Any]:
+    """The user whose token this is, with their email."""
     return services.auth.me(user)
 
 
@@ -82,7 +88,13 @@ async def search_users(
     return services.users.search(query, limit=limit, cursor=cursor).as_dict()
 
 
-@router.patch("/users/me", response_model=MeOut, tags=["users"], responses=errors(400, 401, 413, 422), **writes())
+@router.get("/users/me", response_model=MeOut, tags=["users"], responses=errors(401))
+async def my_profile(user: User, services: Services) -> dict[str, Any]:
+    """Your own profile, with your email (the same as /api/auth/me)."""
+    return services.auth.me(user)
+
+
+@router.patch("/users/me", response_model=MeOut, tags=["users"], responses=errors(400, 401, 413, 415, 422), **writes())
 async def update_me(body: ProfileIn, user: User, services: Services) -> dict[str, Any]:
     """Change name, headline, bio, location or skills (omitted fields stay as they are)."""
     return services.users.update_profile(user, body.model_dump(exclude_unset=True, exclude_none=True))
@@ -123,14 +135,21 @@ async def following(username: Username, services: Services, limit: Limit = None,
     response_model=PostOut,
     response_model_exclude_unset=True,
     tags=["posts"],
-    responses=errors(400, 401, 413, 422),
+    responses=errors(400, 401, 413, 415, 422),
     **writes(),
 )
 async def create_post(body: PostIn, user: User, services: Services) -> dict[str, Any]:
     return services.posts.create(user, body.content)
 
 
-@router.get("/posts", response_model=PostPage, response_model_exclude_unset=True, tags=["posts"], responses=errors(401, 404, 422))
+@router.get(
+    "/posts",
+    response_model=PostPage,
+    response_model_exclude_unset=True,
+    tags=["posts"],
+    responses=errors(401, 404, 422),
+    **token_optional(),
+)
 async def list_posts(
     services: Services,
     viewer: Viewer,
@@ -149,7 +168,12 @@ async def feed(user: User, services: Services, limit: Limit = None, cursor: Curs
 
 
 @router.get(
-    "/posts/{post_id}", response_model=PostOut, response_model_exclude_unset=True, tags=["posts"], responses=errors(401, 404, 422)
+    "/posts/{post_id}",
+    response_model=PostOut,
+    response_model_exclude_unset=True,
+    tags=["posts"],
+    responses=errors(401, 404, 422),
+    **token_optional(),
 )
 async def get_post(post_id: PostId, viewer: Viewer, services: Services) -> dict[str, Any]:
     return services.posts.get(post_id, viewer)
@@ -160,7 +184,7 @@ async def get_post(post_id: PostId, viewer: Viewer, services: Services) -> dict[
     response_model=PostOut,
     response_model_exclude_unset=True,
     tags=["posts"],
-    responses=errors(400, 401, 403, 404, 413, 422),
+    responses=errors(400, 401, 403, 404, 413, 415, 422),
     **writes(),
 )
 async def update_post(post_id: PostId, body: PostIn, user: User, services: Services) -> dict[str, Any]:
@@ -205,7 +229,7 @@ async def unlike(post_id: PostId, user: User, services: Services) -> dict[str, A
     status_code=201,
     response_model=CommentOut,
     tags=["posts"],
-    responses=errors(400, 401, 404, 413, 422),
+    responses=errors(400, 401, 404, 413, 415, 422),
     **writes(),
 )
 async def comment(post_id: PostId, body: CommentIn, user: User, services: Services) -> dict[str, Any]:

@@ -82,7 +82,8 @@ class Tokens:
         except jwt.PyJWTError:
             raise Unauthorized("token is not valid", code="invalid_token") from None
         subject = claims.get("sub")
-        if not isinstance(subject, str) or not subject.isdigit() or len(subject) > 18:
+        # isascii: str.isdigit() is also true of "²", which int() refuses.
+        if not isinstance(subject, str) or not (subject.isascii() and subject.isdigit()) or len(subject) > 18:
             raise Unauthorized("token is not valid", code="invalid_token")
         return int(subject)
 

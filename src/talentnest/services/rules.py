@@ -25,17 +25,23 @@ QUERY_TERMS_MAX = 8
 EMAIL_MAX = 254
 PAGE_DEFAULT, PAGE_MAX = 20, 100
 
+# Names that are paths under /api/users/: a user called "search" could never be looked up.
+RESERVED_USERNAMES = frozenset({"me", "search"})
 _USERNAME = re.compile(USERNAME_PATTERN)
-# Control characters other than tab and newline have no place in a profile or a post.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# Control characters (C0, DEL and C1) other than tab and newline have no place in a profile or
+# a post; one-line fields also refuse every line break Unicode knows.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_LINE_BREAK = re.compile(r"[\t\n\x85\u2028\u2029]")
 
 
 def username(value: str) -> str:
     """Stored lower-case; 3-30 of letters, digits and underscore."""
-    if not isinstance(value, str) or not _USERNAME.match(value):
+    if not isinstance(value, str) or not _USERNAME.fullmatch(value):
         raise InvalidInput(
             f"username must be {USERNAME_MIN}-{USERNAME_MAX} letters, digits or underscores", code="invalid_username"
         )
+    if value.lower() in RESERVED_USERNAMES:
+        raise InvalidInput(f"username '{value}' is reserved", code="invalid_username")
     return value.lower()
 
 
@@ -52,7 +58,7 @@ def email(value: str) -> str:
 def password(value: str) -> str:
     if not isinstance(value, str) or not PASSWORD_MIN <= len(value) <= PASSWORD_MAX:
         raise InvalidInput(f"password must be {PASSWORD_MIN}-{PASSWORD_MAX} characters", code="invalid_password")
-    _encodable(value, "password")
+    _encodable(value, "password", code="invalid_password")
     if "\x00" in value:
         raise InvalidInput("password must not contain NUL characters", code="invalid_password")
     return value
@@ -64,7 +70,7 @@ def text(value: str, *, field: str, max_length: int, min_length: int = 0, multil
         raise InvalidInput(f"{field} must be a string")
     _encodable(value, field)
     value = unicodedata.normalize("NFC", value).strip()
-    if _CONTROL.search(value) or (not multiline and ("\n" in value or "\t" in value)):
+    if _CONTROL.search(value) or (not multiline and _LINE_BREAK.search(value)):
         raise InvalidInput(f"{field} must not contain control characters")
     if len(value) < min_length:
         raise InvalidInput(f"{field} must not be empty" if min_length == 1 else f"{field} is too short")
@@ -104,8 +110,8 @@ def page_limit(limit: int | None) -> int:
     return limit
 
 
-def _encodable(value: str, field: str) -> None:
+def _encodable(value: str, field: str, *, code: str | None = None) -> None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidInput(f"{field} must be valid Unicode (no lone surrogates)") from None
+        raise InvalidInput(f"{field} must be valid Unicode (no lone surrogates)", code=code) from None

@@ -56,9 +56,11 @@ class UserService:
     def search(self, query: str, *, limit: int | None, cursor: str | None) -> Page:
         terms = rules.search_terms(query)
         limit = rules.page_limit(limit)
-        after = _paging.decode("search:" + " ".join(terms), cursor, (int, int))
+        # The cursor names its query by a digest: the query itself could make it too long to send back.
+        kind = "search:" + _paging.digest(" ".join(terms))
+        after = _paging.decode(kind, cursor, (int, int))
         rows = self.users.search(terms, limit=limit + 1, after=tuple(after) if after else None)
-        return _paging.page(rows, limit, "search:" + " ".join(terms), lambda r: [r["score"], r["id"]], _render.user)
+        return _paging.page(rows, limit, kind, lambda r: [r["score"], r["id"]], _render.user)
 
     def follow(self, user_id: int, username: str) -> dict[str, Any]:
         target = self._user_id(username)

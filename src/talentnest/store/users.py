@@ -13,6 +13,9 @@ USER_COLUMNS = (
     "(SELECT COUNT(*) FROM follows f WHERE f.follower_id = u.id) AS following_count"
 )
 PROFILE_FIELDS = ("name", "headline", "bio", "location", "skills")
+# An exact username outranks any mix of other matches: each term adds at most 165 otherwise
+# (username prefix 50 + exact name 60 + exact skill 45 + headline 10), and a query has few terms.
+EXACT_USERNAME_SCORE = 10_000
 
 
 def fold(text: str | None) -> str:
@@ -55,7 +58,7 @@ class UserRepo:
     def search(self, terms: Sequence[str], *, limit: int, after: tuple[int, int] | None) -> list[sqlite3.Row]:
         """Users matching every term in username, name, headline or skills, best first.
 
-        Each term scores by where it matches (exact username highest); ties go by id. ``after``
+        Each term scores by where it matches; an exact username always comes first; ties go by id. ``after``
         is the (score, id) of the last row of the previous page.
         """
         score_parts, match_parts, params_score, params_match = [], [], [], []
@@ -64,7 +67,7 @@ class UserRepo:
             like = _like_pattern(folded)
             prefix = like[1:]
             score_parts.append(
-                "(CASE WHEN u.username = ? THEN 100 WHEN u.username LIKE ? ESCAPE '\\' THEN 50 "
+                f"(CASE WHEN u.username = ? THEN {EXACT_USERNAME_SCORE} WHEN u.username LIKE ? ESCAPE '\\' THEN 50 "
                 "WHEN u.username LIKE ? ESCAPE '\\' THEN 20 ELSE 0 END"
                 " + CASE WHEN tn_fold(u.name) = ? THEN 60 WHEN tn_fold(u.name) LIKE ? ESCAPE '\\' "
                 "OR tn_fold(u.name) LIKE ? ESCAPE '\\' THEN 40 WHEN tn_fold(u.name) LIKE ? ESCAPE '\\' THEN 15 ELSE 0 END"

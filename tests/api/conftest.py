@@ -1,0 +1,69 @@
+"""Fixtures for driving the real ASGI app: a fresh SQLite file per test, fast password hashing.
+
+One app (and one TestClient, entered so the lifespan runs) serves the whole session: FastAPI
+builds its routes' dependency graphs on an app's first request, which costs more than most tests.
+Before each test the app's database file is deleted and opened again, empty.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from talentnest.app import create_app
+from talentnest.store import DB_FILENAME
+from tests.api._helpers import Api, Member, fast_settings
+
+
+@pytest.fixture(scope="session")
+def _node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, TestClient]]:
+    app = create_app(fast_settings(tmp_path_factory.mktemp("node") / "data"))
+    # As a context manager, so the lifespan runs and opens the real SQLite file.
+    with TestClient(app) as test_client:
+        yield app, test_client
+
+
+@pytest.fixture
+def app(_node: tuple[FastAPI, TestClient]) -> FastAPI:
+    """The app, with an empty database of its own for this test."""
+    app = _node[0]
+    db = app.state.db
+    db.close()
+    for path in Path(db.data_dir).glob(f"{DB_FILENAME}*"):
+        path.unlink()
+    db.open()
+    assert db.last_lsn == 0
+    return app
+
+
+@pytest.fixture
+def client(app: FastAPI, _node: tuple[FastAPI, TestClient]) -> TestClient:
+    return _node[1]
+
+
+@pytest.fixture
+def api(client: TestClient, app: FastAPI) -> Api:
+    return Api(client, app)
+
+
+@pytest.fixture
+def make_member(api: Api) -> Callable[..., Member]:
+    """Factory: sign up a new user (unique defaults) and return its token and public data."""
+    numbers = itertools.count(1)
+
+    def make(username: str | None = None, **fields) -> Member:
+        n = next(numbers)
+        username = username or f"member{n}"
+        return api.signup(
+            name=fields.pop("name", f"Member {n}"),
+            username=username,
+            email=fields.pop("email", f"{username.lower()}@example.com"),
+            password=fields.pop("password", "pass123"),
+        )
+
+    return make
