@@ -209,9 +209,11 @@ def test_an_unexpected_exception_is_500_in_the_error_shape_and_says_nothing_insi
     assert "secret" not in response.text
 
 
-def test_healthz_and_readyz_answer_when_the_database_is_open(api: Api):
-    assert api.ok("GET", "/healthz") == {"status": "ok"}
-    assert api.ok("GET", "/readyz") == {"ready": True}
+def test_healthz_and_readyz_answer_when_the_database_is_open(api: Api, app):
+    node_id = app.state.node.node_id
+    assert api.ok("GET", "/healthz") == {"status": "ok", "node_id": node_id}
+    # A node alone in its member list leads at once, so it is ready from its first request.
+    assert api.ok("GET", "/readyz") == {"ready": True, "reason": "leader", "node_id": node_id}
 
 
 def test_only_the_routes_that_write_are_marked_as_writes_and_login_is_a_read(api: Api):

@@ -104,8 +104,9 @@ def test_a_leader_cut_off_steps_down_and_after_healing_one_leader_remains_with_a
     old_term = old.status()["term"]
     old.partition()
     # Within a lease (2.5 heartbeats) it stops leading; the majority elects one of its own.
-    wait_until(lambda: old.status()["current_role"] != "leader", timeout=5, what="the cut-off leader to step down",
-               report=cluster.report)
+    wait_until(
+        lambda: old.status()["current_role"] != "leader", timeout=5, what="the cut-off leader to step down", report=cluster.report
+    )
     new = cluster.wait_for_leader(exclude=[old], timeout=15)
     assert new.name == "backend-2"
     cut_off = try_signup(old, "minority")

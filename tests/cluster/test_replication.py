@@ -59,8 +59,11 @@ def test_section_8_writes_through_followers_reach_the_leader_and_every_node(make
     assert post.status == 201 and post.headers["x-leader-id"] == str(leader.node_id)
     post_id = post.body["id"]
     for node in cluster.nodes:
-        wait_until(lambda n=node: n.request("GET", f"/api/posts/{post_id}").status == 200, timeout=10,
-                   what=f"post {post_id} on {node.name}")
+        wait_until(
+            lambda n=node: n.request("GET", f"/api/posts/{post_id}").status == 200,
+            timeout=10,
+            what=f"post {post_id} on {node.name}",
+        )
     assert_converged(cluster)
 
 
@@ -76,8 +79,9 @@ def test_scenario_2_stop_the_leader_write_on_the_new_one_and_the_old_one_syncs_b
     assert reply.status == 201
 
     old.start()
-    wait_until(lambda: "test1" in search(old, "test1"), timeout=15, what="the restarted node to hold test1",
-               report=cluster.report)
+    wait_until(
+        lambda: "test1" in search(old, "test1"), timeout=15, what="the restarted node to hold test1", report=cluster.report
+    )
     assert "sync" in old.logs()
     assert_converged(cluster)
     # Highest ID: it takes over again, by a planned handover that loses nothing.
@@ -210,8 +214,9 @@ def test_a_deposed_leader_archives_what_the_new_leader_never_had_and_resyncs(mak
     new = cluster.wait_for_leader(exclude=[old], timeout=20)
     cluster.post(token, "the majority's post", node=new)
     old.heal()
-    wait_until(lambda: "divergence" in old.logs(), timeout=20, what="the old leader to find its divergent entry",
-               report=cluster.report)
+    wait_until(
+        lambda: "divergence" in old.logs(), timeout=20, what="the old leader to find its divergent entry", report=cluster.report
+    )
     archives = list((old.data_dir / "archive").glob("divergent-*.jsonl"))
     assert len(archives) == 1
     lines = [json.loads(line) for line in archives[0].read_text().splitlines()]

@@ -70,6 +70,12 @@ def detect_address(*, advertise: str | None, host: str, listed: Sequence[str], h
     return None
 
 
+def fallback_address() -> str:
+    """The address of the default route (no packet is sent), else 127.0.0.1: enough for a node alone."""
+    source = _source_address_towards("192.0.2.1")  # TEST-NET-1: only the routing table is consulted
+    return source or "127.0.0.1"
+
+
 class Discovery:
     """Resolves the member list with a real DNS query every time it is asked.
 

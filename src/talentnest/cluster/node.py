@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from talentnest.cluster import auth
-from talentnest.cluster.discovery import Discovery, detect_address, node_id_for
+from talentnest.cluster.discovery import Discovery, detect_address, fallback_address, node_id_for
 from talentnest.cluster.election import elect
 from talentnest.cluster.state import DurableState
 from talentnest.cluster.transport import PeerClient, PeerRefused
@@ -89,8 +89,8 @@ class ClusterNode:
     def term(self) -> int:
         return self.state.current.term
 
-    def _resolve_identity(self, listed: list[str]) -> bool:
-        address = detect_address(advertise=self.settings.advertise_address, host=self.settings.host, listed=listed)
+    def _resolve_identity(self, listed: list[str], address: str | None = None) -> bool:
+        address = address or detect_address(advertise=self.settings.advertise_address, host=self.settings.host, listed=listed)
         if address is None:
             return False
         self.address = address
@@ -99,16 +99,20 @@ class ClusterNode:
         return True
 
     async def start(self) -> None:
-        """Find this node's address and start the membership loop (returns at once)."""
+        """Find this node's address and start the membership loop (returns once it has joined).
+
+        A node can be started again after ``stop`` (in another event loop, as test clients do).
+        """
+        self._reset_runtime()
         listed = await self.discovery.resolve()
-        deadline = self.clock() + 30
-        while not self._resolve_identity(listed):
-            if self.clock() > deadline:
-                raise RuntimeError(
-                    "cannot tell this node's own address: set ADVERTISE_ADDRESS (or HOST) to the IPv4 peers use to reach it"
-                )
-            await asyncio.sleep(0.5)
-            listed = await self.discovery.resolve()
+        if not self._resolve_identity(listed):
+            address = fallback_address()
+            log.warning(
+                "cluster: no DNS record or host name tells this node's address; advertising %s "
+                "(set ADVERTISE_ADDRESS if peers reach this node elsewhere)",
+                address,
+            )
+            self._resolve_identity(listed, address)
         self.client = PeerClient(self.key, local_address=self.address)
         await self.client.start()
         self.db.write_guard = self.guard_write
@@ -123,8 +127,26 @@ class ClusterNode:
             self.term,
             self.db.last_lsn,
         )
+        await self.refresh_members()
+        if not any(p.listed for p in self.peers.values()):
+            # Alone in the member list: lead at once, so a single node serves writes from its first request.
+            await self.campaign(handover_from=None)
         self._task = asyncio.create_task(self._loop(), name="cluster-loop")
         self._task.add_done_callback(self._loop_ended)
+
+    def _reset_runtime(self) -> None:
+        self.stopping = self.handing_over = self.campaigning = self.syncing = False
+        self.role = Role.FOLLOWER
+        self.leader_id = self.leader_url = None
+        self.heard_from_leader = None
+        self.rounds = 0
+        self.started_at = self.last_election = self.clock()
+        self._wake = asyncio.Event()
+        self._leader_changed = asyncio.Event()
+        self._waiters = []
+        self._side_tasks = set()
+        if self.replication is not None:
+            self.replication.reset()
 
     def _loop_ended(self, task: asyncio.Task) -> None:
         if self.stopping:
@@ -438,7 +460,7 @@ class ClusterNode:
             leader_alive=self.leader_alive(now),
             lease_valid=self.lease_valid(now),
             syncing=self.syncing,
-            discovering=self.rounds < 2,
+            discovering=self.rounds < 2 and any(p.listed for p in self.peers.values()),
             periodic=periodic,
             handover_settle=2 * self.heartbeat,
         )

@@ -190,6 +190,16 @@ class Replication:
         self._sync_task: asyncio.Task | None = None
         db.add_commit_listener(self._on_commit)
 
+    def reset(self) -> None:
+        """Fresh runtime state for a (re)start in a new event loop."""
+        self.streams = {}
+        self.leading = False
+        self.in_sync = False
+        self.confirmed = None
+        self._new_entries = asyncio.Event()
+        self._quorum_waiters = []
+        self._sync_task = None
+
     # --- leader side -----------------------------------------------------------------------
 
     def _on_commit(self, lsn: int) -> None:

@@ -11,17 +11,37 @@ from talentnest.cluster.election import elect
 from talentnest.cluster.types import Action, ClusterView, PeerView, Role
 
 
-def peer(id: int, *, alive: bool = True, listed: bool = True, lsn: int = 10, term: int = 1, ready: bool = True,
-         alive_for: float = 60.0) -> PeerView:
-    return PeerView(id=id, url=f"http://10.0.{id // 256}.{id % 256}:3000", listed=listed, alive=alive, term=term,
-                    last_lsn=lsn, last_term=term, ready=ready, alive_for=alive_for)
+def peer(
+    id: int, *, alive: bool = True, listed: bool = True, lsn: int = 10, term: int = 1, ready: bool = True, alive_for: float = 60.0
+) -> PeerView:
+    return PeerView(
+        id=id,
+        url=f"http://10.0.{id // 256}.{id % 256}:3000",
+        listed=listed,
+        alive=alive,
+        term=term,
+        last_lsn=lsn,
+        last_term=term,
+        ready=ready,
+        alive_for=alive_for,
+    )
 
 
-def make_view(self_id: int = 513, *, role: Role = Role.FOLLOWER, peers=(), voters: int | None = None, lsn: int = 10,
-              term: int = 1, **kw) -> ClusterView:
+def make_view(
+    self_id: int = 513, *, role: Role = Role.FOLLOWER, peers=(), voters: int | None = None, lsn: int = 10, term: int = 1, **kw
+) -> ClusterView:
     peers = tuple(peers)
-    return ClusterView(self_id=self_id, role=role, term=term, leader_id=kw.pop("leader_id", None), last_lsn=lsn,
-                       last_term=term, peers=peers, voters=voters if voters is not None else 1 + len(peers), **kw)
+    return ClusterView(
+        self_id=self_id,
+        role=role,
+        term=term,
+        leader_id=kw.pop("leader_id", None),
+        last_lsn=lsn,
+        last_term=term,
+        peers=peers,
+        voters=voters if voters is not None else 1 + len(peers),
+        **kw,
+    )
 
 
 def make_view_with_leader(**kw) -> ClusterView:
@@ -45,8 +65,7 @@ def test_a_leader_whose_lease_lapsed_steps_down_saying_why():
 
 
 def test_a_leader_hands_over_to_a_caught_up_higher_id_at_the_periodic_election():
-    view = make_view(514, role=Role.LEADER, leader_id=514, lease_valid=True, periodic=True,
-                     peers=[peer(513), peer(515)])
+    view = make_view(514, role=Role.LEADER, leader_id=514, lease_valid=True, periodic=True, peers=[peer(513), peer(515)])
     decision = elect(view)
     assert decision.action == Action.HANDOVER and decision.target == 515
 
@@ -65,7 +84,7 @@ def test_no_handover_outside_the_periodic_election_or_to_a_peer_not_ready_behind
 
 def test_a_follower_of_a_live_leader_does_nothing():
     view = make_view(513, leader_id=515, leader_alive=True, peers=[peer(514), peer(515)])
-    assert elect(view) .action == Action.NONE
+    assert elect(view).action == Action.NONE
 
 
 def test_nothing_happens_while_discovering_or_syncing():
@@ -123,19 +142,41 @@ def test_a_newer_term_beats_a_longer_log_when_choosing_whom_to_catch_up_from():
 # --- properties over random views ---------------------------------------------------------------
 
 peers_strategy = st.lists(
-    st.builds(peer, st.integers(1, 600), alive=st.booleans(), listed=st.booleans(), lsn=st.integers(0, 20),
-              term=st.integers(0, 3), ready=st.booleans(), alive_for=st.floats(0, 30)),
-    max_size=6, unique_by=lambda p: p.id,
+    st.builds(
+        peer,
+        st.integers(1, 600),
+        alive=st.booleans(),
+        listed=st.booleans(),
+        lsn=st.integers(0, 20),
+        term=st.integers(0, 3),
+        ready=st.booleans(),
+        alive_for=st.floats(0, 30),
+    ),
+    max_size=6,
+    unique_by=lambda p: p.id,
 )
 
 
-@given(self_id=st.integers(601, 700) | st.integers(1, 600), peers=peers_strategy, lsn=st.integers(0, 20),
-       term=st.integers(0, 3), extra_voters=st.integers(0, 3), leader_alive=st.booleans())
+@given(
+    self_id=st.integers(601, 700) | st.integers(1, 600),
+    peers=peers_strategy,
+    lsn=st.integers(0, 20),
+    term=st.integers(0, 3),
+    extra_voters=st.integers(0, 3),
+    leader_alive=st.booleans(),
+)
 def test_no_decision_ever_breaks_the_rules(self_id, peers, lsn, term, extra_voters, leader_alive):
     peers = [p for p in peers if p.id != self_id]
     listed = sum(1 for p in peers if p.listed)
-    view = make_view(self_id, peers=peers, lsn=lsn, term=term, voters=1 + listed + extra_voters,
-                     leader_id=(peers[0].id if peers else None), leader_alive=leader_alive and bool(peers))
+    view = make_view(
+        self_id,
+        peers=peers,
+        lsn=lsn,
+        term=term,
+        voters=1 + listed + extra_voters,
+        leader_id=(peers[0].id if peers else None),
+        leader_alive=leader_alive and bool(peers),
+    )
     decision = elect(view)
     live_listed = [p for p in peers if p.alive and p.listed]
     if decision.action in (Action.CAMPAIGN, Action.CATCH_UP):
