@@ -100,7 +100,7 @@ def test_scenario_3_a_fourth_node_joins_syncs_and_receives_new_writes(make_clust
     assert fourth.name == "backend-4"
     wait_until(lambda: "installed a snapshot" in fourth.logs(), timeout=15, what="backend-4 to sync", report=cluster.report)
     line = next(line for line in fourth.logs().splitlines() if "sync" in line and "installed a snapshot" in line)
-    assert "LSN" in line and "MB" in line
+    assert "LSN" in line and "B sent" in line and "B database" in line
     cluster.signup(username="late")
     wait_until(lambda: search(fourth, "late") == ["late"], timeout=10, what="backend-4 to receive a new write")
     assert_converged(cluster)

@@ -18,6 +18,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from talentnest.cluster import auth
+from talentnest.cluster.replication import human_bytes
 from talentnest.errors import InvalidInput, LogTruncated, TalentNestError
 from talentnest.http_errors import error_response, respond_to
 from talentnest.store import snapshot
@@ -125,10 +126,10 @@ def build_routes(node: ClusterNode) -> list[Route]:
             raise
         replication.stats.snapshots_served += 1
         log.info(
-            "sync: serving a snapshot at LSN %d (%.1f MB compressed, %.1f MB database, made in %.2f s)",
+            "sync: serving a snapshot at LSN %d (%s compressed, %s database, made in %.2f s)",
             info.lsn,
-            info.compressed_bytes / 1e6,
-            info.raw_bytes / 1e6,
+            human_bytes(info.compressed_bytes),
+            human_bytes(info.raw_bytes),
             time.monotonic() - started,
         )
         headers = {

@@ -37,6 +37,15 @@ BATCH_BYTES = 4 * 1024 * 1024
 SYNC_LAG_ENTRIES = 50_000
 
 
+def human_bytes(size: float) -> str:
+    """1536 -> '1.5 KB' (decimal units, as disk and network tools count)."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"
+
+
 class Stats:
     """Counters for /cluster/status and /metrics."""
 
@@ -184,6 +193,7 @@ class Replication:
         self.leading = False
         self.in_sync = False
         self.confirmed: tuple[int, int] | None = None  # (term, leader) whose history matches ours
+        self._behind_from: int | None = None  # the LSN we were at when we fell out of sync
         self._new_entries = asyncio.Event()
         self._quorum_waiters: list[tuple[int, asyncio.Future]] = []
         self._commit_times: dict[int, float] = {}
@@ -196,6 +206,7 @@ class Replication:
         self.leading = False
         self.in_sync = False
         self.confirmed = None
+        self._behind_from = None
         self._new_entries = asyncio.Event()
         self._quorum_waiters = []
         self._sync_task = None
@@ -380,11 +391,17 @@ class Replication:
             self.confirmed = None
             return answer(False, "history_needed")
         self.stats.entries_applied += result.applied
-        was_in_sync = self.in_sync
+        if not self.in_sync and self._behind_from is None:
+            self._behind_from = my_last
         self.in_sync = result.applied_lsn >= leader_last
-        if self.in_sync and not was_in_sync:
-            log.info("sync: node %d caught up with leader %d at LSN %d", node.node_id, leader_id, result.applied_lsn)
-            node.record_event("sync", f"caught up with leader {leader_id} at LSN {result.applied_lsn}")
+        if self.in_sync and self._behind_from is not None:
+            start, self._behind_from = self._behind_from, None
+            if result.applied_lsn > start:
+                text = f"caught up with leader {leader_id} through the log: LSN {start} -> {result.applied_lsn}"
+            else:
+                text = f"in sync with leader {leader_id} at LSN {result.applied_lsn}"
+            log.info("sync: node %d %s", node.node_id, text)
+            node.record_event("sync", text)
         return answer(not result.gap, "gap" if result.gap else "applied")
 
     def _check_history(self, history: Any, leader_last: int, source_id: int, source_url: str) -> str | None:
@@ -450,7 +467,7 @@ class Replication:
             self.confirmed = None
             text = (
                 f"installed a snapshot from node {source_id} at LSN {info.lsn} (term {info.term}): "
-                f"{size / 1e6:.1f} MB sent, {info.raw_bytes / 1e6:.1f} MB database, in {seconds:.2f} s"
+                f"{human_bytes(size)} sent, {human_bytes(info.raw_bytes)} database, in {seconds:.2f} s"
             )
             log.info("sync: %s", text)
             node.record_event("sync", text)
