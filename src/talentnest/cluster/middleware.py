@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from talentnest.cluster import auth
 from talentnest.cluster.api import request_target
-from talentnest.cluster.transport import PeerClient, Reply
+from talentnest.cluster.transport import PeerClient, PeerRefused, Reply
 from talentnest.errors import ClusterError, NoLeader, NotReady, PeerUnreachable
 from talentnest.http_errors import error_body, status_of
 from talentnest.limits import BODY_SCOPE_KEY
@@ -63,7 +63,7 @@ class Coordinator(Protocol):
 
     def accepting_writes(self) -> bool: ...
 
-    async def wait_for_leader(self, timeout: float) -> str | None: ...
+    async def wait_for_leader(self, timeout: float, other_than: str | None = None) -> str | None: ...
 
     async def wait_applied(self, lsn: int, timeout: float) -> bool: ...
 
@@ -174,8 +174,9 @@ class ClusterMiddleware:
             # One hop only: the node that forwarded will look for the new leader itself.
             await self._error(send, ClusterError(f"node {c.node_id} is no longer the leader", code="not_leader"))
             return
-        for attempt in range(2):
-            leader_url = await c.wait_for_leader(LEADER_WAIT)
+        refused_by: str | None = None
+        for attempt in range(3):
+            leader_url = await c.wait_for_leader(LEADER_WAIT, other_than=refused_by)
             if leader_url is None:
                 await self._error(send, c.no_leader_error())
                 return
@@ -184,15 +185,29 @@ class ClusterMiddleware:
                 return
             try:
                 reply = await self._forward(scope, leader_url)
+            except PeerRefused:
+                # Nobody listens there any more: nothing was sent, so look for the new leader.
+                refused_by = leader_url
+                continue
             except PeerUnreachable as exc:
                 self.forward_failures += 1
                 log.warning("forward: %s %s to leader %s failed: %s", scope["method"], scope["path"], leader_url, exc)
-                await self._error(send, NoLeader(f"the leader did not answer: {exc}", code="leader_unreachable"))
+                await self._error(
+                    send,
+                    NoLeader(
+                        f"the leader did not answer ({exc}); the write may or may not have been applied: "
+                        "retry with the same Idempotency-Key",
+                        code="leader_unreachable",
+                    ),
+                )
                 return
-            if reply.status == 503 and attempt == 0 and _error_code(reply) == "not_leader":
-                continue  # leadership moved while we forwarded; nothing was written; look again
+            if reply.status == 503 and _error_code(reply) == "not_leader" and attempt < 2:
+                refused_by = leader_url  # leadership moved while we forwarded; nothing was written there
+                continue
             await self._relay(send, reply)
             return
+        self.forward_failures += 1
+        await self._error(send, c.no_leader_error())
 
     def _is_signed(self, scope) -> bool:
         try:

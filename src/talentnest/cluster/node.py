@@ -743,14 +743,15 @@ class ClusterNode:
             return self.url
         return self.leader_url if self.leader_alive() else None
 
-    async def wait_for_leader(self, timeout: float) -> str | None:
-        """A reachable leader's URL (ours included), waiting up to ``timeout`` for one."""
+    async def wait_for_leader(self, timeout: float, other_than: str | None = None) -> str | None:
+        """A reachable leader's URL (ours included), other than ``other_than`` (a leader that just
+        refused), waiting up to ``timeout`` for one."""
         deadline = self.clock() + timeout
         while True:
             if self.accepting_writes():
                 return self.url
             url = self.current_leader_url()
-            if url and self.role != Role.LEADER:
+            if url and self.role != Role.LEADER and url != other_than:
                 return url
             remaining = deadline - self.clock()
             if remaining <= 0:
