@@ -110,17 +110,21 @@ class ClusterMiddleware:
             (b"x-cluster-lsn", str(self.db.last_lsn if lsn is None else lsn).encode()),
         ]
 
-    async def _error(self, send, error: ClusterError | NotReady, extra: list[tuple[bytes, bytes]] = ()) -> None:
-        body = error_body(error.code, error.message)
+    async def _send_error(self, send, status: int, code: str, message: str, *, retry: bool = False) -> None:
+        body = error_body(code, message)
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
-            (b"retry-after", b"1"),
             *self._node_headers(),
-            *extra,
         ]
-        await send({"type": "http.response.start", "status": status_of(error), "headers": headers})
+        if retry:
+            headers.append((b"retry-after", b"1"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    async def _error(self, send, error: ClusterError | NotReady) -> None:
+        """A cluster condition the client may retry: its status, the error shape, Retry-After."""
+        await self._send_error(send, status_of(error), error.code, error.message, retry=True)
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -132,15 +136,7 @@ class ClusterMiddleware:
                 if lsn < 0:
                     raise ValueError
             except ValueError:
-                body = error_body("invalid_input", "X-Min-LSN must be a whole number")
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 400,
-                        "headers": [(b"content-type", b"application/json"), *self._node_headers()],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+                await self._send_error(send, 400, "invalid_input", "X-Min-LSN must be a whole number")
                 return
             if not await self.coordinator.wait_applied(lsn, MIN_LSN_WAIT):
                 await self._error(
@@ -264,15 +260,7 @@ class ClusterMiddleware:
         key = _header(scope, b"idempotency-key")
         if key is not None:
             if not 1 <= len(key) <= 200:
-                body = error_body("invalid_input", "Idempotency-Key must be 1-200 characters")
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 400,
-                        "headers": [(b"content-type", b"application/json"), *self._node_headers()],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+                await self._send_error(send, 400, "invalid_input", "Idempotency-Key must be 1-200 characters")
                 return
             scoped = self._scoped_key(scope, key)
             row = self.db.find_request(scoped)

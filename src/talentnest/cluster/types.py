@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -107,4 +107,3 @@ class PeerState:
     last_term: int = 0
     ready: bool = False
     lease_ack: float | None = None  # send time of the newest probe it answered (for the leader's lease)
-    info: dict = field(default_factory=dict)
