@@ -82,23 +82,120 @@ def measure_writes(root: Path, *, rounds: int, per_round: int) -> dict:
                     work(store, author, n)
                 wall[capture].append(per_round / (time.perf_counter() - started))
                 cpu[capture].append((time.thread_time() - cpu_started) / per_round * 1e6)
-        results[name] = {
-            "tx_per_s_median": _off_on(wall, statistics.median, 0),
-            "tx_per_s_best": _off_on(wall, max, 0),
-            "cpu_us_per_tx_median": _off_on(cpu, statistics.median, 1),
-            "cpu_us_per_tx_min": _off_on(cpu, min, 1),
-        }
-        row = results[name]
-        row["on_over_off_median"] = round(row["tx_per_s_median"]["on"] / row["tx_per_s_median"]["off"], 3)
-        row["capture_cost_percent"] = {
-            "wall_median": _cost(row["tx_per_s_median"]["off"] / row["tx_per_s_median"]["on"]),
-            "wall_best": _cost(row["tx_per_s_best"]["off"] / row["tx_per_s_best"]["on"]),
-            "cpu_median": _cost(row["cpu_us_per_tx_median"]["on"] / row["cpu_us_per_tx_median"]["off"]),
-            "cpu_min": _cost(row["cpu_us_per_tx_min"]["on"] / row["cpu_us_per_tx_min"]["off"]),
-        }
+        results[name] = _summarise(wall, cpu)
     for store in stores.values():
         store[0].close()
     return results
+
+
+async def _asgi_post(app, path: str, body: dict, token: str | None = None) -> tuple[int, bytes]:
+    """One request straight into the ASGI app: no server, no client library in between."""
+    payload = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    if token:
+        headers.append((b"authorization", f"Bearer {token}".encode()))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 3000),
+    }
+    sent = False
+    status, chunks = 0, []
+
+    async def receive():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": payload, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(scope, receive, send)
+    return status, b"".join(chunks)
+
+
+def measure_api_writes(root: Path, *, rounds: int, per_round: int) -> dict:
+    """POST /api/posts through the whole app in process (routing, validation, token check, services,
+    store, JSON), capture on vs off: what capture costs an API write, without a network in between."""
+    import asyncio
+
+    from talentnest import app as app_module
+    from talentnest.config import Settings
+
+    async def run() -> dict:
+        apps, tokens, lifespans = {}, {}, []
+        for capture in (True, False):
+            settings = Settings(
+                jwt_secret="b" * 32,
+                data_dir=root / f"api-{'on' if capture else 'off'}",
+                host="127.0.0.1",
+                argon2_time_cost=1,
+                argon2_memory_kib=1024,
+                argon2_parallelism=1,
+            )
+            original = app_module.build_database
+            app_module.build_database = lambda s, capture=capture: Database(s.data_dir, MIGRATIONS, capture=capture)
+            try:
+                app = app_module.create_app(settings)
+            finally:
+                app_module.build_database = original
+            lifespan = app.router.lifespan_context(app)
+            await lifespan.__aenter__()
+            lifespans.append(lifespan)
+            status, body = await _asgi_post(
+                app, "/api/auth/signup", {"name": "W", "username": "writer", "email": "w@example.org", "password": "pass123"}
+            )
+            assert status == 201, body
+            apps[capture], tokens[capture] = app, json.loads(body)["token"]
+        wall: dict[bool, list[float]] = {True: [], False: []}
+        cpu: dict[bool, list[float]] = {True: [], False: []}
+        for round_no in range(rounds):
+            for capture in (True, False) if round_no % 2 == 0 else (False, True):
+                started, cpu_started = time.perf_counter(), time.thread_time()
+                for n in range(per_round):
+                    status, body = await _asgi_post(apps[capture], "/api/posts", {"content": f"post number {n}"}, tokens[capture])
+                    assert status == 201, body
+                wall[capture].append(per_round / (time.perf_counter() - started))
+                cpu[capture].append((time.thread_time() - cpu_started) / per_round * 1e6)
+        for lifespan in lifespans:
+            await lifespan.__aexit__(None, None, None)
+        return {"wall": wall, "cpu": cpu}
+
+    samples = asyncio.run(run())
+    return _summarise(samples["wall"], samples["cpu"])
+
+
+def _summarise(wall: dict[bool, list[float]], cpu: dict[bool, list[float]]) -> dict:
+    """Throughput and CPU per transaction, off vs on, and what capture adds in percent."""
+    row = {
+        "tx_per_s_median": _off_on(wall, statistics.median, 0),
+        "tx_per_s_best": _off_on(wall, max, 0),
+        "cpu_us_per_tx_median": _off_on(cpu, statistics.median, 1),
+        "cpu_us_per_tx_min": _off_on(cpu, min, 1),
+    }
+    row["on_over_off_median"] = round(row["tx_per_s_median"]["on"] / row["tx_per_s_median"]["off"], 3)
+    row["capture_cost_percent"] = {
+        "wall_median": _cost(row["tx_per_s_median"]["off"] / row["tx_per_s_median"]["on"]),
+        "wall_best": _cost(row["tx_per_s_best"]["off"] / row["tx_per_s_best"]["on"]),
+        "cpu_median": _cost(row["cpu_us_per_tx_median"]["on"] / row["cpu_us_per_tx_median"]["off"]),
+        "cpu_min": _cost(row["cpu_us_per_tx_min"]["on"] / row["cpu_us_per_tx_min"]["off"]),
+    }
+    return row
 
 
 def _off_on(samples: dict[bool, list[float]], pick, digits: int) -> dict:
@@ -285,7 +382,10 @@ def main() -> int:
                 "data_dir_filesystem": str(root),
             },
             "parameters": {"rounds": rounds, "writes_per_round": per_round, "apply_entries": entries, "snapshot_mb": snapshot_mb},
-            "writes": measure_writes(root, rounds=rounds, per_round=per_round),
+            "writes": {
+                **measure_writes(root, rounds=rounds, per_round=per_round),
+                "api_post": measure_api_writes(root, rounds=max(4, rounds // 3), per_round=per_round // 2),
+            },
             "apply": measure_apply(root, entries=entries, batch_sizes=[100, 1000], repeats=1 if args.quick else 3),
             "snapshot": measure_snapshot(root, snapshot_mb * 1024 * 1024),
         }
