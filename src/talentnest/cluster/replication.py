@@ -52,6 +52,9 @@ class Stats:
         self.sync_seconds = 0.0
         self.snapshots_served = 0
         self.divergences = 0
+        # The last snapshot this node made (to serve) or installed: compressed and database sizes.
+        self.snapshot_bytes = 0
+        self.snapshot_raw_bytes = 0
 
 
 class FollowerStream:
@@ -80,6 +83,11 @@ class FollowerStream:
                 await self.task
             self.task = None
 
+    def peer_label(self) -> str:
+        """The follower's node ID as its heartbeats tell it, or '?' before it has answered one."""
+        peer = self.replication.node.peers.get(self.address)
+        return str(peer.id) if peer is not None else "?"
+
     def lag_seconds(self, now: float) -> float:
         if self.match_lsn >= self.replication.db.last_lsn:
             return 0.0
@@ -105,7 +113,13 @@ class FollowerStream:
                 self.failures += 1
                 rep.stats.send_failures += 1
                 if self.failures in (1, 10) or self.failures % 100 == 0:
-                    log.info("replication: retrying node at %s (attempt %d): %s", self.address, self.failures, exc)
+                    log.info(
+                        "replication: retrying node %s at %s (attempt %d): %s",
+                        self.peer_label(),
+                        self.address,
+                        self.failures,
+                        exc,
+                    )
                 self.wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wakeup.wait(), backoff)  # or sooner, when it answers again
@@ -113,7 +127,12 @@ class FollowerStream:
                 continue
             backoff = 0.05
             if self.failures:
-                log.info("replication: node at %s reachable again after %d failed attempts", self.address, self.failures)
+                log.info(
+                    "replication: node %s at %s reachable again after %d failed attempts",
+                    self.peer_label(),
+                    self.address,
+                    self.failures,
+                )
                 self.failures = 0
             if reply is None:
                 await asyncio.sleep(node.heartbeat)
@@ -184,6 +203,7 @@ class Replication:
         self.leading = False
         self.in_sync = False
         self.confirmed: tuple[int, int] | None = None  # (term, leader) whose history matches ours
+        self.leader_last_lsn = 0  # on a follower: the leader's last LSN, as its last batch said
         self._new_entries = asyncio.Event()
         self._quorum_waiters: list[tuple[int, asyncio.Future]] = []
         self._commit_times: dict[int, float] = {}
@@ -351,6 +371,7 @@ class Replication:
             return answer(False, "stale_term")
         node.follow(leader_id, leader_url)
         node.heard_from_leader = node.clock()
+        self.leader_last_lsn = leader_last
         if node.syncing:
             return answer(False, "syncing")
         if self.confirmed != (term, leader_id):
@@ -379,13 +400,18 @@ class Replication:
             log.warning("replication: refused entries from node %d: %s", leader_id, exc)
             self.confirmed = None
             return answer(False, "history_needed")
-        self.stats.entries_applied += result.applied
+        self._count_applied(entries, my_last, result.applied_lsn)
         was_in_sync = self.in_sync
         self.in_sync = result.applied_lsn >= leader_last
         if self.in_sync and not was_in_sync:
             log.info("sync: node %d caught up with leader %d at LSN %d", node.node_id, leader_id, result.applied_lsn)
             node.record_event("sync", f"caught up with leader {leader_id} at LSN {result.applied_lsn}")
         return answer(not result.gap, "gap" if result.gap else "applied")
+
+    def _count_applied(self, entries: list[LogEntry], before: int, after: int) -> None:
+        applied = [e for e in entries if before < e.lsn <= after]
+        self.stats.entries_applied += len(applied)
+        self.stats.bytes_applied += sum(len(e.changes) for e in applied)
 
     def _check_history(self, history: Any, leader_last: int, source_id: int, source_url: str) -> str | None:
         """None when our log is a prefix of the source's; else archive what diverged and resync."""
@@ -447,6 +473,7 @@ class Replication:
             self.stats.syncs += 1
             self.stats.sync_bytes += size
             self.stats.sync_seconds += seconds
+            self.stats.snapshot_bytes, self.stats.snapshot_raw_bytes = size, info.raw_bytes
             self.confirmed = None
             text = (
                 f"installed a snapshot from node {source_id} at LSN {info.lsn} (term {info.term}): "
@@ -489,8 +516,9 @@ class Replication:
                 entries = [LogEntry.from_dict(item) for item in page["entries"]]
                 if not entries:
                     break
+                before = self.db.last_lsn
                 result = self.db.apply(entries)
-                self.stats.entries_applied += result.applied
+                self._count_applied(entries, before, result.applied_lsn)
                 if result.applied_lsn >= int(page["last_lsn"]):
                     break
             log.info(
