@@ -78,7 +78,8 @@ def main() -> int:
                 expect(page.locator(f'.node-card[data-node-id="{leader.node_id}"]')).to_have_attribute("data-state", "down")
                 time.sleep(8)  # the writes resume on the new leader
                 page.screenshot(path=str(args.out / "dashboard-failover.png"))
-                page.emulate_media(color_scheme="dark")
+                page.emulate_media(color_scheme="dark", reduced_motion="reduce")
+                page.wait_for_timeout(300)  # let the cards' colour transition finish
                 page.screenshot(path=str(args.out / "dashboard-failover-dark.png"))
                 browser.close()
         finally:

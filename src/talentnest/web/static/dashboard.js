@@ -90,6 +90,8 @@
       listed.add(info.id);
       const known = nodes.get(info.id) || { id: info.id };
       Object.assign(known, info, { listed: true, goneAt: null });
+      if (info.self) known.seenAt = lastOkAt.getTime();
+      else if (typeof info.last_seen_seconds === "number") known.seenAt = lastOkAt.getTime() - info.last_seen_seconds * 1000;
       nodes.set(info.id, known);
       colorOf(info.id);
     }
@@ -244,12 +246,24 @@
     return { card, address, role, health, forget, fields };
   }
 
+  function ago(seconds) {
+    if (seconds < 60) return `${decimal.format(seconds)} s`;
+    const minutes = Math.floor(seconds / 60);
+    return minutes < 60 ? `${minutes} min ${Math.floor(seconds % 60)} s` : `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+  }
+
+  // Seconds since the node was last heard from, by the node serving the page: its own figure while
+  // it is listed, and counting on from it once it is gone.
+  function lastSeen(n) {
+    if (n.listed && n.self) return "now";
+    if (n.listed && typeof n.last_seen_seconds === "number" && n.healthy) return ago(n.last_seen_seconds);
+    if (typeof n.seenAt === "number") return ago(Math.max(0, (Date.now() - n.seenAt) / 1000));
+    return "never";
+  }
+
   function describeHealth(n) {
     if (!n.listed) return `Down · not listed since ${clock(n.goneAt)}`;
-    if (!n.healthy) {
-      const seen = typeof n.last_seen_seconds === "number" ? `for ${decimal.format(n.last_seen_seconds)} s` : "yet";
-      return `Down · not answering ${seen}`;
-    }
+    if (!n.healthy) return typeof n.seenAt === "number" ? `Down · not answering for ${lastSeen(n)}` : "Down · not answering yet";
     if (n.self) return "Healthy · serves this page";
     return "Healthy";
   }
@@ -283,7 +297,7 @@
       setText(v.fields.lsn, n.applied_lsn == null ? "–" : integer.format(n.applied_lsn));
       setText(v.fields.lag, !up || n.lag == null ? "–" : integer.format(n.lag));
       v.fields.lag.classList.toggle("lagging", up && n.lag > 0);
-      setText(v.fields.seen, n.self ? "now" : n.last_seen_seconds == null ? "never" : `${decimal.format(n.last_seen_seconds)} s`);
+      setText(v.fields.seen, lastSeen(n));
       setText(v.health, describeHealth(n));
       v.forget.hidden = n.listed;
     }
@@ -358,7 +372,7 @@
     const t = now();
     let values = [];
     for (const series of lagSeries.values()) values = values.concat(series.filter((p) => p.v !== null).map((p) => p.v));
-    const max = niceMax(Math.max(1, ...values));
+    const max = niceMax(Math.max(2, ...values)); // entries are whole: keep the middle label whole too
     setYLabels(chart, max);
     const group = chart.querySelector(".series");
     const legend = $("lag-legend");
