@@ -125,6 +125,8 @@ def create_app(settings: Settings, *, context: NodeContext | None = None) -> Fas
         return (forwarder.forwarded, forwarder.forward_failures) if forwarder is not None else (0, 0)
 
     registry.register(ClusterCollector(node, version=__version__, forward_counts=forward_counts))
+    request_stats = metrics.RequestStats()
+    registry.register(request_stats)
     app.add_api_route(
         "/metrics",
         metrics.metrics_endpoint(registry),
@@ -143,5 +145,5 @@ def create_app(settings: Settings, *, context: NodeContext | None = None) -> Fas
     # Outermost: times every request, including those the layers below answer themselves. It matches
     # against the routes themselves (the product's router is included as one opaque entry).
     routes = [*api.router.routes, *(r for r in app.router.routes if isinstance(r, (Route, Mount)))]
-    app.add_middleware(metrics.HttpMetrics, registry=registry, routes=routes)
+    app.add_middleware(metrics.HttpMetrics, stats=request_stats, routes=routes)
     return app
