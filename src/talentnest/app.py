@@ -7,12 +7,13 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
-from starlette.routing import BaseRoute, Match
+from starlette.routing import BaseRoute, Match, Mount, Route
 
-from talentnest import __version__, api, http_errors
+from talentnest import __version__, api, http_errors, metrics, web
 from talentnest.cluster import api as cluster_api
+from talentnest.cluster.metrics import ClusterCollector
 from talentnest.cluster.middleware import ClusterMiddleware
 from talentnest.cluster.node import ClusterNode
 from talentnest.cluster.replication import Replication
@@ -58,6 +59,16 @@ def write_classifier(routes: Sequence[BaseRoute]) -> Callable[[dict], bool]:
     return is_write
 
 
+def find_layer(app: FastAPI, kind: type) -> object | None:
+    """The instance of middleware ``kind`` in the app's built stack (None before the first request)."""
+    layer = app.middleware_stack
+    while layer is not None:
+        if isinstance(layer, kind):
+            return layer
+        layer = getattr(layer, "app", None)
+    return None
+
+
 def create_app(settings: Settings, *, context: NodeContext | None = None) -> FastAPI:
     """The whole node as one ASGI app; the database opens and the node joins when it starts."""
     context = context or NodeContext()
@@ -65,6 +76,7 @@ def create_app(settings: Settings, *, context: NodeContext | None = None) -> Fas
     node = ClusterNode(settings, db)
     node.replication = Replication(node, db)
     context.term_of = lambda: node.term
+    context.id_of = lambda: node.node_id if node.address else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -105,7 +117,33 @@ def create_app(settings: Settings, *, context: NodeContext | None = None) -> Fas
         ready, reason = node.readiness()
         return JSONResponse({"ready": ready, "reason": reason, "node_id": node.node_id}, status_code=200 if ready else 503)
 
+    registry = metrics.new_registry()
+    app.state.metrics_registry = registry
+
+    def forward_counts() -> tuple[int, int]:
+        forwarder = find_layer(app, ClusterMiddleware)
+        return (forwarder.forwarded, forwarder.forward_failures) if forwarder is not None else (0, 0)
+
+    registry.register(ClusterCollector(node, version=__version__, forward_counts=forward_counts))
+    request_stats = metrics.RequestStats()
+    registry.register(request_stats)
+    app.add_api_route(
+        "/metrics",
+        metrics.metrics_endpoint(registry),
+        methods=["GET"],
+        tags=["operations"],
+        summary="Metrics",
+        description="This node's metrics in the Prometheus text format: HTTP requests, role, term, LSNs, "
+        "replication lag and counters. Public; holds no secret.",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}},
+    )
     app.router.routes.extend(cluster_api.build_routes(node))
+    app.router.routes.extend(web.routes())
     app.add_middleware(ClusterMiddleware, coordinator=node, db=db, is_write=write_classifier(api.router.routes), key=node.key)
     app.add_middleware(BodyLimit)
+    # Outermost: times every request, including those the layers below answer themselves. It matches
+    # against the routes themselves (the product's router is included as one opaque entry).
+    routes = [*api.router.routes, *(r for r in app.router.routes if isinstance(r, (Route, Mount)))]
+    app.add_middleware(metrics.HttpMetrics, stats=request_stats, routes=routes)
     return app

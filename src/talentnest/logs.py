@@ -19,10 +19,15 @@ _SECRET_SHAPES = re.compile(
 
 
 class NodeContext:
-    """What every line says about the node: its ID and current term (updated as they change)."""
+    """What every line says about the node: its ID and current term (updated as they change).
+
+    ``node_id``, once set, wins; until then ``id_of()`` is asked (None while the node does not
+    know its own address yet), so that lines logged while the node joins already name it.
+    """
 
     def __init__(self) -> None:
         self.node_id: int | None = None
+        self.id_of: Callable[[], int | None] = lambda: None
         self.term_of: Callable[[], int] = lambda: 0
 
 
@@ -55,6 +60,8 @@ class _Formatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         node = self._context.node_id
         try:
+            if node is None:
+                node = self._context.id_of()
             term = self._context.term_of()
         except Exception:  # the log line must never fail because the cluster is mid-change
             term = 0

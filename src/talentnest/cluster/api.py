@@ -125,6 +125,7 @@ def build_routes(node: ClusterNode) -> list[Route]:
             path.unlink(missing_ok=True)
             raise
         replication.stats.snapshots_served += 1
+        replication.stats.snapshot_bytes, replication.stats.snapshot_raw_bytes = info.compressed_bytes, info.raw_bytes
         log.info(
             "sync: serving a snapshot at LSN %d (%s compressed, %s database, made in %.2f s)",
             info.lsn,

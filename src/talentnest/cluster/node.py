@@ -74,6 +74,11 @@ class ClusterNode:
         self.last_campaign: float | None = None
         self.last_election = clock()
         self.events: deque[dict[str, Any]] = deque(maxlen=100)
+        # Counters for /metrics (read-only elsewhere): elections this node stood in, and changes of leader it saw.
+        self.elections_won = 0
+        self.elections_lost = 0
+        self.leader_changes = 0
+        self._last_leader: int | None = None
         self.replication: Any = None  # set by app wiring (cluster.replication.Replication)
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -185,6 +190,19 @@ class ClusterNode:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def _set_role(self, role: Role) -> None:
+        """Change role; every change is one log line."""
+        if role == self.role:
+            return
+        previous, self.role = self.role, role
+        log.info("role: node %d is now %s (was %s) in term %d", self.node_id, role.value, previous.value, self.term)
+
+    def _count_leader(self, leader_id: int | None) -> None:
+        if leader_id is not None and leader_id != self._last_leader:
+            if self._last_leader is not None:
+                self.leader_changes += 1
+            self._last_leader = leader_id
 
     def record_event(self, kind: str, text: str) -> None:
         self.events.append({"ts": iso_from_epoch(time.time()), "kind": kind, "term": self.term, "text": text})
@@ -382,7 +400,8 @@ class ClusterNode:
             self._become_follower(leader_id, f"node {leader_id} leads term {self.term}", leader_url)
             return
         previous = self.leader_id
-        self.role = Role.FOLLOWER
+        self._set_role(Role.FOLLOWER)
+        self._count_leader(leader_id)
         self.leader_id = leader_id
         self.leader_url = leader_url
         self._leader_changed.set()
@@ -510,17 +529,20 @@ class ClusterNode:
             term = self.term + 1
             request["term"] = term
             self.state.save(term, self.node_id)
-            self.role = Role.CANDIDATE
+            self._set_role(Role.CANDIDATE)
             self.leader_id = None
             self.leader_url = None
             sent = self.clock()
             answers = await asyncio.gather(*(self._ask_vote(p, request) for p in peers))
             if self.term != term or self.role != Role.CANDIDATE:
+                self.elections_lost += 1
                 return False
             granted = self._tally(peers, answers, term, pre_vote=False)
             if granted is None:
-                self.role = Role.FOLLOWER
+                self.elections_lost += 1
+                self._set_role(Role.FOLLOWER)
                 return False
+            self.elections_won += 1
             for p in granted:
                 p.lease_ack = sent
             self._become_leader(1 + len(granted))
@@ -562,7 +584,8 @@ class ClusterNode:
             return None
 
     def _become_leader(self, votes: int) -> None:
-        self.role = Role.LEADER
+        self._set_role(Role.LEADER)
+        self._count_leader(self.node_id)
         self.leader_id = self.node_id
         self.leader_url = self.url
         self.db.term = self.term
@@ -577,7 +600,8 @@ class ClusterNode:
 
     def _become_follower(self, leader_id: int | None, why: str, leader_url: str | None = None) -> None:
         was_leader = self.role == Role.LEADER
-        self.role = Role.FOLLOWER
+        self._set_role(Role.FOLLOWER)
+        self._count_leader(leader_id)
         self.leader_id = leader_id
         self.leader_url = leader_url
         self.heard_from_leader = self.clock() if leader_id is not None else None

@@ -61,6 +61,9 @@ class Stats:
         self.sync_seconds = 0.0
         self.snapshots_served = 0
         self.divergences = 0
+        # The last snapshot this node made (to serve) or installed: compressed and database sizes.
+        self.snapshot_bytes = 0
+        self.snapshot_raw_bytes = 0
 
 
 class FollowerStream:
@@ -89,6 +92,11 @@ class FollowerStream:
                 await self.task
             self.task = None
 
+    def peer_label(self) -> str:
+        """The follower's node ID as its heartbeats tell it, or '?' before it has answered one."""
+        peer = self.replication.node.peers.get(self.address)
+        return str(peer.id) if peer is not None else "?"
+
     def lag_seconds(self, now: float) -> float:
         if self.match_lsn >= self.replication.db.last_lsn:
             return 0.0
@@ -114,7 +122,13 @@ class FollowerStream:
                 self.failures += 1
                 rep.stats.send_failures += 1
                 if self.failures in (1, 10) or self.failures % 100 == 0:
-                    log.info("replication: retrying node at %s (attempt %d): %s", self.address, self.failures, exc)
+                    log.info(
+                        "replication: retrying node %s at %s (attempt %d): %s",
+                        self.peer_label(),
+                        self.address,
+                        self.failures,
+                        exc,
+                    )
                 self.wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wakeup.wait(), backoff)  # or sooner, when it answers again
@@ -122,7 +136,12 @@ class FollowerStream:
                 continue
             backoff = 0.05
             if self.failures:
-                log.info("replication: node at %s reachable again after %d failed attempts", self.address, self.failures)
+                log.info(
+                    "replication: node %s at %s reachable again after %d failed attempts",
+                    self.peer_label(),
+                    self.address,
+                    self.failures,
+                )
                 self.failures = 0
             if reply is None:
                 await asyncio.sleep(node.heartbeat)
@@ -194,6 +213,7 @@ class Replication:
         self.in_sync = False
         self.confirmed: tuple[int, int] | None = None  # (term, leader) whose history matches ours
         self._behind_from: int | None = None  # the LSN we were at when we fell out of sync
+        self.leader_last_lsn = 0  # on a follower: the leader's last LSN, as its last batch said
         self._new_entries = asyncio.Event()
         self._quorum_waiters: list[tuple[int, asyncio.Future]] = []
         self._commit_times: dict[int, float] = {}
@@ -362,6 +382,7 @@ class Replication:
             return answer(False, "stale_term")
         node.follow(leader_id, leader_url)
         node.heard_from_leader = node.clock()
+        self.leader_last_lsn = leader_last
         if node.syncing:
             return answer(False, "syncing")
         if self.confirmed != (term, leader_id):
@@ -390,7 +411,7 @@ class Replication:
             log.warning("replication: refused entries from node %d: %s", leader_id, exc)
             self.confirmed = None
             return answer(False, "history_needed")
-        self.stats.entries_applied += result.applied
+        self._count_applied(entries, my_last, result.applied_lsn)
         if not self.in_sync and self._behind_from is None:
             self._behind_from = my_last
         self.in_sync = result.applied_lsn >= leader_last
@@ -403,6 +424,11 @@ class Replication:
             log.info("sync: node %d %s", node.node_id, text)
             node.record_event("sync", text)
         return answer(not result.gap, "gap" if result.gap else "applied")
+
+    def _count_applied(self, entries: list[LogEntry], before: int, after: int) -> None:
+        applied = [e for e in entries if before < e.lsn <= after]
+        self.stats.entries_applied += len(applied)
+        self.stats.bytes_applied += sum(len(e.changes) for e in applied)
 
     def _check_history(self, history: Any, leader_last: int, source_id: int, source_url: str) -> str | None:
         """None when our log is a prefix of the source's; else archive what diverged and resync."""
@@ -464,6 +490,7 @@ class Replication:
             self.stats.syncs += 1
             self.stats.sync_bytes += size
             self.stats.sync_seconds += seconds
+            self.stats.snapshot_bytes, self.stats.snapshot_raw_bytes = size, info.raw_bytes
             self.confirmed = None
             text = (
                 f"installed a snapshot from node {source_id} at LSN {info.lsn} (term {info.term}): "
@@ -506,8 +533,9 @@ class Replication:
                 entries = [LogEntry.from_dict(item) for item in page["entries"]]
                 if not entries:
                     break
+                before = self.db.last_lsn
                 result = self.db.apply(entries)
-                self.stats.entries_applied += result.applied
+                self._count_applied(entries, before, result.applied_lsn)
                 if result.applied_lsn >= int(page["last_lsn"]):
                     break
             log.info(

@@ -42,7 +42,38 @@ def _role_cell(node: Mapping, status: dict | None) -> Text:
     return Text("down (no reply)", style="bold red")
 
 
-# Below this many columns the table drops the URLs' "http://", its lines and extra padding, to fit 80.
+def _leader_view(statuses: Statuses) -> dict | None:
+    """The status of a node that says it leads (the one whose view of the others' lag counts)."""
+    for status in statuses.values():
+        if status and status.get("current_role") == "leader":
+            return status
+    return None
+
+
+def node_lag(node_id: int, status: dict | None, leader: dict | None) -> int | None:
+    """Entries the node is behind its leader: the leader's figure (it knows what each follower
+    acknowledged), else the node's own estimate; None when neither is known."""
+    for view, wanted in ((leader, node_id), (status, None)):
+        if not view:
+            continue
+        for entry in view.get("nodes") or ():
+            if (entry.get("id") == node_id if wanted is not None else entry.get("self")) and entry.get("lag") is not None:
+                return int(entry["lag"])
+    return None
+
+
+def _healthy_cell(status: dict | None) -> Text:
+    """Healthy as the dashboard means it: the node answers; and ready, or why not."""
+    if status is None:
+        return Text("no", style="bold red")
+    if status.get("ready", True):
+        return Text("yes", style="green")
+    reason = str(status.get("ready_reason") or "not ready")
+    return Text("syncing" if "sync" in reason else "not ready", style="yellow")
+
+
+# Below this many columns the table drops the internal ADDRESS (the ID encodes it), the URLs' "http://",
+# its lines and extra padding, to fit 80.
 COMPACT_WIDTH = 100
 
 
@@ -58,20 +89,29 @@ def status_table(info: Mapping, statuses: Statuses, width: int = COMPACT_WIDTH) 
         collapse_padding=compact,
         pad_edge=not compact,
     )
-    for column in ("NAME", "URL", "ADDRESS", "ID", "ROLE", "LEADER", "TERM", "LSN"):
-        table.add_column(column, justify="right" if column in ("ID", "TERM", "LSN") else "left", no_wrap=True)
+    numeric = ("ID", "TERM", "LSN", "LAG")
+    columns = ("NAME", "URL", "ADDRESS", "ID", "ROLE", "LEADER", "TERM", "LSN", "LAG", "HEALTHY")
+    for column in columns:
+        if not (compact and column == "ADDRESS"):
+            table.add_column(column, justify="right" if column in numeric else "left", no_wrap=True)
+    leader_view = _leader_view(statuses)
     for node in nodes:
-        status = statuses.get(node["name"]) or {}
+        answer = statuses.get(node["name"])
+        status = answer or {}
         leader_id = status.get("leader_id")
+        lag = node_lag(node["id"], answer, leader_view) if answer is not None else None
+        address = [] if compact else [f"{node['address']}:{node['port']}"]
         table.add_row(
             node["name"],
             (node["url"].removeprefix("http://") if compact else node["url"]) if node["url"] else "-",
-            f"{node['address']}:{node['port']}",
+            *address,
             str(node["id"]),
             _role_cell(node, statuses.get(node["name"])),
             names.get(leader_id, str(leader_id)) if leader_id is not None else ("none" if status else ""),
             str(status.get("term", "")),
             str(status.get("applied_lsn", "")),
+            "" if lag is None else str(lag),
+            _healthy_cell(answer),
         )
     return table
 
