@@ -54,6 +54,9 @@ class Settings:
     argon2_parallelism: int = 4
     log_retention_entries: int = 100_000
     log_retention_bytes: int = 64 * 1024 * 1024
+    login_max_failures: int = 10
+    login_max_failures_per_address: int = 100
+    login_window: float = 900.0
 
     @property
     def has_short_jwt_secret(self) -> bool:
@@ -100,6 +103,9 @@ class Settings:
             argon2_parallelism=argon_parallelism,
             log_retention_entries=env.integer("LOG_RETENTION_ENTRIES", 100_000, low=10, high=10**9),
             log_retention_bytes=env.integer("LOG_RETENTION_BYTES", 64 * 1024 * 1024, low=64 * 1024, high=2**40),
+            login_max_failures=env.integer("LOGIN_MAX_FAILURES", 10, low=1, high=10_000),
+            login_max_failures_per_address=env.integer("LOGIN_MAX_FAILURES_PER_ADDRESS", 100, low=1, high=1_000_000),
+            login_window=env.seconds("LOGIN_WINDOW", 900.0),
         )
 
 
