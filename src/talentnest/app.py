@@ -115,5 +115,5 @@ def create_app(settings: Settings, *, context: NodeContext | None = None) -> Fas
 
     app.router.routes.extend(cluster_api.build_routes(node))
     app.add_middleware(ClusterMiddleware, coordinator=node, db=db, is_write=write_classifier(api.router.routes), key=node.key)
-    app.add_middleware(BodyLimit)
+    app.add_middleware(BodyLimit, timeout=settings.client_timeout)
     return app

@@ -95,6 +95,7 @@ def run_node(environ=None) -> int:
     # Imported once the settings are known good, so that a bad one is reported at once.
     from talentnest import logs
     from talentnest.app import create_app
+    from talentnest.limits import GuardedHttpTools
 
     context = logs.NodeContext()
     # Logs go to stdout, so that the seed's `docker logs backend-3 | grep "sync"` filters them
@@ -118,13 +119,22 @@ def run_node(environ=None) -> int:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        # httptools, with a deadline and a size limit on each request's head (uvicorn has
+        # neither for httptools; h11's max incomplete event size does not apply to it).
+        http=GuardedHttpTools.configured(head_timeout=settings.client_timeout),
         lifespan="on",
         access_log=False,
         log_config=None,
         server_header=False,
-        timeout_keep_alive=30,
+        # Longer than the peers' client keeps an idle connection (30 s, cluster/transport.py),
+        # so a node never closes a connection a peer is about to reuse for a heartbeat.
+        timeout_keep_alive=35,
         timeout_graceful_shutdown=10,
+        # No limit_concurrency: uvicorn counts open connections against it, idle and slow ones
+        # included, so a few hundred slow clients would get every request answered 503,
+        # heartbeats too, and the cluster would fail over. Slow clients are cut off by the
+        # head and body deadlines instead; the process's file limit bounds connections.
+        limit_concurrency=None,
     )
     server = NodeServer(config, before_exit=app.state.node.leave)
     server.run()

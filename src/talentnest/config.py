@@ -57,6 +57,7 @@ class Settings:
     login_max_failures: int = 10
     login_max_failures_per_address: int = 100
     login_window: float = 900.0
+    client_timeout: float = 30.0
 
     @property
     def has_short_jwt_secret(self) -> bool:
@@ -106,6 +107,7 @@ class Settings:
             login_max_failures=env.integer("LOGIN_MAX_FAILURES", 10, low=1, high=10_000),
             login_max_failures_per_address=env.integer("LOGIN_MAX_FAILURES_PER_ADDRESS", 100, low=1, high=1_000_000),
             login_window=env.seconds("LOGIN_WINDOW", 900.0),
+            client_timeout=env.seconds("CLIENT_TIMEOUT", 30.0),
         )
 
 
