@@ -95,9 +95,11 @@ def run_node(environ=None) -> int:
     # Imported once the settings are known good, so that a bad one is reported at once.
     from talentnest import logs
     from talentnest.app import create_app
+    from talentnest.cluster.auth import cluster_key
     from talentnest.limits import GuardedHttpTools
 
     context = logs.NodeContext()
+    key = cluster_key(jwt_secret=settings.jwt_secret, cluster_secret=settings.cluster_secret)
     # Logs go to stdout, so that the seed's `docker logs backend-3 | grep "sync"` filters them
     # (docker logs replays a container's stderr on stderr, which a pipe does not catch).
     logs.configure(
@@ -105,7 +107,7 @@ def run_node(environ=None) -> int:
         fmt=settings.log_format,
         level=settings.log_level,
         context=context,
-        secrets=[settings.jwt_secret, settings.cluster_secret or ""],
+        secrets=[settings.jwt_secret, settings.cluster_secret or "", key.hex()],
     )
     if settings.has_short_jwt_secret:
         log.warning(
