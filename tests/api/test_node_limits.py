@@ -18,33 +18,23 @@ import httpx
 import pytest
 
 from talentnest.limits import MAX_HEAD_BYTES
-from tests._node import LocalNode
+from tests._node import LocalNode, ready_node
 from tests._slow import SlowClients
 
 SUBNET = os.environ.get("TN_TEST_SUBNET", "127.0.5")
 SECRET = "a-test-secret-that-is-long-enough-for-hs256"
 
 
-def start(directory, host: str, **env: str) -> LocalNode:
-    node = LocalNode(directory, host=host, JWT_SECRET=SECRET, PEERS=host, **env)
-    try:
-        node.wait_ready()
-    except BaseException:
-        node.stop()
-        raise
-    return node
-
-
 @pytest.fixture(scope="module")
 def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNode]:
-    node = start(tmp_path_factory.mktemp("strict"), f"{SUBNET}.41", CLIENT_TIMEOUT="2")
+    node = ready_node(tmp_path_factory.mktemp("strict"), f"{SUBNET}.41", JWT_SECRET=SECRET, CLIENT_TIMEOUT="2")
     yield node
     node.stop()
 
 
 @pytest.fixture(scope="module")
 def patient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNode]:
-    node = start(tmp_path_factory.mktemp("patient"), f"{SUBNET}.42", CLIENT_TIMEOUT="60")
+    node = ready_node(tmp_path_factory.mktemp("patient"), f"{SUBNET}.42", JWT_SECRET=SECRET, CLIENT_TIMEOUT="60")
     yield node
     node.stop()
 

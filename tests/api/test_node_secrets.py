@@ -13,23 +13,13 @@ import jwt
 
 from talentnest.cluster.auth import HEADER, cluster_key, sign
 from talentnest.store import DB_FILENAME
-from tests._node import LocalNode
+from tests._node import LocalNode, ready_node
 
 SUBNET = os.environ.get("TN_TEST_SUBNET", "127.0.5")
 SEED_SECRET = "secret_key"  # the seed's: ten bytes
 LONG_SECRET = "b7c1f0e2d94a4e6fa1c35e0d2b8f7a6c-long-enough"
 PUBLIC_PAGES = ["/cluster/status", "/metrics", "/healthz", "/readyz", "/", "/openapi.json"]
 _IPV4 = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b")
-
-
-def started(directory, host: str, **env: str) -> LocalNode:
-    node = LocalNode(directory, host=host, PEERS=host, **env)
-    try:
-        node.wait_ready()
-    except BaseException:
-        node.stop()
-        raise
-    return node
 
 
 def exercise(node: LocalNode, key: bytes, jwt_secret: str) -> str:
@@ -61,7 +51,7 @@ def secret_forms(jwt_secret: str, key: bytes) -> list[str]:
 
 
 def test_a_short_jwt_secret_is_warned_of_at_start_and_never_shown(tmp_path):
-    node = started(tmp_path, f"{SUBNET}.51", JWT_SECRET=SEED_SECRET)
+    node = ready_node(tmp_path, f"{SUBNET}.51", JWT_SECRET=SEED_SECRET)
     try:
         key = cluster_key(jwt_secret=SEED_SECRET, cluster_secret=None)
         answers = exercise(node, key, SEED_SECRET)
@@ -82,7 +72,7 @@ def test_a_short_jwt_secret_is_warned_of_at_start_and_never_shown(tmp_path):
 
 def test_a_long_secret_gives_no_warning_and_the_cluster_secret_is_never_shown(tmp_path):
     cluster_secret = "cluster-secret-9f3a7c1e5b2d4f6a8c0e"
-    node = started(tmp_path, f"{SUBNET}.52", JWT_SECRET=LONG_SECRET, CLUSTER_SECRET=cluster_secret)
+    node = ready_node(tmp_path, f"{SUBNET}.52", JWT_SECRET=LONG_SECRET, CLUSTER_SECRET=cluster_secret)
     try:
         key = cluster_key(jwt_secret=LONG_SECRET, cluster_secret=cluster_secret)
         answers = exercise(node, key, LONG_SECRET)
@@ -105,14 +95,14 @@ def test_a_hash_made_with_old_argon2_parameters_is_upgraded_at_the_next_login(tm
     old = {"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "1024", "ARGON2_PARALLELISM": "1"}
     new = {"ARGON2_TIME_COST": "2", "ARGON2_MEMORY_KIB": "2048", "ARGON2_PARALLELISM": "2"}
     member = {"name": "Old Timer", "username": "oldtimer", "email": "old@example.com", "password": "pass123"}
-    node = started(tmp_path, f"{SUBNET}.53", JWT_SECRET=LONG_SECRET, **old)
+    node = ready_node(tmp_path, f"{SUBNET}.53", JWT_SECRET=LONG_SECRET, **old)
     try:
         assert httpx.post(f"{node.url}/api/auth/signup", json=member, timeout=10).status_code == 201
     finally:
         node.stop()
     before = stored_hash(tmp_path / "data", "oldtimer")
 
-    node = started(tmp_path, f"{SUBNET}.53", JWT_SECRET=LONG_SECRET, **new)
+    node = ready_node(tmp_path, f"{SUBNET}.53", JWT_SECRET=LONG_SECRET, **new)
     try:
         login = httpx.post(f"{node.url}/api/auth/login", json={"username": "oldtimer", "password": "pass123"}, timeout=10)
         after = stored_hash(tmp_path / "data", "oldtimer")
