@@ -137,6 +137,9 @@ def run_node(environ=None) -> int:
         # heartbeats too, and the cluster would fail over. Slow clients are cut off by the
         # head and body deadlines instead; the process's file limit bounds connections.
         limit_concurrency=None,
+        # uvicorn would otherwise take X-Forwarded-For from any client on 127.0.0.1 as the
+        # client's address; only a peer's signed X-Forwarded-For is (cluster/middleware.py).
+        proxy_headers=False,
     )
     server = NodeServer(config, before_exit=app.state.node.leave)
     server.run()
