@@ -115,6 +115,14 @@ def run_node(environ=None) -> int:
             "Use a long random value (e.g. `openssl rand -hex 32`).",
             MIN_SECRET_BYTES,
         )
+    if settings.has_weak_password_hashing:
+        log.warning(
+            "config: argon2id with t=%d, m=%d KiB is below RFC 9106's recommendations (t=3 with m=65536 KiB, "
+            "or m=2097152 KiB); "
+            "password hashes are cheaper to crack. Hashes are upgraded at each login once it is raised.",
+            settings.argon2_time_cost,
+            settings.argon2_memory_kib,
+        )
     app = create_app(settings, context=context)
     config = uvicorn.Config(
         app,
