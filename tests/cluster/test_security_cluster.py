@@ -173,3 +173,16 @@ def test_hundreds_of_slow_clients_at_the_leader_cause_no_failover(cluster: Clust
 
     assert still_holding == 300, "the slow clients were cut off before the watch ended; nothing was shown"
     assert watched >= 6.0
+
+
+def test_a_client_posing_as_a_forwarding_node_is_forwarded_like_any_client(cluster: Cluster):
+    leader = cluster.wait_for_leader()
+    follower = next(node for node in cluster.nodes if node is not leader)
+    body = {"name": "Poser", "username": "poser", "email": "poser@example.com", "password": "pass123"}
+    # A follower that believed these would answer "not the leader" (one hop only) instead of forwarding.
+    pose = {"X-TalentNest-Forwarded-By": str(leader.node_id), "X-Forwarded-For": "10.9.9.9", HEADER: "t=1,s=" + "0" * 64}
+
+    reply = follower.request("POST", "/api/auth/signup", json=body, headers=pose)
+
+    assert reply.status == 201, reply.body
+    assert reply.headers["x-leader-id"] == str(leader.node_id)
