@@ -73,3 +73,14 @@ class LocalNode:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def ready_node(workdir: Path, host: str, **env: str) -> LocalNode:
+    """A node alone in its cluster (PEERS is itself), once ready; stopped again if it never gets ready."""
+    node = LocalNode(workdir, host=host, PEERS=host, **env)
+    try:
+        node.wait_ready()
+    except BaseException:
+        node.stop()
+        raise
+    return node

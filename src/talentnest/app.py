@@ -21,6 +21,7 @@ from talentnest.config import Settings
 from talentnest.limits import BodyLimit
 from talentnest.logs import NodeContext
 from talentnest.services import AuthService, Passwords, PostService, Tokens, UserService
+from talentnest.services.throttle import LoginThrottle, ThrottlePolicy
 from talentnest.store import Database, Retention
 from talentnest.store.posts import PostRepo
 from talentnest.store.schema import MIGRATIONS
@@ -34,7 +35,9 @@ def build_database(settings: Settings) -> Database:
     return Database(settings.data_dir, MIGRATIONS, retention=retention)
 
 
-def build_product(settings: Settings, db: Database) -> api.Product:
+def build_product(settings: Settings, db: Database, *, sharing_nodes: Callable[[], int] = lambda: 1) -> api.Product:
+    """The product's services. ``sharing_nodes()`` is how many nodes share the login allowance
+    (each node allows its share; see ``services.throttle``)."""
     users, posts = UserRepo(db), PostRepo(db)
     passwords = Passwords(
         time_cost=settings.argon2_time_cost,
@@ -42,8 +45,13 @@ def build_product(settings: Settings, db: Database) -> api.Product:
         parallelism=settings.argon2_parallelism,
     )
     tokens = Tokens(settings.jwt_secret, ttl=settings.jwt_ttl)
+    policy = ThrottlePolicy(
+        per_account=settings.login_max_failures,
+        per_address=settings.login_max_failures_per_address,
+        window=settings.login_window,
+    )
     return api.Product(
-        auth=AuthService(db, users, passwords, tokens),
+        auth=AuthService(db, users, passwords, tokens, LoginThrottle(policy, sharing_nodes=sharing_nodes)),
         users=UserService(db, users),
         posts=PostService(db, posts, users),
     )
@@ -102,7 +110,7 @@ def create_app(settings: Settings, *, context: NodeContext | None = None) -> Fas
     app.state.settings = settings
     app.state.db = db
     app.state.node = node
-    app.state.product = build_product(settings, db)
+    app.state.product = build_product(settings, db, sharing_nodes=node.members_alive)
     http_errors.install(app)
     app.include_router(api.router)
 
@@ -141,7 +149,7 @@ def create_app(settings: Settings, *, context: NodeContext | None = None) -> Fas
     app.router.routes.extend(cluster_api.build_routes(node))
     app.router.routes.extend(web.routes())
     app.add_middleware(ClusterMiddleware, coordinator=node, db=db, is_write=write_classifier(api.router.routes), key=node.key)
-    app.add_middleware(BodyLimit)
+    app.add_middleware(BodyLimit, timeout=settings.client_timeout)
     # Outermost: times every request, including those the layers below answer themselves. It matches
     # against the routes themselves (the product's router is included as one opaque entry).
     routes = [*api.router.routes, *(r for r in app.router.routes if isinstance(r, (Route, Mount)))]

@@ -95,8 +95,11 @@ def run_node(environ=None) -> int:
     # Imported once the settings are known good, so that a bad one is reported at once.
     from talentnest import logs
     from talentnest.app import create_app
+    from talentnest.cluster.auth import cluster_key
+    from talentnest.limits import GuardedHttpTools
 
     context = logs.NodeContext()
+    key = cluster_key(jwt_secret=settings.jwt_secret, cluster_secret=settings.cluster_secret)
     # Logs go to stdout, so that the seed's `docker logs backend-3 | grep "sync"` filters them
     # (docker logs replays a container's stderr on stderr, which a pipe does not catch).
     logs.configure(
@@ -104,7 +107,7 @@ def run_node(environ=None) -> int:
         fmt=settings.log_format,
         level=settings.log_level,
         context=context,
-        secrets=[settings.jwt_secret, settings.cluster_secret or ""],
+        secrets=[settings.jwt_secret, settings.cluster_secret or "", key.hex()],
     )
     if settings.has_short_jwt_secret:
         log.warning(
@@ -112,19 +115,39 @@ def run_node(environ=None) -> int:
             "Use a long random value (e.g. `openssl rand -hex 32`).",
             MIN_SECRET_BYTES,
         )
+    if settings.has_weak_password_hashing:
+        log.warning(
+            "config: argon2id with t=%d, m=%d KiB is below RFC 9106's recommendations (t=3 with m=65536 KiB, "
+            "or m=2097152 KiB); "
+            "password hashes are cheaper to crack. Hashes are upgraded at each login once it is raised.",
+            settings.argon2_time_cost,
+            settings.argon2_memory_kib,
+        )
     app = create_app(settings, context=context)
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        # httptools, with a deadline and a size limit on each request's head (uvicorn has
+        # neither for httptools; h11's max incomplete event size does not apply to it).
+        http=GuardedHttpTools.configured(head_timeout=settings.client_timeout),
         lifespan="on",
         access_log=False,
         log_config=None,
         server_header=False,
-        timeout_keep_alive=30,
+        # Longer than the peers' client keeps an idle connection (30 s, cluster/transport.py),
+        # so a node never closes a connection a peer is about to reuse for a heartbeat.
+        timeout_keep_alive=35,
         timeout_graceful_shutdown=10,
+        # No limit_concurrency: uvicorn counts open connections against it, idle and slow ones
+        # included, so a few hundred slow clients would get every request answered 503,
+        # heartbeats too, and the cluster would fail over. Slow clients are cut off by the
+        # head and body deadlines instead; the process's file limit bounds connections.
+        limit_concurrency=None,
+        # uvicorn would otherwise take X-Forwarded-For from any client on 127.0.0.1 as the
+        # client's address; only a peer's signed X-Forwarded-For is (cluster/middleware.py).
+        proxy_headers=False,
     )
     server = NodeServer(config, before_exit=app.state.node.leave)
     server.run()

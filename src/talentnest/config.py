@@ -21,6 +21,10 @@ _INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _DECIMAL = re.compile(r"([0-9]+(\.[0-9]*)?|\.[0-9]+)", re.ASCII)
 # Below this many bytes an HS256 key is brute-forceable offline from any token (RFC 7518 3.2).
 MIN_SECRET_BYTES = 32
+# RFC 9106 section 4 recommends argon2id with t=1 and m=2 GiB or, where memory is scarce (the
+# defaults here), t=3, p=4 and m=64 MiB. A node warns when its parameters meet neither.
+RFC9106_TIME_COST, RFC9106_MEMORY_KIB, RFC9106_PARALLELISM = 3, 64 * 1024, 4
+RFC9106_FIRST_MEMORY_KIB = 2 * 1024 * 1024
 
 
 class ConfigError(ValueError):
@@ -49,15 +53,25 @@ class Settings:
     log_format: str = "text"
     log_level: str = "info"
     jwt_ttl: int = 86400
-    argon2_time_cost: int = 3
-    argon2_memory_kib: int = 65536
-    argon2_parallelism: int = 4
+    argon2_time_cost: int = RFC9106_TIME_COST
+    argon2_memory_kib: int = RFC9106_MEMORY_KIB
+    argon2_parallelism: int = RFC9106_PARALLELISM
     log_retention_entries: int = 100_000
     log_retention_bytes: int = 64 * 1024 * 1024
+    login_max_failures: int = 10
+    login_max_failures_per_address: int = 100
+    login_window: float = 900.0
+    client_timeout: float = 30.0
 
     @property
     def has_short_jwt_secret(self) -> bool:
         return len(self.jwt_secret.encode()) < MIN_SECRET_BYTES
+
+    @property
+    def has_weak_password_hashing(self) -> bool:
+        first = self.argon2_memory_kib >= RFC9106_FIRST_MEMORY_KIB
+        second = self.argon2_time_cost >= RFC9106_TIME_COST and self.argon2_memory_kib >= RFC9106_MEMORY_KIB
+        return not (first or second)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -75,7 +89,7 @@ class Settings:
         election = env.seconds("ELECTION_INTERVAL", 10.0)
         if failure < 3 * heartbeat and not math.isclose(failure, 3 * heartbeat):  # 3 x 0.1 is 0.30000000000000004
             raise ConfigError(f"FAILURE_TIMEOUT must be at least 3 x HEARTBEAT_INTERVAL ({3 * heartbeat:g}), got '{failure:g}'")
-        argon_parallelism = env.integer("ARGON2_PARALLELISM", 4, low=1, high=64)
+        argon_parallelism = env.integer("ARGON2_PARALLELISM", RFC9106_PARALLELISM, low=1, high=64)
         return cls(
             jwt_secret=secret,
             port=env.integer("PORT", 3000, low=1, high=65535),
@@ -95,11 +109,17 @@ class Settings:
             log_format=env.choice("LOG_FORMAT", LOG_FORMATS, "text"),
             log_level=env.choice("LOG_LEVEL", LOG_LEVELS, "info"),
             jwt_ttl=env.integer("JWT_TTL", 86400, low=60, high=90 * 86400),
-            argon2_time_cost=env.integer("ARGON2_TIME_COST", 3, low=1, high=20),
-            argon2_memory_kib=env.integer("ARGON2_MEMORY_KIB", 65536, low=8 * argon_parallelism, high=4 * 1024 * 1024),
+            argon2_time_cost=env.integer("ARGON2_TIME_COST", RFC9106_TIME_COST, low=1, high=20),
+            argon2_memory_kib=env.integer(
+                "ARGON2_MEMORY_KIB", RFC9106_MEMORY_KIB, low=8 * argon_parallelism, high=4 * 1024 * 1024
+            ),
             argon2_parallelism=argon_parallelism,
             log_retention_entries=env.integer("LOG_RETENTION_ENTRIES", 100_000, low=10, high=10**9),
             log_retention_bytes=env.integer("LOG_RETENTION_BYTES", 64 * 1024 * 1024, low=64 * 1024, high=2**40),
+            login_max_failures=env.integer("LOGIN_MAX_FAILURES", 10, low=1, high=10_000),
+            login_max_failures_per_address=env.integer("LOGIN_MAX_FAILURES_PER_ADDRESS", 100, low=1, high=1_000_000),
+            login_window=env.seconds("LOGIN_WINDOW", 900.0),
+            client_timeout=env.seconds("CLIENT_TIMEOUT", 30.0),
         )
 
 

@@ -31,15 +31,24 @@ class NodeContext:
         self.term_of: Callable[[], int] = lambda: 0
 
 
+def _secret_pattern(secret: str) -> re.Pattern[str]:
+    """The secret as a whole word where it starts or ends with a word character: a secret such
+    as "short" must not turn the word "shorter" into "[redacted]er" (and so hide the warning that
+    says the secret is too short)."""
+    before = r"(?<!\w)" if re.match(r"\w", secret[0]) else ""
+    after = r"(?!\w)" if re.match(r"\w", secret[-1]) else ""
+    return re.compile(before + re.escape(secret) + after)
+
+
 class _Redactor(logging.Filter):
     def __init__(self, secrets: Iterable[str]):
         super().__init__()
-        self._secrets = [s for s in secrets if s and len(s) >= 4]
+        self._secrets = [_secret_pattern(s) for s in secrets if s and len(s) >= 4]
 
     def redact(self, text: str) -> str:
         text = _SECRET_SHAPES.sub("[redacted]", text)
         for secret in self._secrets:
-            text = text.replace(secret, "[redacted]")
+            text = secret.sub("[redacted]", text)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -184,3 +184,13 @@ def test_settings_are_frozen_and_never_show_secrets():
 def test_a_short_jwt_secret_is_flagged():
     assert Settings.from_env({"JWT_SECRET": "secret_key"}).has_short_jwt_secret
     assert not settings_from().has_short_jwt_secret
+
+
+def test_the_login_throttle_and_client_timeout_are_read_and_checked():
+    settings = settings_from(LOGIN_MAX_FAILURES="5", LOGIN_MAX_FAILURES_PER_ADDRESS="50", LOGIN_WINDOW="60", CLIENT_TIMEOUT="2.5")
+
+    assert (settings.login_max_failures, settings.login_max_failures_per_address) == (5, 50)
+    assert (settings.login_window, settings.client_timeout) == (60.0, 2.5)
+    assert (settings_from().login_max_failures, settings_from().client_timeout) == (10, 30.0)
+    assert refusal(LOGIN_MAX_FAILURES="0").startswith("LOGIN_MAX_FAILURES must be")
+    assert refusal(CLIENT_TIMEOUT="soon").startswith("CLIENT_TIMEOUT must be")

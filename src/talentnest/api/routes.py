@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from talentnest.api._marks import writes
 from talentnest.api.deps import Product, current_user, optional_user, product
@@ -62,9 +62,12 @@ async def signup(body: SignupIn, services: Services) -> dict[str, Any]:
 
 
 @router.post("/auth/login", response_model=SessionOut, tags=["auth"], responses=errors(400, 401, 413, 415, 422, 429))
-async def login(body: LoginIn, services: Services) -> dict[str, Any]:
-    """Log in with ``password`` and ``username`` or ``email`` (a read: any node answers)."""
-    session = await services.auth.login(username=body.username, email=body.email, password=body.password)
+async def login(body: LoginIn, services: Services, request: Request) -> dict[str, Any]:
+    """Log in with ``password`` and ``username`` or ``email`` (a read: any node answers).
+
+    Repeated failures for one account, or from one address, are answered 429 with Retry-After."""
+    client = request.client.host if request.client else None
+    session = await services.auth.login(username=body.username, email=body.email, password=body.password, client=client)
     return session.as_dict()
 
 

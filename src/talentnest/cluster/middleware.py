@@ -26,6 +26,8 @@ from talentnest.store import Database, WriteReceipt, current_receipt
 log = logging.getLogger("talentnest.forward")
 
 FORWARDED_BY = "x-talentnest-forwarded-by"
+FORWARDED_FOR = "x-forwarded-for"
+FORWARDED_SCOPE_KEY = "talentnest.forwarded_by"
 MIN_LSN_WAIT = 2.0  # seconds a read with X-Min-LSN may wait
 APPLY_WAIT = 2.0  # seconds a forwarded write waits to be applied here (read-your-writes)
 LEADER_WAIT = 3.0  # seconds a write waits for a leader (failover, handover)
@@ -95,10 +97,28 @@ class ClusterMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        self._take_forwarding_headers(scope)
         if scope["path"].startswith("/cluster/") or not self.is_write(scope):
             await self._read(scope, receive, send)
             return
         await self._write(scope, receive, send)
+
+    def _take_forwarding_headers(self, scope) -> None:
+        """A signed request from a peer names its client (X-Forwarded-For), which becomes
+        ``scope["client"]`` for what comes after (throttling); anyone else's forwarding headers
+        are dropped, so a client can neither pretend to be a node nor choose its own address."""
+        names = (FORWARDED_BY.encode(), FORWARDED_FOR.encode())
+        headers = scope.get("headers", ())
+        if not any(name in names for name, _ in headers):
+            return
+        if not self._is_signed(scope):
+            scope["headers"] = [(name, value) for name, value in headers if name not in names]
+            return
+        scope[FORWARDED_SCOPE_KEY] = _header(scope, names[0])
+        client = _header(scope, names[1])
+        if client:
+            # The peer wrote the address it saw; the last one is the only one it vouches for.
+            scope["client"] = (client.split(",")[-1].strip(), 0)
 
     # --- responses -------------------------------------------------------------------------
 
@@ -160,9 +180,7 @@ class ClusterMiddleware:
 
     async def _write(self, scope, receive, send) -> None:
         c = self.coordinator
-        forwarded_by = _header(scope, FORWARDED_BY.encode())
-        if forwarded_by is not None and not self._is_signed(scope):
-            forwarded_by = None  # a client cannot pretend to be a node
+        forwarded_by = scope.get(FORWARDED_SCOPE_KEY)  # set only for a signed request from a peer
         if c.accepting_writes():
             await self._write_here(scope, receive, send, forwarded_by)
             return

@@ -417,6 +417,11 @@ class ClusterNode:
     def _alive(self, peer: PeerState, now: float) -> bool:
         return peer.last_ok is not None and not peer.refused and now - peer.last_ok < self.suspect_after
 
+    def members_alive(self) -> int:
+        """This node plus the listed peers that answer now (what shares a cluster-wide allowance)."""
+        now = self.clock()
+        return 1 + sum(1 for p in self.peers.values() if p.listed and self._alive(p, now))
+
     def voters(self) -> int:
         if self.quorum_mode and self.settings.cluster_size:
             return self.settings.cluster_size

@@ -14,6 +14,7 @@ import jwt
 
 from talentnest.errors import ClusterError, Conflict, InvalidInput, Unauthorized
 from talentnest.services import _render, rules
+from talentnest.services.throttle import LoginThrottle, ThrottlePolicy
 from talentnest.store import Database, iso_now
 from talentnest.store.users import UserRepo
 
@@ -98,11 +99,14 @@ class Session:
 
 
 class AuthService:
-    def __init__(self, db: Database, users: UserRepo, passwords: Passwords, tokens: Tokens):
+    def __init__(
+        self, db: Database, users: UserRepo, passwords: Passwords, tokens: Tokens, throttle: LoginThrottle | None = None
+    ):
         self.db = db
         self.users = users
         self.passwords = passwords
         self.tokens = tokens
+        self.throttle = throttle or LoginThrottle(ThrottlePolicy())
 
     async def signup(self, *, name: str, username: str, email: str, password: str) -> Session:
         name = rules.text(name, field="name", max_length=rules.NAME_MAX, min_length=1, multiline=False)
@@ -126,8 +130,12 @@ class AuthService:
         if email_taken:
             raise Conflict("an account with this email already exists", code="email_taken")
 
-    async def login(self, *, username: str | None, email: str | None, password: str) -> Session:
-        """By username or email (a ``username`` holding an email works too)."""
+    async def login(self, *, username: str | None, email: str | None, password: str, client: str | None = None) -> Session:
+        """By username or email (a ``username`` holding an email works too).
+
+        ``client`` is the caller's address, for throttling; TooManyRequests once the account or
+        the address has failed too often (before any password is verified).
+        """
         identifier = username if username is not None else email
         if identifier is None or not isinstance(password, str):
             raise InvalidInput("login needs a password and a username or email")
@@ -136,8 +144,13 @@ class AuthService:
             row = self.users.credentials(email=identifier.lower())
         else:
             row = self.users.credentials(username=identifier.lower())
+        # One count per account whether it is named by username or email; unknown names count too.
+        account = f"user:{row['id']}" if row is not None else f"name:{identifier.lower()}"
+        self.throttle.check(account, client)
         if not await self.passwords.verify(row["password_hash"] if row else None, password) or row is None:
+            self.throttle.failed(account, client)
             raise Unauthorized("wrong username, email or password", code="invalid_credentials")
+        self.throttle.succeeded(account)
         await self._rehash_if_needed(row["id"], row["password_hash"], password)
         return Session(self.tokens.issue(row["id"], row["username"]), _render.user(self.users.by_id(row["id"]), private=True))
 
