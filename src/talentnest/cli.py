@@ -166,12 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run one node (configured by environment variables: PORT, SERVICE_NAME, JWT_SECRET, ...)",
         description="Run one node. Configuration comes from the environment only; see the README.",
     )
-    try:
-        from talentnest.launcher import cli as launcher_cli
-    except ImportError:
-        launcher_cli = None
-    if launcher_cli is not None:
-        launcher_cli.add_parser(commands)
+    from talentnest.launcher import cli as launcher_cli
+
+    launcher_cli.add_parser(commands)
     return parser
 
 

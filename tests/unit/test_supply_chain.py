@@ -81,3 +81,30 @@ def test_the_audit_refuses_a_missing_lock(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / ".ci" / "audit.py"), str(tmp_path / "nope.lock")], capture_output=True)
 
     assert result.returncode == 2 and b"does not exist" in result.stderr
+
+
+def test_every_package_the_code_imports_is_a_declared_runtime_dependency():
+    """A module imported by src/ but installed only by chance (in a developer's venv) breaks a fresh install."""
+    import ast
+    from importlib.metadata import packages_distributions
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {canonicalize_name(Requirement(text).name) for text in project["dependencies"]}
+    declared |= {canonicalize_name(Requirement(text).name) for text in ["uvloop", "httptools"]}  # uvicorn[standard]
+    providers = packages_distributions()
+    undeclared = set()
+    for path in (ROOT / "src" / "talentnest").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                top = name.split(".")[0]
+                if top == "talentnest" or top in sys.stdlib_module_names:
+                    continue
+                distributions = {canonicalize_name(d) for d in providers.get(top, [top])}
+                if not distributions & declared:
+                    undeclared.add(f"{top} ({path.relative_to(ROOT)})")
+    assert not undeclared, f"imported but not in pyproject.toml dependencies: {sorted(undeclared)}"

@@ -6,7 +6,13 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
-from dnslib import QTYPE, RCODE, RR, A, DNSError, DNSRecord
+import dns.exception
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
 
 log = logging.getLogger("talentnest.launcher.dns")
 
@@ -25,20 +31,20 @@ def normalise(name: str) -> str:
 def answer(query: bytes, lookup: Lookup) -> bytes | None:
     """The reply to one packet, or None when the packet is not a DNS query worth answering."""
     try:
-        request = DNSRecord.parse(query)
-    except (DNSError, ValueError, IndexError):
+        request = dns.message.from_wire(query)
+    except (dns.exception.DNSException, ValueError, IndexError):
         return None
-    if request.header.qr or not request.questions:
+    if request.flags & dns.flags.QR or not request.question:
         return None
-    reply = request.reply()
-    question = request.q
-    addresses = lookup(normalise(str(question.qname)))
+    reply = dns.message.make_response(request)
+    reply.flags |= dns.flags.AA
+    question = request.question[0]
+    addresses = lookup(normalise(question.name.to_text()))
     if addresses is None:
-        reply.header.rcode = RCODE.NXDOMAIN
-    elif question.qtype in (QTYPE.A, QTYPE.ANY):
-        for address in addresses:
-            reply.add_answer(RR(question.qname, QTYPE.A, rdata=A(address), ttl=TTL))
-    return reply.pack()
+        reply.set_rcode(dns.rcode.NXDOMAIN)
+    elif question.rdtype in (dns.rdatatype.A, dns.rdatatype.ANY) and addresses:
+        reply.answer.append(dns.rrset.from_text_list(question.name, TTL, dns.rdataclass.IN, dns.rdatatype.A, list(addresses)))
+    return reply.to_wire()
 
 
 class _Protocol(asyncio.DatagramProtocol):
