@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import random
 import shutil
 import tempfile
 import time
@@ -90,7 +91,15 @@ async def current_leader(cluster: LocalCluster, timeout: float) -> int:
 
 
 async def one_run(
-    cluster: LocalCluster, kind: str, number: int, *, interval: float, timeout: float, rejoin_timeout: float
+    cluster: LocalCluster,
+    kind: str,
+    number: int,
+    *,
+    interval: float,
+    timeout: float,
+    rejoin_timeout: float,
+    jitter: float,
+    rng: random.Random,
 ) -> Run:
     leader_id = await current_leader(cluster, rejoin_timeout)
     old = next(node for node in cluster.nodes if node.node_id == leader_id)
@@ -122,6 +131,9 @@ async def one_run(
             tick += interval
             await asyncio.sleep(max(0.0, tick - time.monotonic()))
 
+    # A random wait of up to one heartbeat, so that the signal lands at any point of the nodes'
+    # heartbeat cycle (the rejoin before it ends right after a heartbeat round, which would bias it).
+    await asyncio.sleep(rng.uniform(0, jitter))
     started = time.monotonic()
     if kind == "kill":
         action = asyncio.create_task(cluster.kill_node(old.name))
@@ -193,6 +205,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> list[Run]:
     cluster = LocalCluster(config, on_event=lambda text: None)
     cluster.preflight(3)
     runs: list[Run] = []
+    rng = random.Random(args.seed)
     try:
         await cluster.start(3)
         started = time.monotonic()
@@ -208,6 +221,8 @@ async def measure(args: argparse.Namespace, workdir: Path) -> list[Run]:
                     interval=args.interval,
                     timeout=args.timeout if kind != "stop" else args.stop_timeout_s,
                     rejoin_timeout=args.rejoin_timeout,
+                    jitter=args.jitter if args.jitter is not None else (args.heartbeat or 1.0),
+                    rng=rng,
                 )
                 runs.append(run)
                 seconds = "no agreement" if run.seconds is None else f"{run.seconds:.3f} s"
@@ -256,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-timeout-s", type=float, default=60.0, help="give up on one SIGSTOP run after this (60 s)")
     parser.add_argument("--rejoin-timeout", type=float, default=30.0, help="wait for the highest ID to lead again (30 s)")
     parser.add_argument("--stop-timeout", type=float, default=10.0, help="SIGKILL after SIGTERM if the node has not left (10 s)")
+    parser.add_argument("--jitter", type=float, help="random wait before each signal, up to (default: one heartbeat)")
+    parser.add_argument("--seed", type=int, default=4, help="seed of the random waits (default 4)")
     parser.add_argument("--heartbeat", type=float, help="HEARTBEAT_INTERVAL for the nodes (node default: 1)")
     parser.add_argument("--election", type=float, help="ELECTION_INTERVAL for the nodes (node default: 10)")
     parser.add_argument("--failure-timeout", type=float, help="FAILURE_TIMEOUT for the nodes (node default: 30)")
@@ -301,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             "election_interval": args.election or "node default (10)",
             "failure_timeout": args.failure_timeout or "node default (30)",
             "poll_interval_s": args.interval,
+            "jitter_s": "uniform 0 to one heartbeat before each signal" if args.jitter is None else args.jitter,
             "measured": "from sending the signal to the first status poll where both survivors name the same new "
             "leader and it says it leads (poll completion time)",
         },

@@ -28,6 +28,7 @@ import asyncio
 import json
 import random
 import re
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -41,6 +42,7 @@ from pathlib import Path
 from _cluster import (  # also puts src/ on sys.path
     RESULTS,
     add_common_arguments,
+    cpu_seconds,
     load,
     machine,
     parse_subnet,
@@ -163,6 +165,7 @@ def stored_posts(data_dir: Path) -> set[int]:
 
 def throughput(args, targets: list[tuple[str, Bench, Node]], workdir: Path) -> dict:
     rounds: list[dict[str, Result]] = []
+    cpu: dict[str, dict[str, float]] = {}
     loads = []
     for number in range(args.rounds):
         shift = number % len(targets)
@@ -175,13 +178,27 @@ def throughput(args, targets: list[tuple[str, Bench, Node]], workdir: Path) -> d
             results = []
             if args.warmup > 0:
                 results.append(run_wrk(args.wrk, node.url, scenario, seconds=args.warmup, **options))
+            leader = bench.leader
+            before = {n.name: cpu_seconds(n.pid) for n in bench.cluster.nodes}
+            children = resource.getrusage(resource.RUSAGE_CHILDREN)
             result = run_wrk(args.wrk, node.url, scenario, seconds=args.seconds, **options)
+            # Where the CPU went: each node of the cluster and wrk, in cores (CPU seconds per second).
+            wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            wall = result.seconds
+            cores = {
+                f"{n.name} ({'leader' if n is leader else 'follower'})": round((cpu_seconds(n.pid) - before[n.name]) / wall, 2)
+                for n in bench.cluster.nodes
+                if before.get(n.name) is not None and n.pid is not None
+            }
+            cores["wrk"] = round((wrk_after.ru_utime + wrk_after.ru_stime - children.ru_utime - children.ru_stime) / wall, 2)
             results.append(result)
             bench.acknowledged += sum(r.requests - r.non_2xx for r in results)
             measured[name] = result
+            cpu[f"{number + 1}:{name}"] = cores
             print(
                 f"  round {number + 1} {name:<16} {result.requests_per_second:>8.1f} req/s  p50 {result.p50_ms:>6.1f} ms  "
-                f"p99 {result.p99_ms:>7.1f} ms  errors {result.errors + result.non_2xx}  (load {load()})",
+                f"p99 {result.p99_ms:>7.1f} ms  errors {result.errors + result.non_2xx}  (load {load()})\n"
+                f"      cores used: {', '.join(f'{k} {v:.2f}' for k, v in cores.items())}",
                 flush=True,
             )
         rounds.append(measured)
@@ -200,6 +217,7 @@ def throughput(args, targets: list[tuple[str, Bench, Node]], workdir: Path) -> d
     return {
         "rounds": [{name: asdict(result) for name, result in r.items()} for r in rounds],
         "load_1m_per_round": loads,
+        "cores_used": cpu,
         "median_rps": {name: round(statistics.median(rates(name)), 1) for name, _, _ in targets},
         "ratios": {
             "async_over_single": ratio("async leader", "single"),
