@@ -315,7 +315,7 @@ def replication_lag(args, bench: Bench, rate: float, workdir: Path) -> dict:
             "tokens": bench.tokens,
             "rate": rate,
             "seconds": args.lag_seconds,
-            "probe_every": 1,
+            "probe_every": args.lag_probe_every,
         },
         workdir,
         timeout=args.lag_seconds + 180,
@@ -603,6 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=50, help="members whose tokens write, per cluster (default 50)")
     parser.add_argument("--lag-seconds", type=float, default=20, help="seconds of the open-loop lag run (default 20)")
     parser.add_argument("--lag-rate", type=float, help="writes/s of the lag run (default: half the single node's median)")
+    parser.add_argument("--lag-probe-every", type=int, default=1, help="time the lag of every n-th write (default 1)")
     parser.add_argument("--ryw", type=int, default=400, help="read-your-writes attempts per cluster (default 400)")
     parser.add_argument("--ryw-concurrency", type=int, default=8, help="concurrent read-your-writes clients (default 8)")
     parser.add_argument("--sync-mb", type=float, default=100, help="size of the database the new node syncs (default 100)")
