@@ -234,8 +234,9 @@ class ClusterNode:
         if self.role == Role.LEADER and not self.lease_valid():
             # The lease is over: stop claiming leadership before any slow probing.
             return await self.act(elect(self.view()))
-        await self.refresh_members()
-        await self.probe_peers()
+        # Probes go to the members known now while DNS is asked again: a slow DNS answer must
+        # not delay the heartbeats that keep the lease (new members are probed next round).
+        await asyncio.gather(self.refresh_members(), self.probe_peers())
         self.rounds += 1
         now = self.clock()
         periodic = now - self.last_election >= self.settings.election_interval
@@ -297,7 +298,8 @@ class ClusterNode:
             info = reply.json()
         except ValueError:
             return
-        peer.lease_ack = sent
+        if int(info.get("term", -1)) == self.term:
+            peer.lease_ack = sent
         self.observe(info, peer=peer)
 
     def _mark_refused(self, peer: PeerState, why: str = "refused the connection") -> None:
@@ -430,6 +432,12 @@ class ClusterNode:
             listed.add(self.address)
         return max(1, len(listed))
 
+    def lease_acknowledged(self, address: str, sent_at: float) -> None:
+        """A follower accepted a message sent at ``sent_at`` in our term: the lease holds since then."""
+        peer = self.peers.get(address)
+        if peer is not None and (peer.lease_ack is None or sent_at > peer.lease_ack):
+            peer.lease_ack = sent_at
+
     def lease_expiry(self) -> float:
         """When the leader's lease ends: a majority (itself included) answered probes sent since
         ``expiry - lease_duration``. Infinite for a cluster of one."""
@@ -526,7 +534,7 @@ class ClusterNode:
                 "last_term": self.db.last_term,
                 "handover_from": handover_from,
             }
-            pre = await asyncio.gather(*(self._ask_vote(p, {**request, "pre_vote": True}) for p in peers))
+            pre = await self._gather_votes(peers, {**request, "pre_vote": True})
             if self._tally(peers, pre, request["term"], pre_vote=True) is None:
                 return False
             if self.role == Role.LEADER or (self.leader_alive() and handover_from is None):
@@ -538,7 +546,7 @@ class ClusterNode:
             self.leader_id = None
             self.leader_url = None
             sent = self.clock()
-            answers = await asyncio.gather(*(self._ask_vote(p, request) for p in peers))
+            answers = await self._gather_votes(peers, request)
             if self.term != term or self.role != Role.CANDIDATE:
                 self.elections_lost += 1
                 return False
@@ -580,6 +588,31 @@ class ClusterNode:
             f" ({refusals})" if refusals else "",
         )
         return None
+
+    async def _gather_votes(self, peers: list[PeerState], request: dict[str, Any]) -> list[dict[str, Any] | None]:
+        """Ask every peer; stop waiting once a majority has granted (a hung peer must not hold up
+        the election). Answers not in yet count as None."""
+        needed = self.voters() // 2  # grants needed besides our own
+        answers: list[dict[str, Any] | None] = [None] * len(peers)
+
+        async def ask(index: int) -> tuple[int, dict[str, Any] | None]:
+            return index, await self._ask_vote(peers[index], request)
+
+        tasks = [asyncio.ensure_future(ask(i)) for i in range(len(peers))]
+        granted = 0
+        try:
+            for next_done in asyncio.as_completed(tasks):
+                index, answer = await next_done
+                answers[index] = answer
+                if answer is None:
+                    continue
+                granted += bool(answer.get("granted"))
+                if granted >= needed or int(answer.get("term", 0)) > request["term"]:
+                    break
+        finally:
+            for task in tasks:
+                task.cancel()
+        return answers
 
     async def _ask_vote(self, peer: PeerState, request: dict[str, Any]) -> dict[str, Any] | None:
         try:

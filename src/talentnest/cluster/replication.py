@@ -35,6 +35,10 @@ BATCH_ENTRIES = 2000
 BATCH_BYTES = 4 * 1024 * 1024
 # A follower this far behind gets a snapshot instead of the log (faster for both sides).
 SYNC_LAG_ENTRIES = 50_000
+# A batch that starts a little ahead of what the follower holds waits this long for the batch
+# before it (sent just earlier, on another connection) before the follower reports a gap.
+PIPELINE_WAIT_SECONDS = 0.5
+PIPELINE_WAIT_ENTRIES = 4 * BATCH_ENTRIES
 
 
 def human_bytes(size: float) -> str:
@@ -67,30 +71,61 @@ class Stats:
 
 
 class FollowerStream:
-    """The leader's sender to one follower."""
+    """The leader's sender to one follower.
+
+    Up to ``WINDOW`` batches are in flight at once (the follower applies them in LSN order,
+    waiting briefly for an earlier batch that arrives late). Any answer that is not a success
+    resets the pipeline to the position the follower gives: everything after it is sent again.
+    """
+
+    WINDOW = 4
 
     def __init__(self, replication: Replication, address: str, url: str):
         self.replication = replication
         self.address = address
         self.url = url
-        self.next_lsn: int | None = None
-        self.match_lsn = 0
-        self.confirmed = False
+        self.next_lsn: int | None = None  # the first LSN not yet handed to a request
+        self.match_lsn = 0  # the follower holds everything up to here
+        self.confirmed = False  # the follower has checked our history against its own
         self.acked_at: float | None = None
         self.failures = 0
         self.syncing = False
         self.task: asyncio.Task | None = None
         self.wakeup = asyncio.Event()
+        self._epoch = 0  # bumped on every reset: answers to older requests are ignored
+        self._retry_at = 0.0  # while failing or syncing: when to try again
+        self._inflight: set[asyncio.Task] = set()
+        self._stopped = False
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name=f"replicate-{self.address}")
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.task
-            self.task = None
+        self._stopped = True
+        for task in [self.task, *self._inflight]:
+            if task is not None:
+                task.cancel()
+        for task in [self.task, *self._inflight]:
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self.task = None
+        self._inflight.clear()
+
+    def reset(self, position: int | None = None, *, confirmed: bool | None = None) -> None:
+        """Start again from ``position`` (None: from what the follower's heartbeats say); answers
+        to requests sent before are ignored from now on."""
+        self._epoch += 1
+        self.next_lsn = None if position is None else position + 1
+        if confirmed is not None:
+            self.confirmed = confirmed
+
+    def retry_now(self) -> None:
+        """Forget the backoff and check the follower's history and position again, now."""
+        self.failures = 0
+        self._retry_at = 0.0
+        self.reset(confirmed=False)
+        self.wakeup.set()
 
     def peer_label(self) -> str:
         """The follower's node ID as its heartbeats tell it, or '?' before it has answered one."""
@@ -106,52 +141,46 @@ class FollowerStream:
     async def _run(self) -> None:
         rep = self.replication
         node = rep.node
-        backoff = 0.05
-        while True:
-            peer = next((p for p in node.peers.values() if p.address == self.address), None)
+        while not self._stopped:
             if self.next_lsn is None:
-                self.next_lsn = (peer.last_lsn + 1) if (peer is not None and peer.last_ok is not None) else rep.db.last_lsn + 1
-            if self.confirmed and not self.syncing and self.next_lsn > rep.db.last_lsn:
-                await rep.wait_new_entries(self.next_lsn, timeout=node.heartbeat)
+                peer = node.peers.get(self.address)
+                known = peer is not None and peer.last_ok is not None
+                self.next_lsn = (peer.last_lsn + 1) if known else rep.db.last_lsn + 1
+            pause = self._retry_at - node.clock()
+            if (self.failures or self.syncing) and pause > 0:
+                # Backing off (the follower is away, or installing a snapshot); peer_answers cuts it short.
+                await self._wait(pause)
                 continue
-            try:
-                reply = await self._send_batch()
-            except asyncio.CancelledError:
-                raise
-            except PeerUnreachable as exc:
-                self.failures += 1
-                rep.stats.send_failures += 1
-                if self.failures in (1, 10) or self.failures % 100 == 0:
-                    log.info(
-                        "replication: retrying node %s at %s (attempt %d): %s",
-                        self.peer_label(),
-                        self.address,
-                        self.failures,
-                        exc,
-                    )
-                self.wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wakeup.wait(), backoff)  # or sooner, when it answers again
-                backoff = min(1.0, backoff * 2)
-                continue
-            backoff = 0.05
-            if self.failures:
-                log.info(
-                    "replication: node %s at %s reachable again after %d failed attempts",
-                    self.peer_label(),
-                    self.address,
-                    self.failures,
-                )
-                self.failures = 0
-            if reply is None:
-                await asyncio.sleep(node.heartbeat)
-                continue
-            if not self._handle(reply):
-                return
-            if self.syncing:
-                await asyncio.sleep(min(1.0, node.heartbeat))
+            if not self._fill():
+                await self._wait(node.heartbeat, new_entries=True)
 
-    async def _send_batch(self) -> dict[str, Any] | None:
+    async def _wait(self, timeout: float, *, new_entries: bool = False) -> None:
+        self.wakeup.clear()
+        waits = [asyncio.ensure_future(self.wakeup.wait())]
+        if new_entries:
+            waits.append(asyncio.ensure_future(self.replication.new_entries_event().wait()))
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waits:
+                waiter.cancel()
+
+    def _fill(self) -> int:
+        """Hand batches to requests until the window is full; how many were sent."""
+        rep = self.replication
+        sent = 0
+        if not self.confirmed or self.syncing or self.failures:
+            # One request at a time until the follower has checked our history (or answers again).
+            if not self._inflight:
+                self._send()
+                sent += 1
+            return sent
+        while len(self._inflight) < self.WINDOW and self.next_lsn <= rep.db.last_lsn:
+            self._send()
+            sent += 1
+        return sent
+
+    def _send(self) -> None:
         rep = self.replication
         node = rep.node
         db = rep.db
@@ -169,36 +198,86 @@ class FollowerStream:
             f'"history":{json.dumps(history) if history is not None else "null"},'
             f'"entries":[{",".join(e.to_json() for e in entries)}]}}'
         ).encode()
-        reply = await node.client.call("POST", self.url, "/cluster/replicate", body=body, timeout=max(5.0, 5 * node.heartbeat))
+        if entries:
+            self.next_lsn = entries[-1].lsn + 1
+        task = asyncio.create_task(self._request(body, len(entries), self._epoch, node.term))
+        self._inflight.add(task)
+        task.add_done_callback(self._request_done)
+
+    def _request_done(self, task: asyncio.Task) -> None:
+        self._inflight.discard(task)
+        self.wakeup.set()  # room in the window, or an answer to act on
+
+    async def _request(self, body: bytes, count: int, epoch: int, term: int) -> None:
+        rep = self.replication
+        node = rep.node
+        sent_at = node.clock()
+        try:
+            reply = await node.client.call(
+                "POST", self.url, "/cluster/replicate", body=body, timeout=max(5.0, 5 * node.heartbeat)
+            )
+        except PeerUnreachable as exc:
+            if epoch == self._epoch:
+                self.failures += 1
+                self._retry_at = node.clock() + min(1.0, 0.05 * 2 ** (self.failures - 1))
+                rep.stats.send_failures += 1
+                if self.failures in (1, 10) or self.failures % 100 == 0:
+                    log.info(
+                        "replication: retrying node %s at %s (attempt %d): %s",
+                        self.peer_label(),
+                        self.address,
+                        self.failures,
+                        exc,
+                    )
+                self.reset(self.match_lsn)
+            return
+        rep.stats.batches_sent += 1
+        rep.stats.entries_sent += count
+        rep.stats.bytes_sent += len(body)
         if reply.status != 200:
             log.warning("replication: node at %s answered HTTP %d: %s", self.address, reply.status, reply.body[:200])
-            return None
-        rep.stats.batches_sent += 1
-        rep.stats.entries_sent += len(entries)
-        rep.stats.bytes_sent += len(body)
-        return reply.json()
+            if epoch == self._epoch:
+                self.failures += 1
+                self._retry_at = node.clock() + min(1.0, 0.05 * 2 ** (self.failures - 1))
+                self.reset(self.match_lsn)
+            return
+        if self.failures and epoch == self._epoch:
+            log.info(
+                "replication: node %s at %s reachable again after %d failed attempts",
+                self.peer_label(),
+                self.address,
+                self.failures,
+            )
+            self.failures = 0
+        self._handle(reply.json(), epoch, sent_at, term)
 
-    def _handle(self, reply: dict[str, Any]) -> bool:
-        """Move the position by the follower's answer; False ends the stream (stale term)."""
+    def _handle(self, reply: dict[str, Any], epoch: int, sent_at: float, term: int) -> None:
+        """Move the position by the follower's answer."""
         rep = self.replication
         node = rep.node
         their_term = int(reply.get("term", 0))
         applied = int(reply.get("applied_lsn", 0))
         if their_term > node.term:
             node.adopt_term(their_term, f"a follower at {self.address} is in term {their_term}")
-            return False
+            return
+        if their_term == term == node.term:
+            # The follower accepted us as its leader when this was sent: it renews the lease too.
+            node.lease_acknowledged(self.address, sent_at)
+        if epoch != self._epoch:
+            return
         reason = reply.get("reason")
         self.syncing = reason == "syncing"
-        # The follower's own word on what it holds: it can go down (after a resync) as well as up.
-        self.match_lsn = applied
-        self.next_lsn = applied + 1
+        if self.syncing:
+            self._retry_at = node.clock() + min(1.0, node.heartbeat)
         if reply.get("success"):
             self.confirmed = True
+            self.match_lsn = max(self.match_lsn, applied)
             self.acked_at = time.monotonic()
             rep.acknowledged(self.address, applied)
-        elif reason == "history_needed":
-            self.confirmed = False
-        return True
+        else:
+            # The follower's own word on what it holds: it can go down (after a resync) as well as up.
+            self.match_lsn = applied
+            self.reset(applied, confirmed=False if reason == "history_needed" else None)
 
 
 class Replication:
@@ -247,6 +326,10 @@ class Replication:
     def commit_time(self, lsn: int) -> float | None:
         return self._commit_times.get(lsn)
 
+    def new_entries_event(self) -> asyncio.Event:
+        """Set at the next commit (a fresh event each time)."""
+        return self._new_entries
+
     async def wait_new_entries(self, after: int, timeout: float) -> None:
         if self.db.last_lsn >= after:
             return
@@ -284,10 +367,11 @@ class Replication:
                 self.node.spawn(stream.stop(), f"stop-stream-{address}")
 
     def peer_answers(self, address: str) -> None:
-        """A peer answers heartbeats again: retry its stream now rather than after the backoff."""
+        """A peer answers heartbeats again (perhaps a new process): check its history and position
+        again now, rather than after the backoff or the next write."""
         stream = self.streams.get(address)
         if stream is not None:
-            stream.wakeup.set()
+            stream.retry_now()
 
     def term_changed(self) -> None:
         self.confirmed = None
@@ -392,6 +476,11 @@ class Replication:
             if verdict is not None:
                 return answer(False, verdict)
             self.confirmed = (term, leader_id)
+        if self.db.last_lsn < prev_lsn <= self.db.last_lsn + PIPELINE_WAIT_ENTRIES:
+            # Batches are pipelined: an earlier one may still be on its way. Wait for it briefly.
+            await node.wait_applied(prev_lsn, PIPELINE_WAIT_SECONDS)
+            if node.term != term or self.confirmed != (term, leader_id):
+                return answer(False, "stale_term" if node.term > term else "history_needed")
         my_last = self.db.last_lsn
         if my_last == 0 and leader_last > 0:
             self._start_sync(leader_url, leader_id, f"this node is empty and the leader is at LSN {leader_last}")
