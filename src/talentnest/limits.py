@@ -18,6 +18,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from talentnest.http_errors import error_body
 
 MAX_BODY_BYTES = 1024 * 1024
+# Node-to-node calls (/cluster/*) carry batches of log entries: they may be larger, and they are
+# parsed only after their signature is checked, so their JSON depth is not scanned here.
+MAX_CLUSTER_BODY_BYTES = 16 * 1024 * 1024
+CLUSTER_PREFIX = "/cluster/"
 MAX_HEAD_BYTES = 64 * 1024
 MAX_JSON_DEPTH = 32  # the product needs 2 (a profile's skills), replication 5
 CLIENT_TIMEOUT = 30.0  # seconds for a request's head, and again for its body
@@ -78,9 +82,11 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        internal = scope["path"].startswith(CLUSTER_PREFIX)
+        max_bytes = MAX_CLUSTER_BODY_BYTES if internal else self.max_bytes
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            await self._too_large(send)
+        if declared is not None and declared > max_bytes:
+            await self._too_large(send, max_bytes)
             return
         chunks, size = [], 0
         deadline = asyncio.get_running_loop().time() + self.timeout
@@ -95,14 +101,14 @@ class BodyLimit:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
-                await self._too_large(send)
+            if size > max_bytes:
+                await self._too_large(send, max_bytes)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if body and _is_json(scope) and await _scan_depth(body, self.max_depth):
+        if body and not internal and _is_json(scope) and await _scan_depth(body, self.max_depth):
             await _refuse(send, 400, "json_too_deep", f"the JSON body nests deeper than {self.max_depth} levels")
             return
         scope[BODY_SCOPE_KEY] = body
@@ -117,8 +123,8 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, send) -> None:
-        await _refuse(send, 413, "payload_too_large", f"request body is larger than {self.max_bytes} bytes")
+    async def _too_large(self, send, max_bytes: int) -> None:
+        await _refuse(send, 413, "payload_too_large", f"request body is larger than {max_bytes} bytes")
 
 
 async def _refuse(send, status: int, code: str, message: str) -> None:

@@ -225,3 +225,20 @@ def test_a_deposed_leader_archives_what_the_new_leader_never_had_and_resyncs(mak
     assert checksum
     contents = [p["content"] for p in new.request("GET", "/api/posts?author=everyone").body["items"]]
     assert contents == ["the majority's post"]
+
+
+def test_a_follower_back_from_a_break_catches_up_on_more_than_a_request_body_of_entries(make_cluster):
+    """Catch-up batches carry megabytes of entries: more than the 1 MiB a client may send."""
+    cluster = make_cluster(3, env=FAST)
+    cluster.wait_for_leader()
+    away = cluster.node("backend-1")
+    token = cluster.signup(username="verbose").body["token"]
+    assert_converged(cluster)
+    away.stop()
+    leader = cluster.wait_for_leader(exclude=[away])
+    text = "x" * 4900
+    for i in range(320):  # ~1.6 MB of changes while backend-1 is away
+        assert leader.request("POST", "/api/posts", json={"content": f"{i} {text}"}, token=token).status == 201
+    away.start()
+    assert_converged(cluster, timeout=30)
+    assert "caught up" in away.logs() and "through the log" in away.logs()
