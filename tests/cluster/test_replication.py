@@ -242,3 +242,20 @@ def test_a_follower_back_from_a_break_catches_up_on_more_than_a_request_body_of_
     away.start()
     assert_converged(cluster, timeout=30)
     assert "caught up" in away.logs() and "through the log" in away.logs()
+
+
+def test_a_follower_behind_the_retained_log_installs_a_snapshot_then_follows_the_log(make_cluster):
+    cluster = make_cluster(3, env={**FAST, "LOG_RETENTION_ENTRIES": "10"})
+    cluster.wait_for_leader()
+    behind = cluster.node("backend-1")
+    token = cluster.signup(username="prolific").body["token"]
+    assert_converged(cluster)
+    behind.stop()
+    leader = cluster.wait_for_leader(exclude=[behind])
+    for i in range(150):  # the leader keeps the last ~10 entries; backend-1's position is long gone
+        cluster.post(token, f"while away {i}", node=leader)
+    behind.start()
+    wait_until(lambda: "installed a snapshot" in behind.logs(), timeout=20, what="backend-1 to install a snapshot",
+               report=cluster.report)
+    cluster.post(token, "after the snapshot", node=leader)
+    assert_converged(cluster)

@@ -272,6 +272,8 @@ class FollowerStream:
         if reply.get("success"):
             self.confirmed = True
             self.match_lsn = max(self.match_lsn, applied)
+            # The follower may hold more than we were about to send (a snapshot took it past).
+            self.next_lsn = max(self.next_lsn or 0, applied + 1)
             self.acked_at = time.monotonic()
             rep.acknowledged(self.address, applied)
         else:
