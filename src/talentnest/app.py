@@ -146,7 +146,8 @@ def create_app(settings: Settings, *, context: NodeContext | None = None) -> Fas
         response_class=PlainTextResponse,
         responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}},
     )
-    app.router.routes.extend(cluster_api.build_routes(node))
+    # First in the router: node-to-node calls are the hottest path and match on a plain prefix.
+    app.router.routes[:0] = cluster_api.build_routes(node)
     app.router.routes.extend(web.routes())
     app.add_middleware(ClusterMiddleware, coordinator=node, db=db, is_write=write_classifier(api.router.routes), key=node.key)
     app.add_middleware(BodyLimit, timeout=settings.client_timeout)
