@@ -255,7 +255,8 @@ def test_a_follower_behind_the_retained_log_installs_a_snapshot_then_follows_the
     for i in range(150):  # the leader keeps the last ~10 entries; backend-1's position is long gone
         cluster.post(token, f"while away {i}", node=leader)
     behind.start()
-    wait_until(lambda: "installed a snapshot" in behind.logs(), timeout=20, what="backend-1 to install a snapshot",
-               report=cluster.report)
+    wait_until(
+        lambda: "installed a snapshot" in behind.logs(), timeout=20, what="backend-1 to install a snapshot", report=cluster.report
+    )
     cluster.post(token, "after the snapshot", node=leader)
     assert_converged(cluster)

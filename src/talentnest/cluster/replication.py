@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,24 +51,24 @@ def human_bytes(size: float) -> str:
     return f"{size:.1f} GB"
 
 
+@dataclass
 class Stats:
     """Counters for /cluster/status and /metrics."""
 
-    def __init__(self) -> None:
-        self.entries_sent = 0
-        self.bytes_sent = 0
-        self.batches_sent = 0
-        self.send_failures = 0
-        self.entries_applied = 0
-        self.bytes_applied = 0
-        self.syncs = 0
-        self.sync_bytes = 0
-        self.sync_seconds = 0.0
-        self.snapshots_served = 0
-        self.divergences = 0
-        # The last snapshot this node made (to serve) or installed: compressed and database sizes.
-        self.snapshot_bytes = 0
-        self.snapshot_raw_bytes = 0
+    entries_sent: int = 0
+    bytes_sent: int = 0
+    batches_sent: int = 0
+    send_failures: int = 0
+    entries_applied: int = 0
+    bytes_applied: int = 0
+    syncs: int = 0
+    sync_bytes: int = 0
+    sync_seconds: float = 0.0
+    snapshots_served: int = 0
+    divergences: int = 0
+    # The last snapshot this node made (to serve) or installed: compressed and database sizes.
+    snapshot_bytes: int = 0
+    snapshot_raw_bytes: int = 0
 
 
 class FollowerStream:
