@@ -35,6 +35,9 @@ from talentnest.store._time import iso_from_epoch
 
 log = logging.getLogger("talentnest.cluster")
 
+# How long a write's answer is kept for a retry with the same Idempotency-Key.
+IDEMPOTENCY_TTL = 24 * 3600
+
 
 class ClusterNode:
     """This node's view of the cluster and its part in it."""
@@ -243,7 +246,19 @@ class ClusterNode:
         if periodic:
             self.last_election = now
         decision = elect(self.view(periodic=periodic))
-        return await self.act(decision)
+        sentence = await self.act(decision)
+        if periodic:
+            self.expire_idempotency_keys()
+        return sentence
+
+    def expire_idempotency_keys(self, now: float | None = None) -> int:
+        """On the leader: forget Idempotency-Key answers older than a day (a replicated delete)."""
+        if not self.accepting_writes():
+            return 0
+        removed = self.db.expire_requests((time.time() if now is None else now) - IDEMPOTENCY_TTL)
+        if removed:
+            log.info("maintenance: forgot %d idempotency keys older than %d h", removed, IDEMPOTENCY_TTL // 3600)
+        return removed
 
     async def refresh_members(self) -> None:
         listed = await self.discovery.resolve()

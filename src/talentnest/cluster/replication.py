@@ -88,7 +88,6 @@ class FollowerStream:
         self.next_lsn: int | None = None  # the first LSN not yet handed to a request
         self.match_lsn = 0  # the follower holds everything up to here
         self.confirmed = False  # the follower has checked our history against its own
-        self.acked_at: float | None = None
         self.failures = 0
         self.syncing = False
         self.task: asyncio.Task | None = None
@@ -120,6 +119,11 @@ class FollowerStream:
         self.next_lsn = None if position is None else position + 1
         if confirmed is not None:
             self.confirmed = confirmed
+
+    def _back_off(self) -> None:
+        """One more failure: wait 50 ms, doubling up to 1 s, before trying again."""
+        self.failures += 1
+        self._retry_at = self.replication.node.clock() + min(1.0, 0.05 * 2 ** (self.failures - 1))
 
     def retry_now(self) -> None:
         """Forget the backoff and check the follower's history and position again, now."""
@@ -219,8 +223,7 @@ class FollowerStream:
             )
         except PeerUnreachable as exc:
             if epoch == self._epoch:
-                self.failures += 1
-                self._retry_at = node.clock() + min(1.0, 0.05 * 2 ** (self.failures - 1))
+                self._back_off()
                 rep.stats.send_failures += 1
                 if self.failures in (1, 10) or self.failures % 100 == 0:
                     log.info(
@@ -238,8 +241,7 @@ class FollowerStream:
         if reply.status != 200:
             log.warning("replication: node at %s answered HTTP %d: %s", self.address, reply.status, reply.body[:200])
             if epoch == self._epoch:
-                self.failures += 1
-                self._retry_at = node.clock() + min(1.0, 0.05 * 2 ** (self.failures - 1))
+                self._back_off()
                 self.reset(self.match_lsn)
             return
         if self.failures and epoch == self._epoch:
@@ -275,7 +277,6 @@ class FollowerStream:
             self.match_lsn = max(self.match_lsn, applied)
             # The follower may hold more than we were about to send (a snapshot took it past).
             self.next_lsn = max(self.next_lsn or 0, applied + 1)
-            self.acked_at = time.monotonic()
             rep.acknowledged(self.address, applied)
         else:
             # The follower's own word on what it holds: it can go down (after a resync) as well as up.
@@ -332,12 +333,6 @@ class Replication:
     def new_entries_event(self) -> asyncio.Event:
         """Set at the next commit (a fresh event each time)."""
         return self._new_entries
-
-    async def wait_new_entries(self, after: int, timeout: float) -> None:
-        if self.db.last_lsn >= after:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._new_entries.wait(), timeout)
 
     def start_leading(self) -> None:
         self.leading = True

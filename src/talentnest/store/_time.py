@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 
 # The formatted second of the last call: every write stamps its log entry, and formatting the
 # date part again for each of thousands of writes in the same second costs more than the write.
@@ -22,7 +21,3 @@ def iso_from_epoch(seconds: float) -> str:
         cached = (whole, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(whole)))
         _last_second = cached
     return f"{cached[1]}{millis:03d}Z"
-
-
-def epoch_from_iso(text: str) -> float:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
