@@ -88,6 +88,24 @@ class Api:
     def db(self):
         return self.app.state.db
 
+    def in_app(self, fn, *args: Any) -> Any:
+        """Run ``fn`` on the app's event loop thread, where the node uses the database too (one
+        SQLite connection must not be used from two threads at once)."""
+        return self.client.portal.call(fn, *args)
+
+    def sql(self, statement: str, *params: Any) -> list:
+        """A read of the node's database, on its own thread."""
+        return self.in_app(lambda: self.db.conn.execute(statement, params).fetchall())
+
+    def write_sql(self, statement: str, *params: Any) -> None:
+        """A write through the node's single write path, on its own thread."""
+
+        def write() -> None:
+            with self.db.write() as conn:
+                conn.execute(statement, params)
+
+        self.in_app(write)
+
     def signup(self, **body: Any) -> Member:
         response = self.client.post("/api/auth/signup", json=body)
         assert response.status_code == 201, response.text
@@ -96,7 +114,7 @@ class Api:
 
     def state(self) -> tuple[str, int]:
         """What a refused request must not change: every replicated row, and the log position."""
-        return self.db.checksum(), self.db.last_lsn
+        return self.in_app(lambda: (self.db.checksum(), self.db.last_lsn))
 
     @contextmanager
     def unchanged(self) -> Iterator[None]:

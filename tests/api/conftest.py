@@ -32,12 +32,18 @@ def _node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, T
 @pytest.fixture
 def app(_node: tuple[FastAPI, TestClient]) -> FastAPI:
     """The app, with an empty database of its own for this test."""
-    app = _node[0]
+    app, client = _node
     db = app.state.db
-    db.close()
-    for path in Path(db.data_dir).glob(f"{DB_FILENAME}*"):
-        path.unlink()
-    db.open()
+
+    def reset() -> None:
+        db.close()
+        for path in Path(db.data_dir).glob(f"{DB_FILENAME}*"):
+            path.unlink()
+        db.open()
+
+    # On the app's own event loop thread: the node's loop uses the connection there too, and a
+    # connection closed under it from another thread crashes the process.
+    client.portal.call(reset)
     assert db.last_lsn == 0
     # Failed logins of earlier tests must not throttle this one's.
     auth = app.state.product.auth

@@ -58,7 +58,7 @@ def alice(make_member):
 
 
 def schema(api: Api) -> list:
-    return api.db.conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+    return api.sql("SELECT type, name, sql FROM sqlite_master ORDER BY name")
 
 
 @pytest.mark.parametrize("value", HOSTILE, ids=IDS)

@@ -156,8 +156,8 @@ def test_the_author_deletes_a_post_with_its_likes_and_comments(api: Api, make_me
     api.refused("GET", f"/api/posts/{post['id']}/comments", 404)
     api.refused("DELETE", f"/api/posts/{post['id']}", 404, headers=alice.headers)
     assert ids(api.ok("GET", "/api/posts")["items"]) == [other["id"]]
-    rows = api.db.conn.execute("SELECT (SELECT COUNT(*) FROM likes), (SELECT COUNT(*) FROM comments)").fetchone()
-    assert tuple(rows) == (0, 0)
+    rows = api.sql("SELECT (SELECT COUNT(*) FROM likes), (SELECT COUNT(*) FROM comments)")
+    assert tuple(rows[0]) == (0, 0)
 
 
 @pytest.mark.parametrize("method, body", [("PATCH", {"content": "x"}), ("DELETE", None)])

@@ -84,8 +84,7 @@ def test_the_same_claims_signed_properly_are_accepted(api: Api, make_member):
 def test_the_token_of_an_account_deleted_in_the_store_is_refused(api: Api, make_member):
     gone, stays = make_member("gone"), make_member("stays")
     assert api.ok("GET", "/api/auth/me", headers=gone.headers)["id"] == gone.id
-    with api.db.write() as conn:
-        conn.execute("DELETE FROM users WHERE id = ?", (gone.id,))
+    api.write_sql("DELETE FROM users WHERE id = ?", gone.id)
 
     error = api.refused("GET", "/api/auth/me", 401, headers=gone.headers)
     api.refused("POST", "/api/posts", 401, json={"content": "from beyond"}, headers=gone.headers)
@@ -98,8 +97,7 @@ def test_the_token_of_an_account_deleted_in_the_store_is_refused(api: Api, make_
 
 def test_a_new_account_does_not_inherit_a_deleted_accounts_token(api: Api, make_member):
     gone = make_member("gone")
-    with api.db.write() as conn:
-        conn.execute("DELETE FROM users WHERE id = ?", (gone.id,))
+    api.write_sql("DELETE FROM users WHERE id = ?", gone.id)
     newcomer = make_member("newcomer")
 
     # Ids are never reused (AUTOINCREMENT), so the old token names nobody.

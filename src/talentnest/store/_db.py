@@ -734,6 +734,9 @@ class Database:
             )
 
     def expire_requests(self, older_than: float) -> int:
+        """Delete recorded requests older than ``older_than`` (a replicated write, only if any)."""
+        if self.conn.execute("SELECT 1 FROM _tn_requests WHERE created < ? LIMIT 1", (older_than,)).fetchone() is None:
+            return 0
         with self.write() as conn:
             return conn.execute("DELETE FROM _tn_requests WHERE created < ?", (older_than,)).rowcount
 
