@@ -411,28 +411,34 @@ class Replication:
             held = False
         return bool(held) and self.node.term == term and self.leading
 
-    async def flush_to(self, address: str, timeout: float) -> bool:
-        """Wait until the follower at ``address`` holds every entry (planned handover, shutdown)."""
+    def _behind(self, target: int, addresses=None, *, reachable_only: bool = False) -> dict[str, int]:
+        """How many entries short of ``target`` each follower is (only those short of it); a named
+        follower without a stream yet is short of everything."""
+        behind = {
+            a: target - s.match_lsn
+            for a, s in self.streams.items()
+            if (addresses is None or a in addresses) and s.match_lsn < target and not (reachable_only and s.failures)
+        }
+        behind.update({a: target for a in addresses or () if a not in self.streams})
+        return behind
+
+    async def _wait_held(self, timeout: float, addresses=None, *, reachable_only: bool = False) -> dict[str, int]:
+        """Wait (bounded) until the followers hold the last entry as of now; the lags left."""
         deadline = time.monotonic() + timeout
         target = self.db.last_lsn
         while time.monotonic() < deadline:
-            stream = self.streams.get(address)
-            if stream is not None and stream.match_lsn >= target:
-                return True
-            self._new_entries.set()
+            if not self._behind(target, addresses, reachable_only=reachable_only):
+                return {}
             await asyncio.sleep(0.01)
-        return False
+        return self._behind(target, addresses)
+
+    async def flush_to(self, address: str, timeout: float) -> bool:
+        """Wait until the follower at ``address`` holds every entry (planned handover)."""
+        return not await self._wait_held(timeout, {address})
 
     async def drain(self, timeout: float) -> dict[str, int]:
         """Wait (bounded) until every reachable follower holds the last entry; report the lags left."""
-        deadline = time.monotonic() + timeout
-        target = self.db.last_lsn
-        while time.monotonic() < deadline:
-            behind = {a: target - s.match_lsn for a, s in self.streams.items() if s.match_lsn < target and s.failures == 0}
-            if not behind:
-                return {}
-            await asyncio.sleep(0.01)
-        return {a: target - s.match_lsn for a, s in self.streams.items() if s.match_lsn < target}
+        return await self._wait_held(timeout, reachable_only=True)
 
     # --- follower side ---------------------------------------------------------------------
 
