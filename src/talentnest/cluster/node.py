@@ -68,7 +68,6 @@ class ClusterNode:
         self.peers: dict[str, PeerState] = {}
         self.listed: list[str] = []
         self.heard_from_leader: float | None = None
-        self.started_at = clock()
         self.rounds = 0
         self.syncing = False
         self.handing_over = False
@@ -148,7 +147,7 @@ class ClusterNode:
         self.leader_id = self.leader_url = None
         self.heard_from_leader = None
         self.rounds = 0
-        self.started_at = self.last_election = self.clock()
+        self.last_election = self.clock()
         self._wake = asyncio.Event()
         self._leader_changed = asyncio.Event()
         self._waiters = []
@@ -294,7 +293,6 @@ class ClusterNode:
 
     async def probe(self, peer: PeerState) -> None:
         sent = self.clock()
-        peer.last_attempt = sent
         try:
             reply = await self.client.call_json(
                 "POST", peer.url, "/cluster/heartbeat", self.self_info(), timeout=self.probe_timeout

@@ -97,7 +97,6 @@ class PeerState:
     listed: bool = True
     last_ok: float | None = None  # monotonic time of the last good answer
     alive_since: float | None = None
-    last_attempt: float | None = None
     refused: bool = False  # the last attempt found nobody listening
     first_seen: float = 0.0
     term: int = 0
