@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
@@ -17,6 +18,7 @@ from talentnest.cluster.metrics import ClusterCollector
 from talentnest.cluster.middleware import ClusterMiddleware
 from talentnest.cluster.node import ClusterNode
 from talentnest.cluster.replication import Replication
+from talentnest.cluster.runtime import Clock, Runtime, SystemClock, real_runtime
 from talentnest.config import Settings
 from talentnest.limits import BodyLimit
 from talentnest.logs import NodeContext
@@ -30,28 +32,31 @@ from talentnest.store.users import UserRepo
 log = logging.getLogger("talentnest.app")
 
 
-def build_database(settings: Settings) -> Database:
+def build_database(settings: Settings, *, clock: Callable[[], float] = time.time) -> Database:
     retention = Retention(max_entries=settings.log_retention_entries, max_bytes=settings.log_retention_bytes)
-    return Database(settings.data_dir, MIGRATIONS, retention=retention)
+    return Database(settings.data_dir, MIGRATIONS, retention=retention, clock=clock)
 
 
-def build_product(settings: Settings, db: Database, *, sharing_nodes: Callable[[], int] = lambda: 1) -> api.Product:
+def build_product(
+    settings: Settings, db: Database, *, sharing_nodes: Callable[[], int] = lambda: 1, clock: Clock | None = None
+) -> api.Product:
     """The product's services. ``sharing_nodes()`` is how many nodes share the login allowance
-    (each node allows its share; see ``services.throttle``)."""
+    (each node allows its share; see ``services.throttle``); ``clock`` is the runtime's."""
+    clock = clock or SystemClock()
     users, posts = UserRepo(db), PostRepo(db)
     passwords = Passwords(
         time_cost=settings.argon2_time_cost,
         memory_kib=settings.argon2_memory_kib,
         parallelism=settings.argon2_parallelism,
     )
-    tokens = Tokens(settings.jwt_secret, ttl=settings.jwt_ttl)
+    tokens = Tokens(settings.jwt_secret, ttl=settings.jwt_ttl, clock=clock.wall)
     policy = ThrottlePolicy(
         per_account=settings.login_max_failures,
         per_address=settings.login_max_failures_per_address,
         window=settings.login_window,
     )
     return api.Product(
-        auth=AuthService(db, users, passwords, tokens, LoginThrottle(policy, sharing_nodes=sharing_nodes)),
+        auth=AuthService(db, users, passwords, tokens, LoginThrottle(policy, sharing_nodes=sharing_nodes, clock=clock.monotonic)),
         users=UserService(db, users),
         posts=PostService(db, posts, users),
     )
@@ -77,11 +82,16 @@ def find_layer(app: FastAPI, kind: type) -> object | None:
     return None
 
 
-def create_app(settings: Settings, *, context: NodeContext | None = None) -> FastAPI:
-    """The whole node as one ASGI app; the database opens and the node joins when it starts."""
+def create_app(settings: Settings, *, context: NodeContext | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """The whole node as one ASGI app; the database opens and the node joins when it starts.
+
+    ``runtime`` is the node's outside world (clocks, randomness, network, discovery): the real one
+    unless a caller (the simulation) gives its own.
+    """
     context = context or NodeContext()
-    db = build_database(settings)
-    node = ClusterNode(settings, db)
+    runtime = runtime or real_runtime()
+    db = build_database(settings, clock=runtime.clock.wall)
+    node = ClusterNode(settings, db, runtime)
     node.replication = Replication(node, db)
     context.term_of = lambda: node.term
     context.id_of = lambda: node.node_id if node.address else None
@@ -110,7 +120,7 @@ def create_app(settings: Settings, *, context: NodeContext | None = None) -> Fas
     app.state.settings = settings
     app.state.db = db
     app.state.node = node
-    app.state.product = build_product(settings, db, sharing_nodes=node.members_alive)
+    app.state.product = build_product(settings, db, sharing_nodes=node.members_alive, clock=runtime.clock)
     http_errors.install(app)
     app.include_router(api.router)
 

@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,8 +20,7 @@ from talentnest.cluster import auth
 from talentnest.cluster.replication import human_bytes
 from talentnest.errors import InvalidInput, LogTruncated, TalentNestError
 from talentnest.http_errors import error_response, respond_to
-from talentnest.store import snapshot
-from talentnest.store._time import iso_from_epoch
+from talentnest.store import iso_from_epoch, snapshot
 
 if TYPE_CHECKING:
     from talentnest.cluster.node import ClusterNode
@@ -50,7 +48,14 @@ def build_routes(node: ClusterNode) -> list[Route]:
         async def checked(request: Request) -> Response:
             body = await request.body()
             try:
-                auth.verify(node.key, request.headers.get(auth.HEADER), request.method, request_target(request.scope), body)
+                auth.verify(
+                    node.key,
+                    request.headers.get(auth.HEADER),
+                    request.method,
+                    request_target(request.scope),
+                    body,
+                    now=node.wall(),
+                )
             except auth.SignatureError as exc:
                 client = request.client.host if request.client else "?"
                 log.warning("security: refused %s %s from %s: %s", request.method, request.url.path, client, exc)
@@ -122,7 +127,7 @@ def build_routes(node: ClusterNode) -> list[Route]:
         descriptor, name = tempfile.mkstemp(dir=directory, suffix=".snapshot")
         os.close(descriptor)
         path = Path(name)
-        started = time.monotonic()
+        started = node.clock()
         try:
             info = await asyncio.to_thread(snapshot.take_snapshot, node.db.path, path)
         except BaseException:
@@ -135,7 +140,7 @@ def build_routes(node: ClusterNode) -> list[Route]:
             info.lsn,
             human_bytes(info.compressed_bytes),
             human_bytes(info.raw_bytes),
-            time.monotonic() - started,
+            node.clock() - started,
         )
         headers = {
             "X-Snapshot-Lsn": str(info.lsn),
@@ -154,7 +159,7 @@ def build_routes(node: ClusterNode) -> list[Route]:
             "database": base64.b64encode(data).decode(),
             "leader_id": node.leader_id,
             "node_id": node.node_id,
-            "timestamp": iso_from_epoch(time.time()),
+            "timestamp": iso_from_epoch(node.wall()),
             "lsn": info.lsn,
             "term": info.term,
             "compression": info.compression,

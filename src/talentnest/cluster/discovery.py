@@ -85,11 +85,11 @@ class Discovery:
 
     def __init__(self, service_name: str, *, dns_server: tuple[str, int] | None, peers: Sequence[str], timeout: float):
         self.service_name = service_name
-        self.static = tuple(peers)
-        self._last: list[str] = list(self.static)
+        self.peers = tuple(peers)
+        self._last: list[str] = list(self.peers)
         self._failing = False
         self._resolver: dns.asyncresolver.Resolver | None = None
-        if not self.static:
+        if not self.peers:
             resolver = dns.asyncresolver.Resolver(configure=dns_server is None)
             if dns_server is not None:
                 resolver.nameservers = [dns_server[0]]
@@ -100,12 +100,17 @@ class Discovery:
             self._resolver = resolver
 
     @property
+    def static(self) -> bool:
+        """The members are the fixed PEERS list, not a DNS answer."""
+        return bool(self.peers)
+
+    @property
     def source(self) -> str:
         return "PEERS" if self.static else f"DNS {self.service_name}"
 
     async def resolve(self) -> list[str]:
         if self._resolver is None:
-            return list(self.static)
+            return list(self.peers)
         try:
             # dnspython finishes a query even when the awaiting task is cancelled; shielding it
             # lets our task be cancelled at once while the query ends on its own.

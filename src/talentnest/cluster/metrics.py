@@ -7,7 +7,6 @@ Nothing here is secret: IDs, addresses, counts and sizes only.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -159,7 +158,7 @@ class ClusterCollector:
         )
         replication = self.node.replication
         if is_leader and replication is not None:
-            now = time.monotonic()
+            now = self.node.clock()
             last = self.node.db.last_lsn
             for address, stream in list(replication.streams.items()):
                 peer = self.node.peers.get(address)

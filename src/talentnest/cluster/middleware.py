@@ -17,7 +17,8 @@ from typing import Any, Protocol
 
 from talentnest.cluster import auth
 from talentnest.cluster.api import request_target
-from talentnest.cluster.transport import PeerClient, PeerRefused, Reply
+from talentnest.cluster.runtime import Transport
+from talentnest.cluster.transport import PeerRefused, Reply
 from talentnest.errors import ClusterError, NoLeader, NotReady, PeerUnreachable
 from talentnest.http_errors import error_body, status_of
 from talentnest.limits import BODY_SCOPE_KEY
@@ -58,7 +59,8 @@ class Coordinator(Protocol):
 
     node_id: int
     url: str
-    client: PeerClient | None
+    client: Transport | None
+    wall: Callable[[], float]  # Unix time, as signatures count it
 
     @property
     def role_name(self) -> str: ...
@@ -231,6 +233,7 @@ class ClusterMiddleware:
                 scope["method"],
                 request_target(scope),
                 scope.get(BODY_SCOPE_KEY, b""),
+                now=self.coordinator.wall(),
             )
             return True
         except auth.SignatureError:

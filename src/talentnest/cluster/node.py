@@ -17,21 +17,19 @@ import contextlib
 import heapq
 import itertools
 import logging
-import time
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 from talentnest.cluster import auth
-from talentnest.cluster.discovery import Discovery, detect_address, fallback_address, node_id_for
+from talentnest.cluster.discovery import detect_address, fallback_address, node_id_for
 from talentnest.cluster.election import elect
+from talentnest.cluster.runtime import Runtime, Transport
 from talentnest.cluster.state import DurableState
-from talentnest.cluster.transport import PeerClient, PeerRefused
+from talentnest.cluster.transport import PeerRefused
 from talentnest.cluster.types import Action, ClusterView, Decision, PeerState, PeerView, Role
 from talentnest.config import Settings
 from talentnest.errors import NoLeader, NotLeader, PeerUnreachable
-from talentnest.store import Database
-from talentnest.store._time import iso_from_epoch
+from talentnest.store import Database, iso_from_epoch
 
 log = logging.getLogger("talentnest.cluster")
 
@@ -42,10 +40,12 @@ IDEMPOTENCY_TTL = 24 * 3600
 class ClusterNode:
     """This node's view of the cluster and its part in it."""
 
-    def __init__(self, settings: Settings, db: Database, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, settings: Settings, db: Database, runtime: Runtime):
         self.settings = settings
         self.db = db
-        self.clock = clock
+        self.runtime = runtime
+        self.clock = runtime.clock.monotonic
+        self.wall = runtime.clock.wall
         self.key = auth.cluster_key(jwt_secret=settings.jwt_secret, cluster_secret=settings.cluster_secret)
         h = settings.heartbeat_interval
         self.heartbeat = h
@@ -55,13 +55,11 @@ class ClusterNode:
         self.failure_timeout = settings.failure_timeout
         self.quorum_mode = settings.replication_mode == "quorum"
         self.state = DurableState(settings.data_dir)
-        self.discovery = Discovery(
-            settings.service_name, dns_server=settings.dns_server, peers=settings.peers, timeout=min(2.0, max(0.3, h))
-        )
+        self.discovery = runtime.resolver(settings)
         self.address: str | None = None
         self.node_id: int = settings.node_id or 0
         self.url = ""
-        self.client: PeerClient | None = None
+        self.client: Transport | None = None
         self.role = Role.FOLLOWER
         self.leader_id: int | None = None
         self.leader_url: str | None = None
@@ -74,7 +72,7 @@ class ClusterNode:
         self.stopping = False
         self.campaigning = False
         self.last_campaign: float | None = None
-        self.last_election = clock()
+        self.last_election = self.clock()
         self.events: deque[dict[str, Any]] = deque(maxlen=100)
         # Counters for /metrics (read-only elsewhere): elections this node stood in, and changes of leader it saw.
         self.elections_won = 0
@@ -120,7 +118,7 @@ class ClusterNode:
                 address,
             )
             self._resolve_identity(listed, address)
-        self.client = PeerClient(self.key, local_address=self.address)
+        self.client = self.runtime.transport(self.key, self.address)
         await self.client.start()
         self.db.write_guard = self.guard_write
         if self.db.last_term > self.term:
@@ -207,7 +205,7 @@ class ClusterNode:
             self._last_leader = leader_id
 
     def record_event(self, kind: str, text: str) -> None:
-        self.events.append({"ts": iso_from_epoch(time.time()), "kind": kind, "term": self.term, "text": text})
+        self.events.append({"ts": iso_from_epoch(self.wall()), "kind": kind, "term": self.term, "text": text})
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -254,7 +252,7 @@ class ClusterNode:
         """On the leader: forget Idempotency-Key answers older than a day (a replicated delete)."""
         if not self.accepting_writes():
             return 0
-        removed = self.db.expire_requests((time.time() if now is None else now) - IDEMPOTENCY_TTL)
+        removed = self.db.expire_requests((self.wall() if now is None else now) - IDEMPOTENCY_TTL)
         if removed:
             log.info("maintenance: forgot %d idempotency keys older than %d h", removed, IDEMPOTENCY_TTL // 3600)
         return removed

@@ -19,7 +19,6 @@ import itertools
 import json
 import logging
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -318,7 +317,7 @@ class Replication:
     # --- leader side -----------------------------------------------------------------------
 
     def _on_commit(self, lsn: int) -> None:
-        now = time.monotonic()
+        now = self.node.clock()
         self._commit_times[lsn] = now
         if len(self._commit_times) > 100_000:
             # LSNs arrive in order, so the dict's first keys are the oldest: no sort on this path.
@@ -426,12 +425,13 @@ class Replication:
 
     async def _wait_held(self, timeout: float, addresses=None, *, reachable_only: bool = False) -> dict[str, int]:
         """Wait (bounded) until the followers hold the last entry as of now; the lags left."""
-        deadline = time.monotonic() + timeout
+        clock = self.node.runtime.clock
+        deadline = clock.monotonic() + timeout
         target = self.db.last_lsn
-        while time.monotonic() < deadline:
+        while clock.monotonic() < deadline:
             if not self._behind(target, addresses, reachable_only=reachable_only):
                 return {}
-            await asyncio.sleep(0.01)
+            await clock.sleep(0.01)
         return self._behind(target, addresses)
 
     async def flush_to(self, address: str, timeout: float) -> bool:
@@ -552,7 +552,7 @@ class Replication:
         """Install a snapshot of the node at ``url``, then continue from its LSN."""
         node = self.node
         node.syncing = True
-        started = time.monotonic()
+        started = node.clock()
         incoming = node.settings.data_dir / "incoming.snapshot"
         log.info("sync: requesting a snapshot from node %d (%s): %s", source_id, url, why)
         try:
@@ -563,7 +563,7 @@ class Replication:
                 sha256 = response.headers.get("X-Snapshot-Sha256")
                 size = 0
                 with open(incoming, "wb") as handle:
-                    async for chunk in response.content.iter_chunked(1 << 20):
+                    async for chunk in response.chunks(1 << 20):
                         handle.write(chunk)
                         size += len(chunk)
                     handle.flush()
@@ -581,7 +581,7 @@ class Replication:
             except BaseException:
                 prepared.discard()
                 raise
-            seconds = time.monotonic() - started
+            seconds = node.clock() - started
             self.stats.syncs += 1
             self.stats.sync_bytes += size
             self.stats.sync_seconds += seconds
@@ -657,7 +657,7 @@ class Replication:
         )
 
     def status(self) -> dict[str, Any]:
-        now = time.monotonic()
+        now = self.node.clock()
         followers = {
             address: {
                 "match_lsn": s.match_lsn,

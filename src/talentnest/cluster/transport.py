@@ -108,16 +108,29 @@ class PeerClient:
     @asynccontextmanager
     async def stream(
         self, base_url: str, target: str, *, connect_timeout: float, read_timeout: float
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
+    ) -> AsyncIterator[_ResponseStream]:
         """A signed GET whose body is read in chunks by the caller (snapshots)."""
         headers = self._headers("GET", target, b"", None)
         timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
         try:
             async with self.session.get(base_url + target, headers=headers, timeout=timeout) as response:
-                yield response
+                yield _ResponseStream(response)
         except TimeoutError:
             raise PeerUnreachable(f"{base_url} stalled while sending {target.split('?')[0]}") from None
         except aiohttp.ClientConnectorError as exc:
             raise PeerUnreachable(f"{base_url} is unreachable: {exc}") from None
         except aiohttp.ClientError as exc:
             raise PeerUnreachable(f"{base_url} failed during {target.split('?')[0]}: {exc}") from None
+
+
+class _ResponseStream:
+    """An aiohttp response as a ``ChunkStream``: status, headers, then the body in chunks."""
+
+    def __init__(self, response: aiohttp.ClientResponse):
+        self.status = response.status
+        self.headers = response.headers
+        self._response = response
+
+    async def chunks(self, size: int) -> AsyncIterator[bytes]:
+        async for chunk in self._response.content.iter_chunked(size):
+            yield chunk

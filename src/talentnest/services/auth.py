@@ -15,7 +15,7 @@ import jwt
 from talentnest.errors import ClusterError, Conflict, InvalidInput, Unauthorized
 from talentnest.services import _render, rules
 from talentnest.services.throttle import LoginThrottle, ThrottlePolicy
-from talentnest.store import Database, iso_now
+from talentnest.store import Database
 from talentnest.store.users import UserRepo
 
 # A short JWT_SECRET is reported once, at start, by the node; not on every token.
@@ -119,7 +119,7 @@ class AuthService:
             # Checked again inside the transaction: another signup may have won meanwhile.
             self._refuse_taken(username, email)
             user_id = self.users.insert(
-                conn, username=username, email=email, name=name, password_hash=password_hash, now=iso_now()
+                conn, username=username, email=email, name=name, password_hash=password_hash, now=self.db.now()
             )
         return Session(self.tokens.issue(user_id, username), _render.user(self.users.by_id(user_id), private=True))
 

@@ -7,7 +7,7 @@ from typing import Any
 from talentnest.errors import Forbidden, NotFound
 from talentnest.services import _paging, _render, rules
 from talentnest.services._paging import Page
-from talentnest.store import Database, iso_now
+from talentnest.store import Database
 from talentnest.store.posts import PostRepo
 from talentnest.store.users import UserRepo
 
@@ -40,7 +40,7 @@ class PostService:
     def create(self, user_id: int, content: str) -> dict[str, Any]:
         content = rules.text(content, field="content", max_length=rules.POST_MAX, min_length=1)
         with self.db.write() as conn:
-            post_id = self.posts.insert(conn, user_id, content, iso_now())
+            post_id = self.posts.insert(conn, user_id, content, self.db.now())
         return self._render(post_id, user_id)
 
     def get(self, post_id: int, viewer_id: int | None) -> dict[str, Any]:
@@ -51,7 +51,7 @@ class PostService:
         self._own(post_id, user_id)
         content = rules.text(content, field="content", max_length=rules.POST_MAX, min_length=1)
         with self.db.write() as conn:
-            self.posts.update(conn, post_id, content, iso_now())
+            self.posts.update(conn, post_id, content, self.db.now())
         return self._render(post_id, user_id)
 
     def delete(self, user_id: int, post_id: int) -> None:
@@ -83,7 +83,7 @@ class PostService:
         row = self.posts.by_id(post_id, user_id)
         if not row["liked_by_me"]:
             with self.db.write() as conn:
-                self.posts.like(conn, post_id, user_id, iso_now())
+                self.posts.like(conn, post_id, user_id, self.db.now())
         return self._render(post_id, user_id)
 
     def unlike(self, user_id: int, post_id: int) -> dict[str, Any]:
@@ -98,7 +98,7 @@ class PostService:
         self._exists(post_id)
         content = rules.text(content, field="content", max_length=rules.COMMENT_MAX, min_length=1)
         with self.db.write() as conn:
-            comment_id = self.posts.insert_comment(conn, post_id, user_id, content, iso_now())
+            comment_id = self.posts.insert_comment(conn, post_id, user_id, content, self.db.now())
         return _render.comment(self.posts.comment(comment_id))
 
     def comments(self, post_id: int, *, limit: int | None, cursor: str | None) -> Page:

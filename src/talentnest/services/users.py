@@ -8,7 +8,7 @@ from typing import Any
 from talentnest.errors import InvalidInput, NotFound
 from talentnest.services import _paging, _render, rules
 from talentnest.services._paging import Page
-from talentnest.store import Database, iso_now
+from talentnest.store import Database
 from talentnest.store.users import UserRepo
 
 _TEXT_FIELDS = {
@@ -50,7 +50,7 @@ class UserService:
                 fields[name] = rules.text(value, field=name, max_length=max_length, min_length=min_length, multiline=multiline)
         if fields:
             with self.db.write() as conn:
-                self.users.update_profile(conn, user_id, fields, iso_now())
+                self.users.update_profile(conn, user_id, fields, self.db.now())
         return _render.user(self.users.by_id(user_id), private=True)
 
     def search(self, query: str, *, limit: int | None, cursor: str | None) -> Page:
@@ -68,7 +68,7 @@ class UserService:
             raise InvalidInput("you cannot follow yourself", code="cannot_follow_self")
         if not self.users.is_following(user_id, target):
             with self.db.write() as conn:
-                self.users.follow(conn, user_id, target, iso_now())
+                self.users.follow(conn, user_id, target, self.db.now())
         return _render.user(self.users.by_id(target))
 
     def unfollow(self, user_id: int, username: str) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 
 from talentnest.store._context import WriteReceipt, current_receipt
 from talentnest.store._db import DB_FILENAME, ApplyResult, Database, LogEntry, Retention
-from talentnest.store._time import iso_now
+from talentnest.store._time import iso_from_epoch, iso_now
 
 __all__ = [
     "DB_FILENAME",
@@ -13,5 +13,6 @@ __all__ = [
     "Retention",
     "WriteReceipt",
     "current_receipt",
+    "iso_from_epoch",
     "iso_now",
 ]

@@ -252,6 +252,10 @@ class Database:
         self._opened_before = False
         self._checksum: tuple[int, str] | None = None
 
+    def now(self) -> str:
+        """The current time as it is stored (ISO 8601 UTC, milliseconds), from this database's clock."""
+        return iso_from_epoch(self.clock())
+
     def register_function(self, name: str, nargs: int, fn: Callable) -> None:
         """A deterministic SQL function the product's queries use (kept across reopen)."""
         self._functions[name] = (nargs, fn)

@@ -1,0 +1,120 @@
+"""What the cluster core takes from the world outside it: time, randomness, the network and discovery.
+
+Nothing else in ``cluster/`` reads a clock, draws a random number, sleeps or opens a socket: each node
+is given a :class:`Runtime`, the real one (:func:`real_runtime`) in a node process, a simulated one in
+the deterministic simulation (``talentnest sim``), which runs many nodes in one process on one seed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from talentnest.cluster.discovery import Discovery
+from talentnest.cluster.transport import PeerClient, Reply
+from talentnest.config import Settings
+
+
+class Clock(Protocol):
+    """Two clocks: ``monotonic`` for every duration (leases, timeouts, suspicion) and ``wall`` (Unix
+    seconds) only for what other machines compare (signatures, timestamps shown to people)."""
+
+    def monotonic(self) -> float: ...
+
+    def wall(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The process's clocks. ``asyncio``'s own timers use the event loop's clock, which is monotonic too."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wall(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class ChunkStream(Protocol):
+    """A streamed answer: its status and headers, then its body in chunks."""
+
+    status: int
+    headers: Mapping[str, str]
+
+    def chunks(self, size: int) -> AsyncIterator[bytes]: ...
+
+
+class Transport(Protocol):
+    """Signed calls to peers. Every failure to get an answer raises ``PeerUnreachable``
+    (``PeerRefused`` when nobody listens at the address: the peer's process is not running);
+    an answer, whatever its status, is returned."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def call(
+        self,
+        method: str,
+        base_url: str,
+        target: str,
+        *,
+        body: bytes = b"",
+        timeout: float,
+        headers: Mapping[str, str] | None = None,
+        sign: bool = True,
+    ) -> Reply: ...
+
+    async def call_json(self, method: str, base_url: str, target: str, payload: Any = None, *, timeout: float) -> Reply: ...
+
+    def stream(
+        self, base_url: str, target: str, *, connect_timeout: float, read_timeout: float
+    ) -> AbstractAsyncContextManager[ChunkStream]: ...
+
+
+class Resolver(Protocol):
+    """Who the members are. ``resolve`` returns IPv4 addresses, sorted; on a lookup failure it returns
+    the last good answer (and says so in the log once), never raises."""
+
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def static(self) -> bool: ...
+
+    async def resolve(self) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """A node's outside world. ``transport(key, local_address)`` makes the node's peer client once its
+    own address is known; ``resolver(settings)`` makes its source of members."""
+
+    clock: Clock
+    random: random.Random
+    transport: Callable[[bytes, str | None], Transport]
+    resolver: Callable[[Settings], Resolver]
+
+
+def _dns_resolver(settings: Settings) -> Resolver:
+    timeout = min(2.0, max(0.3, settings.heartbeat_interval))
+    return Discovery(settings.service_name, dns_server=settings.dns_server, peers=settings.peers, timeout=timeout)
+
+
+def real_runtime() -> Runtime:
+    """The runtime of a node process: system clocks, OS randomness, aiohttp to real peers, real DNS."""
+    return Runtime(
+        clock=SystemClock(),
+        random=random.SystemRandom(),
+        transport=lambda key, local_address: PeerClient(key, local_address=local_address),
+        resolver=_dns_resolver,
+    )
