@@ -14,8 +14,9 @@ from starlette.routing import BaseRoute, Match, Mount, Route
 
 from talentnest import __version__, api, http_errors, metrics, web
 from talentnest.cluster import api as cluster_api
+from talentnest.cluster import idempotency
 from talentnest.cluster.metrics import ClusterCollector
-from talentnest.cluster.middleware import ClusterMiddleware
+from talentnest.cluster.middleware import ClusterMiddleware, ForwardStats
 from talentnest.cluster.node import ClusterNode
 from talentnest.cluster.replication import Replication
 from talentnest.cluster.runtime import Clock, Runtime, SystemClock, real_runtime
@@ -24,7 +25,7 @@ from talentnest.limits import BodyLimit
 from talentnest.logs import NodeContext
 from talentnest.services import AuthService, Passwords, PostService, Tokens, UserService
 from talentnest.services.throttle import LoginThrottle, ThrottlePolicy
-from talentnest.store import Database, Retention
+from talentnest.store import Database, Retention, snapshot
 from talentnest.store.posts import PostRepo
 from talentnest.store.schema import MIGRATIONS
 from talentnest.store.users import UserRepo
@@ -72,16 +73,6 @@ def write_classifier(routes: Sequence[BaseRoute]) -> Callable[[dict], bool]:
     return is_write
 
 
-def find_layer(app: FastAPI, kind: type) -> object | None:
-    """The instance of middleware ``kind`` in the app's built stack (None before the first request)."""
-    layer = app.middleware_stack
-    while layer is not None:
-        if isinstance(layer, kind):
-            return layer
-        layer = getattr(layer, "app", None)
-    return None
-
-
 def create_app(settings: Settings, *, context: NodeContext | None = None, runtime: Runtime | None = None) -> FastAPI:
     """The whole node as one ASGI app; the database opens and the node joins when it starts.
 
@@ -92,12 +83,15 @@ def create_app(settings: Settings, *, context: NodeContext | None = None, runtim
     runtime = runtime or real_runtime()
     db = build_database(settings, clock=runtime.clock.wall)
     node = ClusterNode(settings, db, runtime)
-    node.replication = Replication(node, db)
+    replication = Replication(node, db, syncing=lambda: node.worker.syncing, wait_applied=node.waiters.wait)
+    node.replication = replication
+    node.maintenance.append(lambda: idempotency.expire(db, runtime.clock.wall() - idempotency.TTL))
     context.term_of = lambda: node.term
     context.id_of = lambda: node.node_id if node.address else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        snapshot.remove_partial_files(settings.data_dir)
         db.open()
         log.info("store: opened %s at LSN %d", db.path, db.last_lsn)
         try:
@@ -138,11 +132,8 @@ def create_app(settings: Settings, *, context: NodeContext | None = None, runtim
     registry = metrics.new_registry()
     app.state.metrics_registry = registry
 
-    def forward_counts() -> tuple[int, int]:
-        forwarder = find_layer(app, ClusterMiddleware)
-        return (forwarder.forwarded, forwarder.forward_failures) if forwarder is not None else (0, 0)
-
-    registry.register(ClusterCollector(node, version=__version__, forward_counts=forward_counts))
+    forwards = ForwardStats()
+    registry.register(ClusterCollector(node, replication, forwards, version=__version__))
     request_stats = metrics.RequestStats()
     registry.register(request_stats)
     app.add_api_route(
@@ -157,9 +148,16 @@ def create_app(settings: Settings, *, context: NodeContext | None = None, runtim
         responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}},
     )
     # First in the router: node-to-node calls are the hottest path and match on a plain prefix.
-    app.router.routes[:0] = cluster_api.build_routes(node)
+    app.router.routes[:0] = cluster_api.build_routes(node, replication)
     app.router.routes.extend(web.routes())
-    app.add_middleware(ClusterMiddleware, coordinator=node, db=db, is_write=write_classifier(api.router.routes), key=node.key)
+    app.add_middleware(
+        ClusterMiddleware,
+        coordinator=node.gate,
+        db=db,
+        is_write=write_classifier(api.router.routes),
+        key=node.key,
+        stats=forwards,
+    )
     app.add_middleware(BodyLimit, timeout=settings.client_timeout)
     # Outermost: times every request, including those the layers below answer themselves. It matches
     # against the routes themselves (the product's router is included as one opaque entry).

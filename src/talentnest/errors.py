@@ -87,6 +87,13 @@ class NoLeader(ClusterError):
     code = "no_leader"
 
 
+class WriterBusy(ClusterError):
+    """The single writer is inside another request's transaction (a write route that awaited with its
+    transaction open); retry in a moment."""
+
+    code = "writer_busy"
+
+
 class StaleTerm(ClusterError):
     """A message from an older term; the sender must step down and catch up."""
 

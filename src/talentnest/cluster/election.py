@@ -1,9 +1,14 @@
-"""The election rule as a pure function of the cluster view: highest ID among live members leads,
-but only with a majority of the listed members and never with older data than a live peer."""
+"""The election rules as pure functions: ``elect`` (highest ID among live members leads, only with a
+majority of the members and never with older data than a live peer), ``grant_vote`` and ``tally``."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
 from talentnest.cluster.types import Action, ClusterView, Decision, Role
+from talentnest.cluster.wire import VoteReply, VoteRequest
 
 
 def elect(view: ClusterView) -> Decision:
@@ -31,12 +36,11 @@ def _as_leader(view: ClusterView) -> Decision:
 
 
 def _successor(view: ClusterView):
-    """A live, listed, ready peer with a higher ID than ours that has caught up with us."""
+    """A live, ready member with a higher ID than ours that has caught up with us."""
     candidates = [
         p
         for p in view.peers
         if p.alive
-        and p.listed
         and p.ready
         and p.id > view.self_id
         and p.log_position == view.log_position
@@ -50,10 +54,12 @@ def _as_follower(view: ClusterView) -> Decision:
         return Decision(Action.NONE, "discovering peers before the first election")
     if view.syncing:
         return Decision(Action.NONE, "syncing from the leader")
-    if view.leader_id is not None and view.leader_id != view.self_id and view.leader_alive:
-        return Decision(Action.NONE, f"following leader {view.leader_id}")
+    if view.leader_alive:
+        if view.leader_id is not None and view.leader_id != view.self_id:
+            return Decision(Action.NONE, f"following leader {view.leader_id}")
+        return Decision(Action.NONE, "a leader was heard from less than its lease ago; waiting for the new term's leader")
     alive = view.alive_peers
-    highest = max([view.self_id] + [p.id for p in alive if p.listed])
+    highest = max([view.self_id] + [p.id for p in alive])
     if highest != view.self_id:
         return Decision(Action.NONE, f"no live leader; node {highest} has the highest ID and should lead")
     if not view.has_majority:
@@ -73,4 +79,96 @@ def _as_follower(view: ClusterView) -> Decision:
         )
     return Decision(
         Action.CAMPAIGN, f"highest live ID with {view.reachable} of {view.voters} members; standing for term {view.term + 1}"
+    )
+
+
+# --- votes -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Voter:
+    """What a node knows when a candidate asks for its vote (no I/O behind it)."""
+
+    node_id: int
+    term: int
+    voted_for: int | None
+    role: Role
+    lease_valid: bool  # as leader: a majority answered within the lease
+    leader_id: int | None
+    leader_alive: bool  # as follower: heard from its leader recently
+    stopping: bool
+    last_term: int
+    last_lsn: int
+
+    @property
+    def log_position(self) -> tuple[int, int]:
+        return (self.last_term, self.last_lsn)
+
+
+class Refusal(StrEnum):
+    STALE_TERM = "stale_term"
+    LEADING = "leading"
+    LEADER_ALIVE = "leader_alive"
+    BEHIND = "behind"
+    VOTED = "voted"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A vote granted or refused, and why. ``refusal`` names the rule; ``LEADER_ALIVE`` is worth
+    asking the leader again before answering (a dead leader is usually a refused connection)."""
+
+    granted: bool
+    reason: str
+    refusal: Refusal | None = None
+
+
+def grant_vote(request: VoteRequest, voter: Voter) -> Verdict:
+    """Raft's vote rules with a pre-vote and leader stickiness; the caller persists a granted real
+    vote (term and candidate) before the answer leaves, and must not answer if it cannot."""
+    term, candidate = request.term, request.candidate_id
+    if term < voter.term or (term == voter.term and not request.pre_vote and voter.role == Role.LEADER):
+        return Verdict(False, f"term {term} is not newer than this node's term {voter.term}", Refusal.STALE_TERM)
+    endorsed = request.handover_from is not None and request.handover_from in (voter.leader_id, voter.node_id)
+    if voter.role == Role.LEADER and not endorsed and not voter.stopping and voter.lease_valid:
+        return Verdict(False, f"node {voter.node_id} leads term {voter.term} with a valid lease", Refusal.LEADING)
+    if voter.leader_alive and not endorsed and candidate != voter.leader_id:
+        return Verdict(False, f"leader {voter.leader_id} is alive", Refusal.LEADER_ALIVE)
+    if request.log_position < voter.log_position:
+        return Verdict(
+            False,
+            f"candidate's log (term {request.last_term}, LSN {request.last_lsn}) is behind this node's "
+            f"(term {voter.last_term}, LSN {voter.last_lsn})",
+            Refusal.BEHIND,
+        )
+    if term == voter.term and voter.voted_for is not None and voter.voted_for != candidate:
+        return Verdict(False, f"already voted for {voter.voted_for} in term {voter.term}", Refusal.VOTED)
+    return Verdict(True, "would vote" if request.pre_vote else "granted")
+
+
+@dataclass(frozen=True)
+class Tally:
+    """The answers of one vote round: who granted, whether that is a majority with the candidate's own
+    vote, and the highest term a refusing peer named (the candidate must adopt it)."""
+
+    granted: tuple[int, ...]  # indexes into the peers asked
+    won: bool
+    votes: int
+    higher_term: int | None
+    refusals: tuple[str, ...]
+
+
+def tally(answers: Sequence[tuple[int, VoteReply | None]], *, voters: int, term: int) -> Tally:
+    """Count ``(peer id, answer or None)`` pairs among ``voters`` members; ``term`` is the candidate's
+    current term (a refusal naming a later one means the candidate is out of date)."""
+    higher = [a.term for _, a in answers if a is not None and not a.granted and a.term > term]
+    granted = tuple(i for i, (_, a) in enumerate(answers) if a is not None and a.granted)
+    votes = 1 + len(granted)
+    refusals = tuple(f"{peer}: {a.reason}" for peer, a in answers if a is not None and not a.granted)
+    return Tally(
+        granted=granted,
+        won=not higher and votes > voters // 2,
+        votes=votes,
+        higher_term=max(higher) if higher else None,
+        refusals=refusals,
     )

@@ -9,13 +9,12 @@ only ``is_write(scope)``: it knows nothing of users or posts.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from talentnest.cluster import auth
+from talentnest.cluster import auth, idempotency
 from talentnest.cluster.api import request_target
 from talentnest.cluster.runtime import Transport
 from talentnest.cluster.transport import PeerRefused, Reply
@@ -85,15 +84,31 @@ def _header(scope: dict, name: bytes) -> str | None:
     return None
 
 
+@dataclass
+class ForwardStats:
+    """Writes forwarded to the leader, and forwards that failed (for /metrics)."""
+
+    forwarded: int = 0
+    failures: int = 0
+
+
 class ClusterMiddleware:
-    def __init__(self, app, *, coordinator: Coordinator, db: Database, is_write: Callable[[dict], bool], key: bytes):
+    def __init__(
+        self,
+        app,
+        *,
+        coordinator: Coordinator,
+        db: Database,
+        is_write: Callable[[dict], bool],
+        key: bytes,
+        stats: ForwardStats | None = None,
+    ):
         self.app = app
         self.coordinator = coordinator
         self.db = db
         self.is_write = is_write
         self.key = key
-        self.forwarded = 0
-        self.forward_failures = 0
+        self.stats = stats or ForwardStats()
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -206,7 +221,7 @@ class ClusterMiddleware:
                 refused_by = leader_url
                 continue
             except PeerUnreachable as exc:
-                self.forward_failures += 1
+                self.stats.failures += 1
                 log.warning("forward: %s %s to leader %s failed: %s", scope["method"], scope["path"], leader_url, exc)
                 await self._error(
                     send,
@@ -222,7 +237,7 @@ class ClusterMiddleware:
                 continue
             await self._relay(send, reply)
             return
-        self.forward_failures += 1
+        self.stats.failures += 1
         await self._error(send, c.no_leader_error())
 
     def _is_signed(self, scope) -> bool:
@@ -244,7 +259,7 @@ class ClusterMiddleware:
         client = scope.get("client")
         headers["X-Forwarded-For"] = client[0] if client else "unknown"
         headers["X-TalentNest-Forwarded-By"] = str(self.coordinator.node_id)
-        self.forwarded += 1
+        self.stats.forwarded += 1
         return await self.coordinator.client.call(
             scope["method"],
             leader_url,
@@ -276,19 +291,27 @@ class ClusterMiddleware:
         await send({"type": "http.response.body", "body": reply.body})
 
     async def _write_here(self, scope, receive, send, forwarded_by: str | None) -> None:
+        key = _header(scope, b"idempotency-key")
+        if key is None:
+            await self._run_write(scope, receive, send, None)
+            return
+        if not 1 <= len(key) <= idempotency.MAX_KEY_LENGTH:
+            await self._send_error(
+                send, 400, "invalid_input", f"Idempotency-Key must be 1-{idempotency.MAX_KEY_LENGTH} characters"
+            )
+            return
+        scoped = idempotency.scoped_key(key, scope["method"], scope["path"], _header(scope, b"authorization") or "")
+        kept = idempotency.find(self.db, scoped)
+        if kept is not None:
+            await self._replay(send, kept)
+            return
+        await self._run_write(scope, receive, send, scoped)
+
+    async def _run_write(self, scope, receive, send, scoped: str | None) -> None:
+        """Run the write here (this node leads); with an Idempotency-Key, the write and its answer are
+        one transaction. In quorum mode the answer waits until a majority holds the write."""
         c = self.coordinator
         receipt = WriteReceipt()
-        key = _header(scope, b"idempotency-key")
-        if key is not None:
-            if not 1 <= len(key) <= 200:
-                await self._send_error(send, 400, "invalid_input", "Idempotency-Key must be 1-200 characters")
-                return
-            scoped = self._scoped_key(scope, key)
-            row = self.db.find_request(scoped)
-            if row is not None:
-                await self._replay(send, row)
-                return
-            receipt.idempotency_key = scoped
         term = c.current_term()
         start: dict[str, Any] | None = None
         chunks: list[bytes] = []
@@ -302,13 +325,21 @@ class ClusterMiddleware:
 
         token = current_receipt.set(receipt)
         try:
-            await self.app(scope, receive, capture)
+            with contextlib.ExitStack() as stack:
+                request = stack.enter_context(self.db.request_transaction()) if scoped is not None else None
+                await self.app(scope, receive, capture)
+                if request is not None and start is not None:
+                    body = b"".join(chunks)
+                    kept = {k.decode("latin-1"): v.decode("latin-1") for k, v in start.get("headers", []) if k == b"content-type"}
+                    if start["status"] < 500:
+                        request.commit(idempotency.keep(scoped, start["status"], kept, body, c.wall()))
+                    if request.suspended:
+                        log.error("forward: %s %s awaited with its write transaction open", scope["method"], scope["path"])
         finally:
             current_receipt.reset(token)
         if start is None:
             return
         body = b"".join(chunks)
-        status = start["status"]
         if receipt.lsn and not await c.wait_committed(receipt.lsn, term, QUORUM_WAIT):
             await self._error(
                 send,
@@ -319,37 +350,26 @@ class ClusterMiddleware:
                 ),
             )
             return
-        if receipt.idempotency_recorded and receipt.idempotency_key:
-            kept = {k.decode("latin-1"): v.decode("latin-1") for k, v in start.get("headers", []) if k == b"content-type"}
-            # If leadership moved meanwhile the write itself is still recorded; a retry says so.
-            with contextlib.suppress(ClusterError):
-                self.db.save_response(receipt.idempotency_key, status, kept, body.decode("utf-8", "replace"))
         headers = [(k, v) for k, v in start.get("headers", []) if k not in (b"content-length",)]
         headers += [(b"content-length", str(len(body)).encode()), *self._node_headers(receipt.lsn or None)]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.start", "status": start["status"], "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    def _scoped_key(self, scope, key: str) -> str:
-        """Keys are per caller and per route: the same key from another token is another request."""
-        authorization = _header(scope, b"authorization") or ""
-        material = "\n".join((key, scope["method"], scope["path"], authorization))
-        return hashlib.sha256(material.encode("utf-8", "replace")).hexdigest()
-
-    async def _replay(self, send, row) -> None:
-        if row["status"] is None:
+    async def _replay(self, send, kept: idempotency.Answer) -> None:
+        if kept.status is None:
+            # Written by an older release, which kept the answer in a second write that did not happen.
             body = error_body(
                 "idempotency_key_used",
-                f"a request with this Idempotency-Key was already applied (LSN {row['lsn']}); its answer was not kept",
+                f"a request with this Idempotency-Key was already applied (LSN {kept.lsn}); its answer was not kept",
             )
             status, headers = 409, [(b"content-type", b"application/json")]
         else:
-            body = (row["body"] or "").encode()
-            status = row["status"]
-            headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in json.loads(row["headers"] or "{}").items()]
+            body, status = kept.body, kept.status
+            headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in kept.headers.items()]
         headers += [
             (b"content-length", str(len(body)).encode()),
             (b"idempotent-replayed", b"true"),
-            *self._node_headers(row["lsn"]),
+            *self._node_headers(kept.lsn),
         ]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

@@ -11,12 +11,16 @@ The triggers live on this connection only (they are not in the file): a snapshot
 trigger, and a follower that never writes never pays for them. Product triggers must not write
 to replicated tables: the leader captures their effect, and a follower would run them again.
 
+A *request transaction* (``Database.request_transaction``) lets one request's writes and a last
+statement of its caller (the answer kept for an Idempotency-Key) form one transaction and one entry.
+
 All methods are synchronous and meant to be called from one thread (the event loop's); long
 work (snapshots) opens its own connections elsewhere.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -25,22 +29,18 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from talentnest.errors import InvalidInput, LogDiverged, LogTruncated, SnapshotError, StaleTerm
+from talentnest.errors import InvalidInput, LogDiverged, LogTruncated, SnapshotError, StaleTerm, WriterBusy
 from talentnest.store._context import WriteReceipt, current_receipt
 from talentnest.store._time import iso_from_epoch
-
-if TYPE_CHECKING:
-    from talentnest.store.snapshot import PreparedSnapshot, SnapshotInfo
 
 log = logging.getLogger("talentnest.store")
 
 DB_FILENAME = "talentnest.db"
-# Files beside the database that a crash may leave behind (a snapshot being received or unpacked).
-PARTIAL_PREFIXES = (f"{DB_FILENAME}.incoming-", f"{DB_FILENAME}.download-")
+MAX_INT64 = 2**63 - 1
 # Tables of the store itself that are never captured: the log, the term history, local metadata.
 LOCAL_TABLES = ("_tn_log", "_tn_terms", "_tn_meta")
 # _tn_meta keys that travel with a snapshot; every other key belongs to the node that wrote it.
@@ -98,8 +98,12 @@ class LogEntry:
             schema_version = item.get("schema_version", 1)
         except (KeyError, TypeError, AttributeError):
             raise InvalidInput("log entry needs lsn, term and changes") from None
-        if not (_is_int(lsn) and _is_int(term) and _is_int(schema_version) and lsn > 0 and term >= 0):
+        if not (_is_int(lsn) and _is_int(term) and _is_int(schema_version)):
             raise InvalidInput("log entry lsn, term and schema_version must be integers")
+        if not (0 < lsn <= MAX_INT64 and 0 <= term <= MAX_INT64 and 0 <= schema_version <= MAX_INT64):
+            raise InvalidInput(
+                f"log entry lsn (from 1), term and schema_version must be 64-bit, got {lsn}, {term}, {schema_version}"
+            )
         if not isinstance(changes, list) or not isinstance(timestamp, str):
             raise InvalidInput("log entry changes must be a list")
         for change in changes:
@@ -249,8 +253,8 @@ class Database:
         self._log_bytes = 0
         self._writes_since_trim = 0
         self._functions: dict[str, tuple[int, Callable]] = {}
-        self._opened_before = False
         self._checksum: tuple[int, str] | None = None
+        self._request: ContextVar[RequestTransaction | None] = ContextVar(f"talentnest_request_{id(self)}", default=None)
 
     def now(self) -> str:
         """The current time as it is stored (ISO 8601 UTC, milliseconds), from this database's clock."""
@@ -266,9 +270,6 @@ class Database:
 
     def open(self) -> Database:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        if not self._opened_before:
-            self._remove_partial_files()
-            self._opened_before = True
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
@@ -311,12 +312,6 @@ class Database:
         if self._conn is None:
             raise RuntimeError("database is closed")
         return self._conn
-
-    def _remove_partial_files(self) -> None:
-        for path in self.data_dir.iterdir():
-            if path.name.startswith(PARTIAL_PREFIXES):
-                log.warning("store: removing %s, left by an interrupted snapshot transfer", path)
-                path.unlink(missing_ok=True)
 
     def _migrate(self) -> None:
         current = int(self.get_meta("schema_version") or 0)
@@ -426,7 +421,8 @@ class Database:
             (key, value),
         )
 
-    def _local_meta(self) -> list[tuple[str, str]]:
+    def local_meta(self) -> list[tuple[str, str]]:
+        """This node's own metadata (not replicated, kept across a snapshot install)."""
         marks = ", ".join("?" for _ in SHARED_META)
         return [
             (r[0], r[1]) for r in self.conn.execute(f"SELECT key, value FROM _tn_meta WHERE key NOT IN ({marks})", SHARED_META)
@@ -439,46 +435,76 @@ class Database:
         """One write transaction. Raises what ``write_guard`` raises (NotLeader) before any work.
 
         On success the row changes are committed together with their log entry; on any
-        exception everything, data and entry, is rolled back.
+        exception everything, data and entry, is rolled back. Inside a request transaction of
+        this context, the write joins it instead (and commits with it).
         """
+        request = self._request.get()
+        if request is not None:
+            with request.join() as conn:
+                yield conn
+            return
+        conn = self._begin()
+        try:
+            yield conn
+        except BaseException:
+            self._abort(conn)
+            raise
+        self._finish(conn)
+
+    def _begin(self) -> sqlite3.Connection:
         if self.write_guard is not None:
             self.write_guard()
         if self.term < self._last_term:
             raise StaleTerm(f"writing in term {self.term}, but the log already holds term {self._last_term}")
         conn = self.conn
         if conn.in_transaction:
-            raise RuntimeError("write transactions do not nest")
+            raise WriterBusy("another request's write transaction is open; retry")
         if self.capture and not self._triggers_installed:
             self._set_triggers(True)
-        pending = self._pending
-        receipt = current_receipt.get()
         conn.execute("BEGIN IMMEDIATE")
-        pending.clear()
-        entry_size = 0
+        self._pending.clear()
+        return conn
+
+    @contextmanager
+    def request_transaction(self) -> Iterator[RequestTransaction]:
+        """Make every ``write()`` of this context (one request) part of one transaction, committed by
+        ``RequestTransaction.commit`` with a last statement of the caller; rolled back otherwise."""
+        request = RequestTransaction(self)
+        token = self._request.set(request)
         try:
-            yield conn
-            if pending:
-                entry_size = self._append_entry(conn, pending, receipt)
+            yield request
+        finally:
+            self._request.reset(token)
+            request.rollback()
+
+    def _finish(self, conn: sqlite3.Connection, last: Callable[[sqlite3.Connection, int], None] | None = None) -> int:
+        """Commit the open transaction with its entry (running ``last(conn, lsn)`` in it first, when
+        it changed anything); roll everything back on any failure. The entry's LSN, or 0 if none."""
+        receipt = current_receipt.get()
+        size = 0
+        try:
+            if self._pending:
+                if last is not None:
+                    last(conn, self._last_lsn + 1)
+                size = self._append_entry(conn, self._pending)
             conn.execute("COMMIT")
         except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            self._abort(conn)
             raise
-        finally:
-            pending.clear()
-        if entry_size:
-            self._committed(entry_size, receipt)
+        self._pending.clear()
+        if not size:
+            return 0
+        self._committed(size, receipt)
+        return self._last_lsn
 
-    def _append_entry(self, conn: sqlite3.Connection, pending: list[str], receipt: WriteReceipt | None) -> int:
+    def _abort(self, conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        self._pending.clear()
+
+    def _append_entry(self, conn: sqlite3.Connection, pending: list[str]) -> int:
         """Add the open transaction's entry (LSN last + 1) to the log; return its size."""
         lsn = self._last_lsn + 1
-        if receipt is not None and receipt.idempotency_key and not receipt.idempotency_recorded:
-            # Recorded (and captured) in the same transaction as the data, so a retry after
-            # any crash, on any node, sees it.
-            conn.execute(
-                "INSERT INTO _tn_requests(key, lsn, created) VALUES (?, ?, ?)",
-                (receipt.idempotency_key, lsn, self.clock()),
-            )
         changes = "[" + ",".join(pending) + "]"
         conn.execute(_INSERT_LOG, (lsn, self.term, iso_from_epoch(self.clock()), self.schema_version, changes))
         if self.term != self._last_term:
@@ -494,8 +520,6 @@ class Database:
             self._first_lsn = lsn
         if receipt is not None:
             receipt.lsn = lsn
-            if receipt.idempotency_key:
-                receipt.idempotency_recorded = True
         self._after_commit(lsn)
 
     def _after_commit(self, lsn: int) -> None:
@@ -683,26 +707,23 @@ class Database:
                 )
             conn.execute(table.upsert_sql, [data[c] for c in table.columns])
 
-    # --- snapshots -------------------------------------------------------------------------
+    # --- the file --------------------------------------------------------------------------
 
-    def install_snapshot(self, prepared: PreparedSnapshot) -> SnapshotInfo:
-        """Replace this database by a prepared (verified) snapshot, and continue from its LSN.
+    def replace_file(self, source: Path) -> None:
+        """Replace this database by the SQLite file ``source`` (beside it), and continue from its log.
 
-        The quick part, on the owner's thread: this node's own metadata is copied into the new
-        file, the old database is closed out of WAL mode (so it is whole in its one file and
-        no stale WAL can ever be replayed onto the new one), the new file is renamed over it,
-        the directory is synced, and the database reopens (migrations, triggers, log state).
-        A crash at any point leaves either the old or the new database whole. Raises
-        SnapshotError, leaving the old database open and unchanged, when another connection
-        holds the file.
+        The old database is closed out of WAL mode (so it is whole in its one file and no stale WAL
+        can ever be replayed onto the new one), the new file is renamed over it, the directory is
+        synced, and the database reopens (migrations, triggers, log state). A crash at any point
+        leaves either the old or the new database whole. Raises SnapshotError, leaving the old
+        database open and unchanged, when another connection holds the file.
         """
-        source = Path(prepared.path)
+        source = Path(source)
         if source.parent.resolve() != self.data_dir.resolve():
-            raise SnapshotError(f"snapshot {source} must be prepared in {self.data_dir} to be renamed into place")
+            raise SnapshotError(f"{source} must be in {self.data_dir} to be renamed into place")
         conn = self.conn
         if conn.in_transaction:
-            raise RuntimeError("install_snapshot inside a transaction")
-        _replace_local_meta(source, self._local_meta())
+            raise RuntimeError("replace_file inside a transaction")
         conn.execute("PRAGMA busy_timeout=0")
         try:
             mode = conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
@@ -720,29 +741,6 @@ class Database:
         os.replace(source, self.path)
         self.fsync_dir()
         self.open()
-        log.info("store: installed snapshot at LSN %d term %d", self._last_lsn, self._last_term)
-        return prepared.info
-
-    # --- idempotent requests ---------------------------------------------------------------
-
-    def find_request(self, key: str) -> sqlite3.Row | None:
-        """The recorded request with this idempotency key (status/body are NULL until saved)."""
-        return self.conn.execute("SELECT key, lsn, status, headers, body FROM _tn_requests WHERE key = ?", (key,)).fetchone()
-
-    def save_response(self, key: str, status: int, headers: dict[str, str], body: str) -> None:
-        """Store the answer of a recorded request, so a retry gets the same answer anywhere."""
-        with self.write() as conn:
-            conn.execute(
-                "UPDATE _tn_requests SET status = ?, headers = ?, body = ? WHERE key = ?",
-                (status, json.dumps(headers), body, key),
-            )
-
-    def expire_requests(self, older_than: float) -> int:
-        """Delete recorded requests older than ``older_than`` (a replicated write, only if any)."""
-        if self.conn.execute("SELECT 1 FROM _tn_requests WHERE created < ? LIMIT 1", (older_than,)).fetchone() is None:
-            return 0
-        with self.write() as conn:
-            return conn.execute("DELETE FROM _tn_requests WHERE created < ?", (older_than,)).rowcount
 
     # --- content ---------------------------------------------------------------------------
 
@@ -783,22 +781,6 @@ def _has_text_affinity(declared: str | None) -> bool:
     return "INT" not in declared and any(word in declared for word in ("CHAR", "CLOB", "TEXT"))
 
 
-def _replace_local_meta(path: Path, local: list[tuple[str, str]]) -> None:
-    """Give the snapshot file at ``path`` this node's own metadata instead of its sender's."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("BEGIN IMMEDIATE")
-        marks = ", ".join("?" for _ in SHARED_META)
-        conn.execute(f"DELETE FROM _tn_meta WHERE key NOT IN ({marks})", SHARED_META)
-        conn.executemany("INSERT INTO _tn_meta(key, value) VALUES (?, ?)", local)
-        conn.execute("COMMIT")
-    except sqlite3.Error as exc:
-        raise SnapshotError(f"cannot prepare {path} for installation: {exc}") from exc
-    finally:
-        conn.close()
-
-
 def _split_sql(script: str) -> list[str]:
     """Split a migration into statements (triggers with inner semicolons are kept whole)."""
     statements, buffer = [], ""
@@ -811,3 +793,56 @@ def _split_sql(script: str) -> list[str]:
     if buffer.strip():
         statements.append(buffer.strip())
     return statements
+
+
+class RequestTransaction:
+    """One request's writes as one transaction: the first ``write()`` begins it, later ones join it,
+    and ``commit`` ends it with a last statement of the caller in the same log entry.
+
+    The transaction stays open across the request's code between its first write and its answer,
+    which must not await meanwhile: no other request may use the writer then (a write from another
+    request is refused with WriterBusy). ``suspended`` tells whether the event loop ran anything else
+    while it was open, so that the caller can report a route that breaks the rule.
+    """
+
+    def __init__(self, db: Database):
+        self.db = db
+        self.is_open = False
+        self.suspended = False
+
+    @contextmanager
+    def join(self) -> Iterator[sqlite3.Connection]:
+        db = self.db
+        if not self.is_open:
+            db._begin()
+            self.is_open = True
+            self._watch()
+        try:
+            yield db.conn
+        except BaseException:
+            self.rollback()
+            raise
+
+    def _watch(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        loop.call_soon(self._ran_while_open)
+
+    def _ran_while_open(self) -> None:
+        if self.is_open:
+            self.suspended = True
+
+    def commit(self, last: Callable[[sqlite3.Connection, int], None]) -> int:
+        """Run ``last(conn, lsn)`` and commit, all in the entry at ``lsn``; the LSN, or 0 when the
+        request changed nothing (then nothing is written, ``last`` included)."""
+        if not self.is_open:
+            return 0
+        self.is_open = False
+        return self.db._finish(self.db.conn, last)
+
+    def rollback(self) -> None:
+        if self.is_open:
+            self.is_open = False
+            self.db._abort(self.db.conn)

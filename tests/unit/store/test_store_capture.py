@@ -204,17 +204,36 @@ def test_log_state_survives_a_restart(nodes):
     assert node.db.last_lsn == 3
 
 
-def test_an_idempotency_key_is_recorded_in_the_same_entry(nodes):
+def test_a_request_transaction_and_its_last_statement_are_one_entry(nodes):
+    """An Idempotency-Key's answer is kept in the write's own transaction: one entry, one LSN."""
     node = nodes("leader")
-    receipt = WriteReceipt(idempotency_key="retry-me")
+    receipt = WriteReceipt()
     token = current_receipt.set(receipt)
     try:
-        node.signup("ada")
+        with node.db.request_transaction() as request:
+            node.signup("ada")
+            node.signup("bob")  # a second write of the same request joins the first
+            lsn = request.commit(
+                lambda conn, lsn: conn.execute("INSERT INTO _tn_requests(key, lsn, created) VALUES ('retry-me', ?, 0)", (lsn,))
+            )
     finally:
         current_receipt.reset(token)
-    assert receipt.lsn == 1
-    assert sorted(ops(changes_of(node, 1))) == [("INSERT", "_tn_requests"), ("INSERT", "users")]
-    assert node.db.find_request("retry-me")["lsn"] == 1
+    assert lsn == receipt.lsn == node.db.last_lsn == 1
+    assert sorted(ops(changes_of(node, 1))) == [("INSERT", "_tn_requests"), ("INSERT", "users"), ("INSERT", "users")]
+    assert node.db.conn.execute("SELECT lsn FROM _tn_requests WHERE key = 'retry-me'").fetchone()[0] == 1
+
+
+def test_a_request_transaction_that_fails_or_is_not_committed_leaves_nothing(nodes):
+    node = nodes("leader")
+    with pytest.raises(RuntimeError, match="boom"), node.db.request_transaction():
+        node.signup("ada")
+        raise RuntimeError("boom")
+    with node.db.request_transaction():
+        node.signup("bob")  # never committed
+    assert node.db.last_lsn == 0
+    assert node.db.conn.execute("SELECT COUNT(*) FROM users").fetchone()[0] == 0
+    node.signup("cy")  # the writer is free again
+    assert node.db.last_lsn == 1
 
 
 def test_capture_lives_on_the_connection_not_in_the_file(nodes):

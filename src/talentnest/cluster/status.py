@@ -1,0 +1,92 @@
+"""What a node reports of itself: readiness (``/readyz``) and the ``/cluster/status`` JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from talentnest.cluster.protocols import Core
+from talentnest.cluster.types import Role
+
+
+def readiness(node: Core) -> tuple[bool, str]:
+    """Ready to serve: synced, and a leader known (this node or a live one)."""
+    if node.address is None:
+        return False, "starting: own address not known yet"
+    if node.worker.syncing:
+        return False, "syncing from the leader"
+    if node.role == Role.LEADER:
+        return True, "leader"
+    if node.current_leader_url() is None:
+        return False, "no leader known"
+    if node.replication is None or not node.replication.in_sync:
+        return False, "catching up with the leader"
+    return True, f"following leader {node.leader_id}"
+
+
+def render(node: Core) -> dict[str, Any]:
+    """The seed's /cluster/status JSON, plus term, LSNs, lag and health details."""
+    now = node.clock.monotonic()
+    membership = node.membership
+    leading = node.role == Role.LEADER
+    # A leader this node can no longer hear from is not reported as its leader.
+    known = leading or node.current_leader_url() is not None
+    leader_peer = membership.by_id(node.leader_id)
+    leader_lsn = node.db.last_lsn if leading else (leader_peer.last_lsn if leader_peer else None)
+
+    def lag(applied: int | None) -> int | None:
+        return None if leader_lsn is None or applied is None else max(0, leader_lsn - applied)
+
+    nodes = [
+        {
+            "id": node.node_id,
+            "address": node.url,
+            "role": node.role.value,
+            "is_leader": leading,
+            "healthy": True,
+            "applied_lsn": node.db.last_lsn,
+            "lag": lag(node.db.last_lsn),
+            "term": node.term,
+            "self": True,
+        }
+    ]
+    for peer in sorted(membership.peers.values(), key=lambda p: p.id):
+        alive = membership.alive(peer, now)
+        if not alive and peer.last_ok is not None and now - peer.last_ok > membership.failure_timeout:
+            continue  # the seed: a node without an answer for FAILURE_TIMEOUT is removed
+        is_leader = known and peer.id == node.leader_id and not leading
+        reported = peer.info.role if (alive and peer.info is not None) else Role.FOLLOWER.value
+        match = node.replication.match_lsn(peer.address) if (node.replication is not None and leading) else None
+        applied = match if match is not None else (peer.last_lsn if peer.last_ok is not None else None)
+        nodes.append(
+            {
+                "id": peer.id,
+                "address": peer.url,
+                "role": Role.LEADER.value if is_leader else (reported if reported != Role.LEADER else Role.FOLLOWER.value),
+                "is_leader": is_leader,
+                "healthy": alive,
+                "applied_lsn": applied,
+                "lag": lag(applied),
+                "term": peer.term if peer.last_ok is not None else None,
+                "last_seen_seconds": None if peer.last_ok is None else round(now - peer.last_ok, 3),
+                "self": False,
+            }
+        )
+    ready, reason = readiness(node)
+    voters = node.voters()
+    payload = {
+        "current_node_id": node.node_id,
+        "current_role": node.role.value,
+        "leader_id": node.leader_id if known else None,
+        "leader_address": (node.url if leading else node.leader_url) if known else None,
+        "total_nodes": len(nodes),
+        "nodes": nodes,
+        "term": node.term,
+        "applied_lsn": node.db.last_lsn,
+        "ready": ready,
+        "ready_reason": reason,
+        "replication_mode": node.settings.replication_mode,
+        "quorum": {"voters": voters, "reachable": membership.reachable(now), "needed": voters // 2 + 1},
+    }
+    if node.replication is not None:
+        payload["replication"] = node.replication.status()
+    return payload
