@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cluster.harness import REAL_NODE_COMMAND, Cluster
+from tests.cluster.harness import REAL_NODE_COMMAND, Cluster, require_firewall
+
+
+@pytest.fixture
+def firewall_available() -> None:
+    """For ``needs_firewall``: skip without iptables and root, or fail when CI requires the tools."""
+    require_firewall()
 
 
 @pytest.fixture
@@ -17,6 +23,7 @@ def make_cluster(tmp_path):
     made: list[Cluster] = []
 
     def factory(nodes: int = 3, *, env=None, node_command=REAL_NODE_COMMAND, wait: bool = True, **options) -> Cluster:
+        """``options`` go to :class:`Cluster` (``node_env``, ``disks``, ``fake_clocks``, ``stop_timeout``...)."""
         for earlier in made:
             earlier.close()
         cluster = Cluster(tmp_path / f"cluster-{len(made) + 1}", env=env, node_command=node_command, **options)

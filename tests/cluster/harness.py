@@ -6,6 +6,10 @@ on an event loop in a background thread; each :class:`Node` starts, stops (SIGTE
 pauses (SIGSTOP) and partitions its node. Every wait polls a condition with a deadline, and every
 timeout fails with what was last seen plus the tail of every node's log.
 
+Beyond signals and cuts, a cluster can misanswer DNS on purpose (:meth:`Cluster.dns`), give a node a
+full disk (``disks=``: a tmpfs as its ``DATA_DIR``), a skewed wall clock (``fake_clocks=``: libfaketime)
+or its own variables (``node_env=``); see ``hazards.py``.
+
 Environment: ``TN_TEST_SUBNET`` (default 127.0.2) and ``TN_TEST_PUBLISH_BASE`` (default 3000; 0
 publishes nothing) choose where test clusters live, so that several people can run tests at once.
 """
@@ -33,7 +37,9 @@ import pytest
 from talentnest.cluster.auth import HEADER as SIGNATURE_HEADER
 from talentnest.cluster.auth import cluster_key, sign
 from talentnest.launcher.probe import agreed_leader, disagreement
-from talentnest.launcher.supervisor import ClusterConfig, LocalCluster, is_alive, parse_subnet
+from talentnest.launcher.supervisor import ClusterConfig, DnsFault, LocalCluster, is_alive, parse_subnet
+from talentnest.store._db import DB_FILENAME
+from tests.cluster.hazards import Tmpfs, fake_clock_env, missing_tool, set_clock_offset
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_SUBNET = parse_subnet(os.environ.get("TN_TEST_SUBNET", "127.0.2"))
@@ -111,6 +117,13 @@ def firewall_unavailable() -> str | None:
     return None
 
 
+def require_firewall() -> None:
+    """Skip the test when partitions cannot be made here (fail it when CI requires every tool)."""
+    reason = firewall_unavailable()
+    if reason is not None:
+        missing_tool(reason)
+
+
 class Firewall:
     """DROP rules between pairs of addresses, kept in a chain of our own jumped to from INPUT and OUTPUT.
 
@@ -144,7 +157,7 @@ class Firewall:
             return
         reason = firewall_unavailable()
         if reason is not None:
-            pytest.skip(reason)
+            missing_tool(reason)
         for chain, pid in self._STALE.findall(self._iptables("-S").stdout):
             if int(pid) != os.getpid() and not is_alive(int(pid)):
                 self._remove_chain(chain)
@@ -221,6 +234,8 @@ class Node:
         self.published_url = f"http://localhost:{local.publish_port}" if local.publish_port else None
         self.log_path = local.log_path
         self.data_dir = local.data_dir
+        self.database = local.data_dir / DB_FILENAME
+        self.clock_file = local.dir / "faketime.rc"
 
     def __repr__(self) -> str:
         return f"<Node {self.name} {self.address} id={self.node_id} {self.state}>"
@@ -245,6 +260,24 @@ class Node:
     @property
     def is_paused(self) -> bool:
         return self.is_running and self._local.is_paused
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Variables for this node alone, applied at its next start (on top of the cluster's)."""
+        return self._local.env
+
+    @property
+    def disk(self) -> Tmpfs:
+        """The tmpfs that is this node's ``DATA_DIR`` (the cluster was made with ``disks=``)."""
+        disk = self.cluster.disks.get(self.name)
+        assert disk is not None, f"{self.name} has no disk of its own: make the cluster with disks={{'{self.name}': size}}"
+        return disk
+
+    def set_clock(self, offset: float) -> None:
+        """Move this node's wall clock to ``offset`` seconds from the real one (it runs under libfaketime:
+        the cluster was made with ``fake_clocks=``); a running node follows within a second."""
+        assert "FAKETIME_TIMESTAMP_FILE" in self.env, f"{self.name} was not started with a fake clock"
+        set_clock_offset(self.clock_file, offset)
 
     # life cycle
 
@@ -363,8 +396,21 @@ class Cluster:
         subnet: str = TEST_SUBNET,
         publish_base: int = TEST_PUBLISH_BASE,
         stop_timeout: float = 10.0,
+        node_env: Mapping[str, Mapping[str, str]] | None = None,
+        disks: Mapping[str, int] | None = None,
+        fake_clocks: Mapping[str, float] | None = None,
     ):
+        """``node_env``: name -> variables for that node alone; ``disks``: name -> bytes of a tmpfs mounted
+        as its ``DATA_DIR``; ``fake_clocks``: name -> starting offset (s) of its libfaketime wall clock."""
         self.env = {**FAST_HASHING, **(env or {})}
+        self.directory = Path(directory).resolve()
+        self._node_env = {name: dict(values) for name, values in (node_env or {}).items()}
+        self._disk_sizes = dict(disks or {})
+        self.disks: dict[str, Tmpfs] = {}
+        for name, offset in (fake_clocks or {}).items():
+            clock_file = self.directory / name / "faketime.rc"
+            clock_file.parent.mkdir(parents=True, exist_ok=True)
+            self._node_env.setdefault(name, {}).update(fake_clock_env(clock_file, offset))
         self.config = ClusterConfig(
             state_dir=Path(directory),
             subnet=subnet,
@@ -389,17 +435,29 @@ class Cluster:
     def start(self, nodes: int = 3, *, wait: bool = True, timeout: float = DEFAULT_TIMEOUT) -> Cluster:
         """Start DNS, ports and ``nodes`` nodes; with ``wait``, return once every one agrees on a leader."""
         self._local.preflight(nodes)
+        for name, size in self._disk_sizes.items():
+            self.disks[name] = Tmpfs(self.directory / name / "data", size).mount()
         self._loop = _LoopThread()
-        self._run(self._local.start(nodes))
-        for local in self._local.nodes:
-            self._nodes[local.name] = Node(self, local.name)
+        self._run(self._local.start(0))
+        for index in range(1, nodes + 1):
+            name = f"backend-{index}"
+            self._run(self._local.add_node(name, env=self._node_env.get(name)))
+            self._nodes[name] = Node(self, name)
         if wait:
             self.wait_for_leader(timeout=timeout)
         return self
 
-    def add_node(self, name: str | None = None, *, wait: bool = True, timeout: float = DEFAULT_TIMEOUT) -> Node:
-        """``docker run`` of one more node (backend-N on <subnet>.N); with ``wait``, until it is ready."""
-        local = self._run(self._local.add_node(name))
+    def add_node(
+        self,
+        name: str | None = None,
+        *,
+        wait: bool = True,
+        timeout: float = DEFAULT_TIMEOUT,
+        env: Mapping[str, str] | None = None,
+    ) -> Node:
+        """``docker run`` of one more node (backend-N on <subnet>.N), with ``env`` for it alone; with
+        ``wait``, until it is ready."""
+        local = self._run(self._local.add_node(name, env=env))
         node = self._nodes[local.name] = Node(self, local.name)
         if wait:
             node.wait_ready(timeout=timeout)
@@ -418,6 +476,8 @@ class Cluster:
                     self._loop.close()
                     self._loop = None
                 self.http.close()
+                for disk in self.disks.values():
+                    disk.unmount()
 
     # looking up
 
@@ -447,6 +507,14 @@ class Cluster:
     @property
     def dns_address(self) -> tuple[str, int]:
         return self._local.dns_address
+
+    def dns(self, kind: str | None, addresses: Iterable[str] = ()) -> None:
+        """Make the cluster's DNS misanswer the service name from now on (``nxdomain``, ``empty``,
+        ``servfail``, ``silent``, or ``only`` the given addresses: partial or wrong); None answers
+        truthfully again."""
+        fault = None if kind is None else DnsFault(kind, tuple(addresses))
+        self._loop.loop.call_soon_threadsafe(setattr, self._local, "dns_fault", fault)
+        self.events.append(f"DNS answers {kind or 'truthfully'}" + (f" {list(addresses)}" if addresses else ""))
 
     def live_nodes(self, exclude: Iterable[Node | str] = ()) -> list[Node]:
         """Nodes whose process runs and is not paused, minus ``exclude`` (nodes or names)."""

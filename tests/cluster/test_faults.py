@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from tests.cluster.harness import firewall_unavailable, wait_until
+from tests.cluster.harness import wait_until
 from tests.cluster.test_replication import assert_converged
 
 FAST = {"HEARTBEAT_INTERVAL": "0.5", "FAILURE_TIMEOUT": "5", "ELECTION_INTERVAL": "2"}
 pytestmark = [
     pytest.mark.cluster,
     pytest.mark.slow,
-    pytest.mark.skipif(firewall_unavailable() is not None, reason=str(firewall_unavailable())),
+    pytest.mark.usefixtures("firewall_available"),
 ]
 
 

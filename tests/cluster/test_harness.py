@@ -11,12 +11,12 @@ import sys
 
 import pytest
 
-from tests.cluster.harness import FAKE_NODE_COMMAND, ROOT, TEST_PUBLISH_BASE, TEST_SUBNET, Firewall, firewall_unavailable
+from tests.cluster.harness import FAKE_NODE_COMMAND, ROOT, TEST_PUBLISH_BASE, TEST_SUBNET, Firewall
 from tests.launcher.conftest import resolve
 
 pytestmark = pytest.mark.cluster
 
-needs_firewall = pytest.mark.skipif(firewall_unavailable() is not None, reason=firewall_unavailable() or "")
+needs_firewall = pytest.mark.usefixtures("firewall_available")
 
 
 @pytest.fixture

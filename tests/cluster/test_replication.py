@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from tests.cluster.harness import firewall_unavailable, wait_until
+from tests.cluster.harness import wait_until
 
 FAST = {"HEARTBEAT_INTERVAL": "0.5", "FAILURE_TIMEOUT": "5", "ELECTION_INTERVAL": "2"}
-needs_firewall = pytest.mark.skipif(firewall_unavailable() is not None, reason=str(firewall_unavailable()))
+needs_firewall = pytest.mark.usefixtures("firewall_available")
 pytestmark = pytest.mark.cluster
 
 

@@ -21,7 +21,16 @@ TTL = 0
 
 # ``lookup(name)`` gets a lower-case name without the trailing dot and returns the addresses to
 # answer (possibly none: the name exists but has no live node), or None when the name is unknown.
+# It may raise ``NoAnswer`` (the query is dropped, as by a resolver that is down) or ``ServerFailure``.
 Lookup = Callable[[str], Sequence[str] | None]
+
+
+class NoAnswer(Exception):
+    """Raised by a lookup: send nothing back (the asker times out, as with a resolver that is down)."""
+
+
+class ServerFailure(Exception):
+    """Raised by a lookup: answer SERVFAIL (a resolver that cannot reach its upstream)."""
 
 
 def normalise(name: str) -> str:
@@ -39,7 +48,13 @@ def answer(query: bytes, lookup: Lookup) -> bytes | None:
     reply = dns.message.make_response(request)
     reply.flags |= dns.flags.AA
     question = request.question[0]
-    addresses = lookup(normalise(question.name.to_text()))
+    try:
+        addresses = lookup(normalise(question.name.to_text()))
+    except NoAnswer:
+        return None
+    except ServerFailure:
+        reply.set_rcode(dns.rcode.SERVFAIL)
+        return reply.to_wire()
     if addresses is None:
         reply.set_rcode(dns.rcode.NXDOMAIN)
     elif question.rdtype in (dns.rdatatype.A, dns.rdatatype.ANY) and addresses:

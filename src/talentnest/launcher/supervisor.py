@@ -26,7 +26,7 @@ from pathlib import Path
 
 import talentnest
 from talentnest.launcher import _control
-from talentnest.launcher._dns import DNSServer, normalise
+from talentnest.launcher._dns import DNSServer, NoAnswer, ServerFailure, normalise
 from talentnest.launcher._proxy import PortPublisher
 from talentnest.launcher.errors import AddressUnavailable, ClusterRunning, LaunchError, NoCluster, PortInUse, UnknownNode
 
@@ -87,6 +87,37 @@ def parse_subnet(subnet: str) -> str:
     if not address.is_loopback:
         raise LaunchError(f"--subnet must be a loopback subnet (127.x.y) so nothing leaves this machine, got '{subnet}'")
     return ".".join(str(address).split(".")[:3])
+
+
+@dataclass(frozen=True)
+class DnsFault:
+    """How the cluster's DNS misanswers the service name (the faults of a real resolver, played on purpose).
+
+    ``kind`` is one of :data:`DNS_FAULTS`: ``nxdomain`` (the name does not exist), ``empty`` (it exists
+    with no address), ``servfail``, ``silent`` (no answer at all: the asker times out), or ``only``
+    (exactly ``addresses``: a partial answer when they are some of the nodes, a wrong one when they
+    are not nodes at all). Node names (``backend-1``) keep answering as usual.
+    """
+
+    kind: str
+    addresses: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in DNS_FAULTS:
+            raise LaunchError(f"DNS fault must be one of {', '.join(DNS_FAULTS)}, got '{self.kind}'")
+        if self.kind != "only" and self.addresses:
+            raise LaunchError(f"DNS fault '{self.kind}' takes no addresses")
+
+    def answer(self) -> list[str] | None:
+        """The lookup's result under this fault (raises NoAnswer or ServerFailure for those faults)."""
+        if self.kind == "silent":
+            raise NoAnswer
+        if self.kind == "servfail":
+            raise ServerFailure
+        return None if self.kind == "nxdomain" else list(self.addresses)
+
+
+DNS_FAULTS = ("nxdomain", "empty", "servfail", "silent", "only")
 
 
 @dataclass(frozen=True)
@@ -191,6 +222,8 @@ class LocalNode:
         self.is_stopping = False
         self.lock = asyncio.Lock()
         self.watcher: asyncio.Task | None = None
+        # Variables for this node only, applied last at each start (a clock offset, a clashing NODE_ID...).
+        self.env: dict[str, str] = {}
 
     @property
     def is_running(self) -> bool:
@@ -241,6 +274,7 @@ class LocalCluster:
         self._secret: str | None = None
         self._done: asyncio.Event | None = None
         self._node_command = tuple(config.node_command or default_node_command())
+        self.dns_fault: DnsFault | None = None
 
     # --- queries -----------------------------------------------------------------------------
 
@@ -268,8 +302,11 @@ class LocalCluster:
         return self._dns.address
 
     def lookup(self, name: str) -> list[str] | None:
-        """DNS: the service name lists every node whose process is alive; a node's name, its address."""
+        """DNS: the service name lists every node whose process is alive (unless ``dns_fault`` says
+        otherwise); a node's name, its address."""
         if name == normalise(self.config.service_name):
+            if self.dns_fault is not None:
+                return self.dns_fault.answer()
             return [node.address for node in self.nodes if node.is_running]
         node = self._nodes.get(name)
         if node is not None and node.is_running:
@@ -390,10 +427,12 @@ class LocalCluster:
             raise LaunchError(f"'{name}' needs address {self.config.subnet}.{index}, which is taken or out of range")
         return name, index
 
-    async def add_node(self, name: str | None = None, *, start: bool = True) -> LocalNode:
-        """``docker run``: a new node on the next free address (``backend-N`` on ``<subnet>.N``)."""
+    async def add_node(self, name: str | None = None, *, start: bool = True, env: Mapping[str, str] | None = None) -> LocalNode:
+        """``docker run``: a new node on the next free address (``backend-N`` on ``<subnet>.N``), with
+        ``env`` for it alone on top of the cluster's."""
         name, index = self._place(name)
         node = LocalNode(self, name, index)
+        node.env.update(env or {})
         node.data_dir.mkdir(parents=True, exist_ok=True)
         if node.publish_port:
             node.publisher = PortPublisher(self.config.publish_host, node.publish_port, lambda: self._target(node))
@@ -436,6 +475,7 @@ class LocalCluster:
             DATA_DIR=str(node.data_dir),
         )
         env.update(self.config.env)
+        env.update(node.env)
         return env
 
     async def start_node(self, name: str) -> LocalNode:
