@@ -240,6 +240,45 @@ def test_a_write_to_a_follower_cut_off_from_its_leader_is_answered_503_no_leader
     assert sorted(contents) == sorted(["sent at the cut", "sent once the leader is suspected"]), contents
 
 
+# --- histories that cannot diverge unseen: two leaders in one term, made on purpose -------------------
+
+
+@needs_firewall
+@pytest.mark.xfail(strict=True, reason="waiting for the core fix: entries that identify their history (two leaders, one term)")
+def test_two_leaders_made_in_one_term_on_purpose_are_found_to_diverge_and_the_losing_side_is_archived_and_resynced(make_cluster):
+    """The hole async mode keeps (docs/cluster.md): a partition outlasting FAILURE_TIMEOUT while discovery
+    drops the other side. Both sides lead the same term and write at the same LSNs; healed, the
+    divergence must be found wherever it is, the losing side archived, and every node converge."""
+    cluster = make_cluster(3, env=FAST)
+    lonely = cluster.wait_for_leader()
+    token = cluster.signup(username="splitter").body["token"]
+    cluster.wait_for_applied(lonely.status()["applied_lsn"])
+    lonely.partition()
+    cluster.dns("only", [lonely.address])  # the majority keeps it listed; it sees the others dropped
+    majority = cluster.wait_for_leader(exclude=[lonely], timeout=20)
+    wait_until(
+        lambda: lonely.status()["current_role"] == "leader",
+        timeout=20,
+        what=f"{lonely.name}, alone past FAILURE_TIMEOUT and no longer listing the others, to lead",
+        report=cluster.report,
+    )
+    assert lonely.status()["term"] == majority.status()["term"], "the premise: two leaders in one term"
+    sides = {lonely.name: lonely, majority.name: majority}
+    written = {name: [post(node, token, f"side {name} write {n}").status for n in range(3)] for name, node in sides.items()}
+    assert all(status == 201 for statuses in written.values() for status in statuses), written
+    lonely.heal()
+    cluster.dns(None)
+    cluster.wait_for_leader(timeout=30)
+    wait_for_convergence(cluster, timeout=40)
+    leader = cluster.wait_for_leader()
+    contents = {p["content"] for p in leader.request("GET", "/api/posts?author=splitter&limit=100").body["items"]}
+    archived = archived_text(node.data_dir for node in cluster.nodes)
+    acknowledged = [f"side {name} write {n}" for name in sides for n in range(3)]
+    lost = invariants.acknowledged_writes_kept(acknowledged, dict.fromkeys(contents, 1), quorum=False, archived=archived)
+    assert not lost, f"{lost}\n{cluster.report()}"
+    assert any("divergen" in node.logs() for node in cluster.nodes), "no node logged the divergence"
+
+
 # --- case 4: a token outlives its lost signup -----------------------------------------------------------
 
 
