@@ -43,6 +43,7 @@ from tests.cluster.workload import (
     Writers,
     archived_text,
     leader_claims,
+    sign_up,
     stored_contents,
     stored_usernames,
     who_is,
@@ -51,7 +52,6 @@ from tests.cluster.workload import (
 DEFAULT_OUTPUT = RESULTS / "nemesis.json"
 KINDS = ("kill", "pause", "stop", "partition", "dns", "clock", "disk")
 FAST = {"HEARTBEAT_INTERVAL": "0.5", "FAILURE_TIMEOUT": "5", "ELECTION_INTERVAL": "2", "LOG_LEVEL": "info"}
-DISK_BYTES = 512 << 20  # room for the data of a long run and a snapshot beside it; filled on purpose only
 CONVERGE_TIMEOUT = 90.0
 TOKENS_CHECKED = 60  # accounts whose token is asked /api/auth/me on every node at each checkpoint
 
@@ -81,6 +81,7 @@ class Nemesis:
         self._round: list[str] = []
         self._undo: Callable[[], None] | None = None
         self.current: Fault | None = None
+        self._played: Counter = Counter()
 
     def next_kind(self) -> str:
         if not self._round:
@@ -91,9 +92,21 @@ class Nemesis:
     def _running(self) -> list[Node]:
         return [node for node in self.cluster.nodes if node.is_running and not node.is_paused]
 
+    def _victim(self, kind: str) -> Node:
+        """The leader for the 1st, 3rd... fault of a kind (the worst place for most faults), a follower
+        for the others: so that even a short run hits the leader with every kind."""
+        running = self._running() or self.cluster.nodes
+        leaders = [node for node in running if (node.try_status(timeout=1.0) or {}).get("current_role") == "leader"]
+        on_leader = self._played[kind] % 2 == 0
+        self._played[kind] += 1
+        if on_leader and leaders:
+            return leaders[0]
+        followers = [node for node in running if node not in leaders]
+        return self.rng.choice(followers or running)
+
     def play(self, kind: str, at: float) -> Fault:
-        rng, cluster = self.rng, self.cluster
-        node = rng.choice(self._running() or cluster.nodes)
+        rng = self.rng
+        node = self._victim(kind)
         if kind == "kill":
             node.stop(graceful=False)
             detail, undo = f"SIGKILL {node.name}", lambda: node.start(wait=False)
@@ -199,7 +212,8 @@ class LeaderWatch:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(10)
+        if self._thread.is_alive():
+            self._thread.join(10)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -279,7 +293,7 @@ class Run:
             env=env,
             subnet=args.subnet,
             publish_base=0,
-            disks={name: DISK_BYTES for name in names},
+            disks={name: args.disk_mib << 20 for name in names},
             fake_clocks={name: 0 for name in names},
         )
         self.nemesis = Nemesis(self.cluster, self.rng)
@@ -302,7 +316,7 @@ class Run:
         self.cluster.start(self.args.nodes, timeout=60)
         targets = targets_of(self.cluster)
         self.authors = [f"nemesis{w}" for w in range(self.args.writers)]
-        tokens = [self.cluster.signup(username=author).body["token"] for author in self.authors]
+        tokens = [sign_up(targets, author).token for author in self.authors]
         self.writers = Writers(targets, tokens, prefix="n", give_up_after=300, pause=0.05).start()
         self.signups = Signups(targets, prefix="member", pause_between=0.3, give_up_after=300).start()
         self.watch.start()
@@ -418,6 +432,12 @@ def report(run: Run, load_before: float, interrupted: str | None) -> dict:
     writers, signups = run.writers, run.signups
     counts = Counter(fault.kind for fault in run.faults)
     violations = sorted({v for point in run.checkpoints for v in point.violations})
+    answers = [*(writers.answers if writers else {}).items(), *(signups.answers if signups else {}).items()]
+    server_errors = sum(
+        n for (status, _), n in answers if isinstance(status, int) and status >= 500 and status not in (502, 503, 504)
+    )
+    if server_errors and not args.tolerate_server_errors:
+        violations.append(f"server_error: {server_errors} requests answered a 5xx other than 503 (see unexpected_answers)")
     return {
         "benchmark": "nemesis",
         "when": timestamp(),
@@ -430,6 +450,8 @@ def report(run: Run, load_before: float, interrupted: str | None) -> dict:
             "writers": args.writers,
             "checkpoint_minutes": args.checkpoint_minutes,
             "fault_seconds": list(args.fault_seconds),
+            "disk_mib": args.disk_mib,
+            "tolerate_server_errors": args.tolerate_server_errors,
             "node_timing": FAST,
         },
         "interrupted": interrupted,
@@ -445,11 +467,7 @@ def report(run: Run, load_before: float, interrupted: str | None) -> dict:
         "unexpected_answers": [
             asdict(u) for u in [*(writers.unexpected if writers else []), *(signups.unexpected if signups else [])]
         ][:50],
-        "server_errors": sum(
-            n
-            for (status, _), n in [*(writers.answers if writers else {}).items(), *(signups.answers if signups else {}).items()]
-            if isinstance(status, int) and status >= 500 and status not in (502, 503, 504)
-        ),
+        "server_errors": server_errors,
         "lost": len(final.lost) if final else None,
         "lost_archived": len(final.lost_archived) if final else None,
         "lost_examples": final.lost[:20] if final else [],
@@ -516,7 +534,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fault-seconds", type=float, nargs=2, default=(1.0, 12.0), metavar=("MIN", "MAX"), help="how long each fault lasts"
     )
+    parser.add_argument(
+        "--disk-mib", type=int, default=512, help="size of each node's tmpfs DATA_DIR: room for the run's data and a snapshot"
+    )
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0, help="minutes between checkpoints (0: only at the end)")
+    parser.add_argument(
+        "--tolerate-server-errors", action="store_true", help="report answers of 500 without failing the run for them"
+    )
     parser.add_argument("--subnet", default=os.environ.get("TN_TEST_SUBNET", "127.0.6"), help="loopback subnet of the nodes")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where the results JSON goes")
     parser.add_argument("--keep", action="store_true", help="keep the cluster's directory (logs) for inspection")

@@ -13,7 +13,16 @@ from collections.abc import Callable, Iterator
 
 from tests.cluster import invariants
 from tests.cluster.harness import Cluster, Node, wait_until
-from tests.cluster.workload import Signups, Target, Writers, leader_claims, stored_contents, stored_usernames, who_is
+from tests.cluster.workload import (
+    Signups,
+    Target,
+    Writers,
+    leader_claims,
+    sign_up,
+    stored_contents,
+    stored_usernames,
+    who_is,
+)
 
 
 def target(node: Node) -> Target:
@@ -31,7 +40,7 @@ class Load:
             return [target(node) for node in cluster.live_nodes() if pick(node)]
 
         self.authors = [f"{prefix}author{i}" for i in range(writers)]
-        tokens = [cluster.signup(username=author).body["token"] for author in self.authors]
+        tokens = [sign_up(targets, author).token for author in self.authors]
         self.writers = Writers(targets, tokens, prefix=prefix, give_up_after=90)
         self.signups = Signups(targets, prefix=f"{prefix}member", give_up_after=90)
 

@@ -18,6 +18,9 @@ from tests.cluster.hazards import missing_tool
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
+@pytest.mark.xfail(
+    strict=True, reason="waiting for the core fix: a leader whose disk is full answers 500 instead of stepping down"
+)
 def test_60_s_of_random_faults_on_3_nodes_in_quorum_mode_lose_no_acknowledged_write_and_converge(tmp_path):
     output = tmp_path / "nemesis.json"
     command = [
@@ -36,4 +39,5 @@ def test_60_s_of_random_faults_on_3_nodes_in_quorum_mode_lose_no_acknowledged_wr
     assert all(result["faults"][kind] >= 1 for kind in result["faults"]), f"a kind of fault was never played: {result['faults']}"
     assert result["writes_acknowledged"] > 50 and result["signups_acknowledged"] > 5, shown
     assert result["lost"] == 0 and result["misattributed"] == 0 and result["max_leaders_per_term"] == 1, shown
+    assert result["server_errors"] == 0, shown
     assert result["converge_seconds_after_last_fault"] is not None, shown

@@ -245,6 +245,17 @@ class Signups(_Client):
             client.close()
 
 
+def sign_up(targets: Callable[[], Sequence[Target]], username: str, *, give_up_after: float = 60.0) -> Account:
+    """One account, retried (same Idempotency-Key) until acknowledged: a busy machine is no reason to fail."""
+    client = _Client(targets, timeout=15.0, give_up_after=give_up_after)
+    with httpx.Client(timeout=client.timeout, trust_env=False) as http:
+        key = {"Idempotency-Key": f"account-{username}"}
+        ack = client.send_until_acknowledged(http, username, "/api/auth/signup", signup_body(username), key, itertools.count())
+    if ack is None:
+        raise RuntimeError(f"the signup of {username} was not acknowledged within {give_up_after:g} s: {client.unexpected[-3:]}")
+    return Account(username, ack.body["user"]["id"], ack.body["token"], ack.via)
+
+
 # --- reading back what the cluster holds ----------------------------------------------------------------
 
 
