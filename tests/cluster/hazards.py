@@ -129,7 +129,10 @@ def fake_clock_env(offset_file: Path, offset: float = 0.0) -> dict[str, str]:
     """Environment that preloads libfaketime with its wall-clock offset read from ``offset_file``.
 
     The monotonic clock is left real (as a stepped NTP clock leaves it), and the file is read again
-    at most every second, so :func:`set_clock_offset` moves a running process's clock.
+    at most every second, so :func:`set_clock_offset` moves a running process's clock. With the
+    monotonic clock left alone, libfaketime 0.9.10 breaks ``clock_nanosleep(CLOCK_MONOTONIC,
+    TIMER_ABSTIME)``, so ``time.sleep`` raises EINVAL in such a process (libfaketime issue 426): the
+    node never calls it (asyncio waits in epoll), but a helper run this way must not either.
     """
     library = faketime_library()
     if library is None:

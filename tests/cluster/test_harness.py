@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -201,3 +202,45 @@ def test_fixture_tears_everything_down_when_a_test_fails(tmp_path):
     assert len(report["pids"]) == 3 and all(report["pids"])
     assert report["alive"] == []
     assert report["chain_left"] is False
+
+
+def test_a_tmpfs_disk_fills_to_enospc_and_frees_and_is_unmounted(tmp_path):
+    from tests.cluster.hazards import Tmpfs
+
+    disk = Tmpfs(tmp_path / "disk", 4 << 20).mount()
+    try:
+        assert disk.fill() > 3 << 20
+        with pytest.raises(OSError, match="No space left"):
+            (disk.path / "one-more").write_bytes(b"x" * 65536)
+        disk.free()
+        (disk.path / "one-more").write_bytes(b"x" * 65536)
+    finally:
+        disk.unmount()
+    assert not os.path.ismount(disk.path)
+
+
+def test_libfaketime_moves_a_running_processs_wall_clock_and_leaves_its_monotonic_clock_alone(tmp_path):
+    from tests.cluster.hazards import fake_clock_env, set_clock_offset
+
+    rc = tmp_path / "faketime.rc"
+    env = {**os.environ, **fake_clock_env(rc, 25)}
+    script = (
+        "import time, sys\n"
+        "first = time.time() - float(sys.argv[1]); m = time.monotonic()\n"
+        "print(round(first), flush=True); sys.stdin.readline()\n"  # the offset moves meanwhile
+        "waited = time.monotonic()\n"
+        "while time.monotonic() - waited < 2.0: pass\n"  # no time.sleep: see hazards.py; the file is read every second
+        "print(round(time.time() - float(sys.argv[1])), round(time.monotonic() - m), flush=True)\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, "0"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    started = time.time()
+    assert abs(int(child.stdout.readline()) - started - 25) <= 2
+    set_clock_offset(rc, -10)
+    child.stdin.write("\n")
+    child.stdin.flush()
+    wall, monotonic = map(int, child.stdout.readline().split())
+    child.wait(10)
+    assert abs(wall - time.time() + 10) <= 2, "the new offset was not picked up"
+    assert monotonic <= 5, "the monotonic clock jumped with the wall clock"

@@ -6,12 +6,16 @@ import asyncio
 import os
 import stat
 
+import dns.exception
+import dns.message
+import dns.query
+import dns.rcode
 import dns.resolver
 import pytest
 
 from talentnest.launcher import probe
 from talentnest.launcher.errors import AddressUnavailable, LaunchError, PortInUse, UnknownNode
-from talentnest.launcher.supervisor import LocalCluster, check_bindable, load_secret, parse_subnet
+from talentnest.launcher.supervisor import DnsFault, LocalCluster, check_bindable, load_secret, parse_subnet
 from tests.cluster.harness import TEST_PUBLISH_BASE, TEST_SUBNET
 from tests.launcher.conftest import eventually, holding, needs_published_ports, resolve
 
@@ -194,3 +198,34 @@ def test_an_address_this_machine_does_not_have_is_explained():
 def test_bad_subnets_are_refused(subnet):
     with pytest.raises(LaunchError, match="--subnet"):
         parse_subnet(subnet)
+
+
+async def test_a_dns_fault_misanswers_the_service_name_until_cleared_and_node_names_still_answer(cluster):
+    host, port = cluster.dns_address
+    service = cluster.config.service_name
+
+    async def ask(name: str) -> dns.message.Message | None:
+        query = dns.message.make_query(name, "A")
+        try:
+            return await asyncio.to_thread(dns.query.udp, query, host, port=port, timeout=0.5)
+        except dns.exception.Timeout:
+            return None
+
+    cluster.dns_fault = DnsFault("nxdomain")
+    assert (await ask(service)).rcode() == dns.rcode.NXDOMAIN
+    cluster.dns_fault = DnsFault("empty")
+    empty = await ask(service)
+    assert empty.rcode() == dns.rcode.NOERROR and empty.answer == []
+    cluster.dns_fault = DnsFault("servfail")
+    assert (await ask(service)).rcode() == dns.rcode.SERVFAIL
+    cluster.dns_fault = DnsFault("silent")
+    assert await ask(service) is None
+    cluster.dns_fault = DnsFault("only", ("127.0.9.200",))
+    assert await lookup(cluster, service) == ["127.0.9.200"]
+    assert await lookup(cluster, "backend-2") == addresses(2), "node names are not affected"
+    cluster.dns_fault = None
+    assert await lookup(cluster, service) == addresses(1, 2, 3)
+    with pytest.raises(LaunchError, match="DNS fault must be one of"):
+        DnsFault("garbage")
+    with pytest.raises(LaunchError, match="takes no addresses"):
+        DnsFault("empty", ("127.0.9.1",))
