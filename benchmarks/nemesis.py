@@ -418,11 +418,14 @@ class Run:
         return {term: sorted(nodes) for term, nodes in sorted(invariants.leaders_by_term(claims).items())}
 
     def close(self) -> None:
-        for client in (self.writers, self.signups):
-            if client is not None:
-                client.finish(timeout=15)
-        self.watch.stop()
-        self.cluster.close()
+        """Stop the clients and the watch, then every node, cut, mount and clock file: whatever failed before."""
+        try:
+            for client in (self.writers, self.signups):
+                if client is not None:
+                    client.finish(timeout=15)
+            self.watch.stop()
+        finally:
+            self.cluster.close()
 
 
 def report(run: Run, load_before: float, interrupted: str | None) -> dict:
