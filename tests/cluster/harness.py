@@ -483,7 +483,8 @@ class Cluster:
 
     @property
     def nodes(self) -> list[Node]:
-        return [self._nodes[local.name] for local in self._local.nodes]
+        # A node being added is in the supervisor's list a moment before it is in ours (client threads ask meanwhile).
+        return [self._nodes[local.name] for local in self._local.nodes if local.name in self._nodes]
 
     def node(self, key: str | int) -> Node:
         """By name (``"backend-2"``), by ID (514) or by position in ``nodes`` (0-based, if small)."""

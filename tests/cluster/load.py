@@ -58,7 +58,8 @@ class Load:
         wait_until(
             lambda: self.acknowledged() >= goal,
             timeout=timeout,
-            what=f"{writes} more acknowledged writes (now {self.acknowledged()}, answers {dict(self.writers.answers)})",
+            what=f"{writes} more acknowledged writes (now {self.acknowledged()}, answers {dict(self.writers.answers)}, "
+            f"client errors {self.writers.error!r} {self.signups.error!r})",
             report=self.cluster.report,
         )
 

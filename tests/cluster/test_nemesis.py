@@ -25,9 +25,6 @@ def test_60_s_of_random_faults_on_3_nodes_in_quorum_mode_lose_no_acknowledged_wr
         str(ROOT / "benchmarks" / "nemesis.py"),
         *("--minutes", "1", "--nodes", "3", "--mode", "quorum", "--seed", "7", "--writers", "2", "--fault-seconds", "1", "5"),
         *("--checkpoint-minutes", "0", "--disk-mib", "64", "--subnet", TEST_SUBNET, "--output", str(output)),
-        # Until a leader whose disk is full steps down instead of answering 500 (issue 15, case 5), a
-        # full disk that bites (files that must grow) gives 500s: reported, not failed on.
-        "--tolerate-server-errors",
     ]
     run = subprocess.run(command, capture_output=True, text=True, timeout=270, cwd=ROOT)
     if run.returncode == 2:
@@ -39,4 +36,5 @@ def test_60_s_of_random_faults_on_3_nodes_in_quorum_mode_lose_no_acknowledged_wr
     assert all(result["faults"][kind] >= 1 for kind in result["faults"]), f"a kind of fault was never played: {result['faults']}"
     assert result["writes_acknowledged"] > 50 and result["signups_acknowledged"] > 5, shown
     assert result["lost"] == 0 and result["misattributed"] == 0 and result["max_leaders_per_term"] == 1, shown
+    assert result["server_errors"] == 0, shown
     assert result["converge_seconds_after_last_fault"] is not None, shown
