@@ -11,7 +11,7 @@ post numbered contents with Idempotency-Keys through every node and signups keep
 At each checkpoint (``--checkpoint-minutes``) and at the end, faults stop, clients are held, and
 the run measures how long the cluster takes to converge, then checks ``tests/cluster/invariants.py``:
 acknowledged writes lost (quorum mode: none, ever; async mode: only if a divergence archive holds
-it), applied twice, tokens answering ``/api/auth/me`` as another account, more than one leader in
+it, and never one that a majority of nodes held, i.e. archived), applied twice, tokens answering ``/api/auth/me`` as another account, more than one leader in
 a term (from every node's log, and from ``/cluster/status`` polled throughout), and equal checksums
 at equal LSNs. Prints the schedule's counts by kind and a summary table, writes
 ``benchmarks/results/nemesis.json``, and exits 1 if any invariant broke. See benchmarks/README.md.
@@ -388,7 +388,8 @@ class Run:
         quorum = self.args.mode == "quorum"
         where = Target(leader.name, leader.url)
         stored = stored_contents(where, self.authors, timeout=30)
-        archived = archived_text(node.data_dir for node in self.cluster.nodes)
+        archives = {node.name: archived_text([node.data_dir]) for node in self.cluster.nodes}
+        archived = "\n".join(archives.values())
         acknowledged = self.writers.acknowledged
         accounts = list(self.signups.accounts)
         held = stored_usernames(where, [a.username for a in accounts], timeout=30)
@@ -407,6 +408,7 @@ class Run:
         claims = set(leader_claims({n.name: n.logs() for n in self.cluster.nodes})) | self.watch.claims
         violations = [
             *invariants.acknowledged_writes_kept(everything, every_stored, quorum=quorum, archived=archived),
+            *invariants.not_lost_from_a_majority(point.lost, archives),
             *twice,
             *misattributed,
             *invariants.one_leader_per_term(claims),

@@ -43,6 +43,18 @@ def lost_but_archived(acknowledged: Iterable[str], stored: Mapping[str, int], ar
     return [c for c in acknowledged if stored.get(c, 0) == 0 and f'"{c}"' in archived]
 
 
+def not_lost_from_a_majority(lost: Iterable[str], archives: Mapping[str, str]) -> list[Violation]:
+    """A lost write archived by a majority of nodes was held by a majority: async mode's window (a deposed
+    leader's last writes, which only it held) does not cover it. ``archives``: node -> its archives' text."""
+    majority = len(archives) // 2 + 1
+    violations = []
+    for content in lost:
+        holders = sorted(node for node, text in archives.items() if f'"{content}"' in text)
+        if len(holders) >= majority:
+            violations.append(Violation("majority_write_lost", f"'{content}' was held by {', '.join(holders)} and is lost"))
+    return violations
+
+
 def nothing_applied_twice(stored: Mapping[str, int]) -> list[Violation]:
     return [Violation("applied_twice", f"'{content}' is stored {count} times") for content, count in stored.items() if count > 1]
 

@@ -95,6 +95,34 @@ def test_the_dns_answering_nxdomain_for_16_s_then_empty_partial_wrong_failing_an
         assert "elected with 1 of" not in node.logs(), f"{node.name} thought it was alone\n{cluster.report()}"
 
 
+@pytest.mark.xfail(strict=True, reason="waiting for the core fix: a starting node never campaigns alone on an empty DNS answer")
+def test_a_node_restarted_while_the_dns_answers_empty_does_not_lead_alone_and_the_majoritys_writes_survive(make_cluster):
+    """Found by the nemesis (async, seed 16): a node that starts while discovery lists nobody led a
+    cluster of one, and its later term then beat the majority's writes, which were archived."""
+    cluster = make_cluster(3, env=FAST)
+    restarted = cluster.wait_for_leader()
+    restarted.stop()
+    majority = cluster.wait_for_leader(exclude=[restarted], timeout=15)
+    token = cluster.signup(majority, username="majoritywriter").body["token"]
+    cluster.dns("empty")  # a DNS hiccup while it comes back
+    restarted.start(wait=False)
+    written = [post(majority, token, f"held by the majority {n}").status for n in range(5)]
+    assert written == [201] * 5, written
+
+    def not_alone() -> None:
+        status = restarted.try_status() or {}
+        assert status.get("current_role") != "leader", f"{restarted.name} leads alone\n{cluster.report()}"
+
+    watch(4, not_alone)
+    cluster.dns(None)
+    cluster.wait_for_leader(timeout=30)
+    wait_for_convergence(cluster)
+    leader = cluster.wait_for_leader()
+    contents = {p["content"] for p in leader.request("GET", "/api/posts?author=majoritywriter&limit=100").body["items"]}
+    assert contents == {f"held by the majority {n}" for n in range(5)}, f"{contents}\n{cluster.report()}"
+    assert "elected with 1 of 1" not in restarted.logs()
+
+
 # --- case 2: two nodes with one NODE_ID ------------------------------------------------------------------
 
 
@@ -344,7 +372,7 @@ def test_a_leader_whose_disk_fills_up_steps_down_another_leads_within_seconds_an
         def full_node_does_not_lead() -> None:
             assert roles(cluster).get(full.name) != "leader", f"{full.name} leads with a full disk\n{cluster.report()}"
 
-        watch(4 * HEARTBEAT * 4, full_node_does_not_lead)  # past two periodic elections (ELECTION_INTERVAL 2 s)
+        watch(5, full_node_does_not_lead)  # past two periodic elections (ELECTION_INTERVAL 2 s)
         load.wait_for_progress()
         full.disk.free()
         cluster.wait_for_leader(timeout=30)
