@@ -111,6 +111,7 @@ def view(node: Core, *, periodic: bool = False) -> ClusterView:
         syncing=node.worker.syncing,
         eligible=node.health.eligible,
         not_eligible_because="; ".join(node.health.reasons()),
+        drained=node.health.only_drained,
         discovering=node.membership.rounds < 2 and bool(node.membership.peers),
         periodic=periodic,
         handover_settle=2 * node.heartbeat,

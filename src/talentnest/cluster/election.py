@@ -27,6 +27,9 @@ def _as_leader(view: ClusterView) -> Decision:
                 f"not eligible to lead ({view.not_eligible_because}); handing over to node {successor.id}",
                 successor.id,
             )
+        if view.drained and view.lease_valid:
+            # Stepping down now could lose the last writes (async mode): keep leading until a peer catches up.
+            return Decision(Action.NONE, "drained, but no caught-up peer to hand over to yet; still leading")
         return Decision(Action.STEP_DOWN, f"not eligible to lead: {view.not_eligible_because}")
     if not view.lease_valid:
         return Decision(

@@ -109,6 +109,10 @@ class Health:
             return False
         return self.cleared(Problem.COMMIT, "a test write committed")
 
+    @property
+    def only_drained(self) -> bool:
+        return set(self._issues) == {Problem.DRAINED}
+
     def reasons(self) -> list[str]:
         return [i.reason for i in self._issues.values()]
 

@@ -12,6 +12,12 @@ from talentnest.cluster.types import Role
 from talentnest.errors import StorageFailure
 from talentnest.store import guard
 
+DRAINED_FILENAME = "drained"
+
+
+def node_marker(node: Core):
+    return node.settings.data_dir / DRAINED_FILENAME
+
 
 class StorageCare:
     def __init__(self, node: Core):
@@ -43,16 +49,36 @@ class StorageCare:
         node.wake()
 
     def check_marker(self) -> None:
-        """At start: data set aside before (at this start or an earlier one) and not yet resynced."""
+        """At start: data set aside before (at this start or an earlier one) and not yet resynced;
+        a drain an operator left in place."""
         why = guard.needs_sync(self.node.db.data_dir)
         if why is not None:
             self._waiting(f"its database was set aside ({why})")
+        if node_marker(self.node).exists():
+            self.node.health.failed(Problem.DRAINED, "drained by an operator: it does not stand for leader", 0.0)
 
     def _waiting(self, why: str) -> None:
         text = f"{why}; it waits for a peer's snapshot before it may lead"
         self.node.health.cleared(Problem.DAMAGED, "set aside")
         self.node.health.failed(Problem.DAMAGED, text, self.node.clock.monotonic())
         self.node.record_event("health", text)
+
+    def drain(self, drained: bool) -> bool:
+        """An operator's drain (kept across restarts in ``DATA_DIR/drained``) or its end; whether it
+        changed anything."""
+        node, marker = self.node, node_marker(self.node)
+        if drained:
+            marker.write_text("drained by an operator: it serves, but does not stand for leader\n")
+            changed = node.health.failed(
+                Problem.DRAINED, "drained by an operator: it does not stand for leader", node.clock.monotonic()
+            )
+        else:
+            marker.unlink(missing_ok=True)
+            changed = node.health.cleared(Problem.DRAINED, "undrained by an operator")
+        if changed:
+            node.record_event("health", "drained" if drained else "undrained")
+            node.wake()
+        return changed
 
     def snapshot_installed(self) -> None:
         """A peer's snapshot replaced this node's data: what was set aside is replaced now."""

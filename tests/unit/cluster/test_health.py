@@ -118,3 +118,18 @@ async def test_a_peer_refusing_our_signature_says_whether_our_clock_or_our_key_i
     assert refuses and (("differ by 45 s" in refuses) if why == "clocks differ" else ("key differs" in refuses))
     assert rig.node.status()["nodes"][1]["refuses_us"] == refuses
     assert "refuses its signature" in rig.node.gate.no_leader_error().message
+
+
+async def test_a_drained_leader_hands_over_only_to_a_caught_up_peer_and_never_just_steps_down(tmp_path):
+    rig = await leader(tmp_path)  # its followers are not ready: nobody to hand over to
+    assert rig.node.care.drain(True)
+    assert (tmp_path / "drained").exists(), "kept across a restart"
+    cycle = await rig.node.run_cycle()
+    assert cycle.action == Action.NONE and "drained" in cycle.text and rig.node.role == Role.LEADER
+    assert rig.node.readiness()[0], "a drained node still serves"
+    view = elect(
+        make_view(515, role=Role.LEADER, leader_id=515, lease_valid=True, eligible=False, drained=True, peers=[peer(514)])
+    )
+    assert view.action == Action.HANDOVER and view.target == 514
+    assert rig.node.care.drain(False) and not (tmp_path / "drained").exists()
+    assert rig.node.health.eligible
