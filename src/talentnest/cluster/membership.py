@@ -112,6 +112,16 @@ class Membership:
     def reset(self) -> None:
         self.rounds = 0
 
+    def remember(self, addresses: tuple[str, ...]) -> None:
+        """At start: the members this node counted before it stopped count again (as not listed)
+        until each is known gone, so that a restart cannot make it a cluster of one."""
+        now = self.clock()
+        for address in addresses:
+            if address != self.address and address not in self.peers:
+                self.peers[address] = PeerState(
+                    id=node_id_for(address), address=address, url=f"http://{address}:{self.port}", first_seen=now, listed=False
+                )
+
     # --- who is a member ---------------------------------------------------------------------
 
     def alive(self, peer: PeerState, now: float | None = None) -> bool:

@@ -22,7 +22,7 @@ def self_info(node: Core) -> NodeInfo:
         last_term=node.db.last_term,
         ready=readiness(node)[0],
         leaving=node.stopping,
-        eligible=node.health.eligible,
+        eligible=node.may_lead(),
         incarnation=node.incarnation,
         started_ms=node.started_ms,
         wall_ms=int(node.clock.wall() * 1000),
