@@ -110,6 +110,7 @@ class ClusterCollector:
             if peer.listed:
                 healthy.add_metric((str(peer.id), peer.url), 1.0 if peer.alive else 0.0)
         yield healthy
+        yield self._departed()
 
         yield from self._followers(is_leader)
         yield from self._replication_counters()
@@ -130,6 +131,21 @@ class ClusterCollector:
         yield _counter(
             "talentnest_leader_changes", "Times the leader this node knows changed to another node.", node.leader_changes
         )
+
+    def _departed(self) -> Metric:
+        """Members discovery no longer lists, until they are forgotten (FAILURE_TIMEOUT after their last
+        answer): a stopped node leaves /cluster/status at once, and this is where it can still be seen."""
+        departed = GaugeMetricFamily(
+            "talentnest_peer_departed_seconds",
+            "Members no longer listed by discovery and not yet forgotten (FAILURE_TIMEOUT after their last answer): "
+            "seconds since each last answered.",
+            labels=("peer_id", "address"),
+        )
+        now = self.node.clock()
+        for peer in list(self.node.peers.values()):
+            if not peer.listed and peer.last_ok is not None:
+                departed.add_metric((str(peer.id), peer.url), max(0.0, now - peer.last_ok))
+        return departed
 
     def _leader_lsn(self) -> int:
         node = self.node
