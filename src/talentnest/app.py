@@ -12,6 +12,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute, Match, Mount, Route
 
 from talentnest import __version__, api, http_errors, metrics, web
+from talentnest import openapi as openapi_schema
 from talentnest.cluster import api as cluster_api
 from talentnest.cluster.metrics import ClusterCollector
 from talentnest.cluster.middleware import ClusterMiddleware
@@ -106,6 +107,10 @@ def create_app(settings: Settings, *, context: NodeContext | None = None) -> Fas
         version=__version__,
         description="A talent network's API, served by every node of a replicated SQLite cluster.",
         lifespan=lifespan,
+        # /docs is the node's own page (web/), with Swagger UI served from the package: FastAPI's
+        # loads it from a CDN with an inline script, which the page's CSP refuses. No /redoc.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.db = db
@@ -114,12 +119,12 @@ def create_app(settings: Settings, *, context: NodeContext | None = None) -> Fas
     http_errors.install(app)
     app.include_router(api.router)
 
-    @app.get("/healthz", tags=["operations"])
+    @app.get("/healthz", operation_id="getHealth", tags=["operations"])
     async def healthz() -> dict:
         """Alive: the process answers."""
         return {"status": "ok", "node_id": node.node_id}
 
-    @app.get("/readyz", tags=["operations"], responses={503: {"description": "not ready"}})
+    @app.get("/readyz", operation_id="getReadiness", tags=["operations"], responses={503: {"description": "not ready"}})
     async def readyz() -> JSONResponse:
         """Ready to serve: synced with the leader, and a leader is known."""
         ready, reason = node.readiness()
@@ -139,6 +144,7 @@ def create_app(settings: Settings, *, context: NodeContext | None = None) -> Fas
         "/metrics",
         metrics.metrics_endpoint(registry),
         methods=["GET"],
+        operation_id="getMetrics",
         tags=["operations"],
         summary="Metrics",
         description="This node's metrics in the Prometheus text format: HTTP requests, role, term, LSNs, "
@@ -149,6 +155,7 @@ def create_app(settings: Settings, *, context: NodeContext | None = None) -> Fas
     # First in the router: node-to-node calls are the hottest path and match on a plain prefix.
     app.router.routes[:0] = cluster_api.build_routes(node)
     app.router.routes.extend(web.routes())
+    openapi_schema.install(app)
     app.add_middleware(ClusterMiddleware, coordinator=node, db=db, is_write=write_classifier(api.router.routes), key=node.key)
     app.add_middleware(BodyLimit, timeout=settings.client_timeout)
     # Outermost: times every request, including those the layers below answer themselves. It matches
