@@ -40,7 +40,7 @@ class RemoteError(Exception):
 
 def normalise_url(text: str) -> str:
     """``localhost:3001`` -> ``http://localhost:3001``; refuses anything that is not an http(s) base URL."""
-    candidate = text.strip().rstrip("/")
+    candidate = text.strip()
     if "://" not in candidate:
         candidate = f"http://{candidate}"
     parts = urlsplit(candidate)
@@ -50,7 +50,7 @@ def normalise_url(text: str) -> str:
         parts.port  # noqa: B018 - raises ValueError for a port out of range
     except ValueError:
         raise RemoteError(f"--url has a bad port: '{text}'") from None
-    return candidate
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
 @dataclass
