@@ -107,6 +107,12 @@ def test_verify_agrees_at_one_lsn_and_names_a_node_that_differs(make_cluster, tm
     assert agreed.returncode == 0, agreed.stdout + agreed.stderr
     assert f"3 node(s) agree at LSN {lsn}" in agreed.stdout
 
+    # The local cluster's own command: its nodes from the control socket, the key from its state directory.
+    local = talentnest("verify", "--dir", str(cluster.config.state_dir))
+    assert local.returncode == 0 and f"3 node(s) agree at LSN {lsn}" in local.stdout, local.stdout + local.stderr
+    local_status = talentnest("status", "--dir", str(cluster.config.state_dir))
+    assert local_status.returncode == 0 and "backend-3" in local_status.stdout, local_status.stdout + local_status.stderr
+
     keyless = talentnest("verify", "--url", cluster.nodes[0].url)
     assert keyless.returncode == 2 and "CLUSTER_SECRET" in keyless.stderr
     wrong = talentnest("verify", "--url", cluster.nodes[0].url, env={"JWT_SECRET": "not-the-cluster-secret-at-all-0123456789"})

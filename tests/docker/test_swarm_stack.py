@@ -45,8 +45,8 @@ def swarm(image, tmp_path_factory):
     engine = OwnEngine(tmp_path_factory.mktemp("swarm"))
     try:
         engine.start()
-        saved = subprocess.run(["docker", "save", image], capture_output=True, timeout=300, check=True).stdout
-        engine.run("docker load", stdin=saved)
+        # From the shared engine (read only: docker save) into this one, streamed.
+        _engine.sh(f"docker save {image} | DOCKER_HOST=unix://{engine.socket} docker load", timeout=300)
         engine.run("docker secret create talentnest_jwt_secret -", stdin=SECRET.encode())
         yield engine
     finally:
