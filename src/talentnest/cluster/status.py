@@ -127,6 +127,10 @@ def render(node: Core) -> dict[str, Any]:
         "ready_reason": reason,
         "replication_mode": node.settings.replication_mode,
         "health": node.health.as_dict(),
+        "departed": [
+            {"id": peer.id, "address": peer.url, "seconds_ago": round(now - since, 3)}
+            for peer, since in node.membership.departed.values()
+        ],
         "clock": clock_report(node),
         "quorum": {"voters": voters, "reachable": membership.reachable(now), "needed": voters // 2 + 1},
     }
