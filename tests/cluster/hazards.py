@@ -4,8 +4,8 @@ Each hazard uses the real thing: a small tmpfs mounted as a node's ``DATA_DIR`` 
 file until the kernel says ENOSPC; libfaketime preloaded into a node so that its wall clock (and
 only that: ``CLOCK_MONOTONIC`` stays real, as with a stepped NTP clock) is off by an offset that a
 file can change while it runs; bytes overwritten in a stopped node's SQLite file. A hazard whose
-tool is missing calls :func:`missing_tool`, which skips the test, or fails it when
-``TALENTNEST_REQUIRE_TOOLS=1`` (set by ``.ci/run``), so CI never goes green by skipping.
+tool is missing calls :func:`missing_tool` (``tests/_tools.py``), which skips the test, or fails it
+when ``TALENTNEST_REQUIRE_TOOLS=1`` (set by ``.ci/run``), so CI never goes green by skipping.
 """
 
 from __future__ import annotations
@@ -19,22 +19,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from tests._tools import missing as missing_tool
 
-REQUIRE_TOOLS = os.environ.get("TALENTNEST_REQUIRE_TOOLS") == "1"
 FAKETIME_LIBRARIES = (
     "/usr/lib/*/faketime/libfaketime.so.1",
     "/usr/lib/faketime/libfaketime.so.1",
     "/usr/local/lib/faketime/libfaketime.so.1",
 )
 PAGE = 4096
-
-
-def missing_tool(reason: str) -> None:
-    """Skip the test for ``reason``; fail it instead when CI said every tool must be there."""
-    if REQUIRE_TOOLS:
-        pytest.fail(f"TALENTNEST_REQUIRE_TOOLS=1 but {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 # --- full disks -------------------------------------------------------------------------------------

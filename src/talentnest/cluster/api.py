@@ -117,6 +117,11 @@ def build_routes(node: ClusterNode, replication: Replication) -> list[Route]:
         except LogTruncated as exc:
             return respond_to(exc)
 
+    async def drain(request: Request) -> Response:
+        drained = wire.flag(await body_of(request), "drained")
+        changed = node.care.drain(drained)
+        return _json({"node_id": node.node_id, "drained": drained, "changed": changed, "role": node.role.value})
+
     async def checksum(request: Request) -> Response:
         return _json({"checksum": node.db.checksum(), "applied_lsn": node.db.last_lsn, "node_id": node.node_id})
 
@@ -165,6 +170,7 @@ def build_routes(node: ClusterNode, replication: Replication) -> list[Route]:
         Route("/cluster/log", signed(log_entries), methods=["GET"]),
         Route("/cluster/sync", signed(sync), methods=["GET"]),
         Route("/cluster/checksum", signed(checksum), methods=["GET"]),
+        Route("/cluster/drain", signed(drain), methods=["POST"]),
     ]
 
 

@@ -58,6 +58,7 @@ class ClusterView:
     syncing: bool = False
     eligible: bool = True  # this node may lead (health.Health)
     not_eligible_because: str = ""
+    drained: bool = False  # an operator's drain is the only reason: hand over, but never just step down
     discovering: bool = False  # just started: peers not probed yet
     periodic: bool = False  # this cycle is the periodic election (every ELECTION_INTERVAL)
     handover_settle: float = 2.0  # seconds a higher-ID peer must have been alive before a handover
