@@ -11,10 +11,11 @@ post numbered contents with Idempotency-Keys through every node and signups keep
 At each checkpoint (``--checkpoint-minutes``) and at the end, faults stop, clients are held, and
 the run measures how long the cluster takes to converge, then checks ``tests/cluster/invariants.py``:
 acknowledged writes lost (quorum mode: none, ever; async mode: only if a divergence archive holds
-it, and never one that a majority of nodes held, i.e. archived), applied twice, tokens answering ``/api/auth/me`` as another account, more than one leader in
-a term (from every node's log, and from ``/cluster/status`` polled throughout), and equal checksums
-at equal LSNs. Prints the schedule's counts by kind and a summary table, writes
-``benchmarks/results/nemesis.json``, and exits 1 if any invariant broke. See benchmarks/README.md.
+it, and never one that a majority of nodes held, i.e. archived), applied twice, tokens answering
+``/api/auth/me`` as another account, more than one leader in a term (from every node's log, and
+from ``/cluster/status`` polled throughout), equal checksums at equal LSNs, and any answer of 500.
+Prints the schedule's counts by kind and a summary table, writes ``benchmarks/results/nemesis.json``,
+and exits 1 if any invariant broke. See benchmarks/README.md.
 """
 
 from __future__ import annotations
