@@ -3,7 +3,9 @@
 A DNS that answers NXDOMAIN (or nothing, or something wrong), two nodes with one ID, a peer's absurd
 numbers, a signup lost with a cut-off leader, full disks (a tmpfs as DATA_DIR), clocks off by 25-40 s
 (libfaketime), a database damaged while its node was stopped, two processes on one DATA_DIR, a
-follower cut off from its leader. Each test reads as the case: what is done, then what must hold.
+follower cut off from its leader; and two variants found on the way: two leaders made in one term
+on purpose (async mode's documented hole), and a node restarted while the DNS answers empty (found
+by ``benchmarks/nemesis.py``). Each test reads as the case: what is done, then what must hold.
 Writers post numbered contents with Idempotency-Keys through every node meanwhile (``load.py``), and
 the invariants of ``invariants.py`` are checked at the end.
 """
