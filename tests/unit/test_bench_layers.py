@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from _layers import EVENT_LOOP, layers, parse_raw, sample_layer  # noqa: E402
+from _layers import EVENT_LOOP, layers, parse_raw, sample_layer
 
 LOOP = (
     "_run_module_as_main (<frozen runpy>:198);<module> (talentnest/__main__.py:5);run_node (talentnest/cli.py:153);"
@@ -35,7 +35,7 @@ def test_the_innermost_named_frame_decides_and_unnamed_frames_count_for_their_ca
         "LogEntry.from_dict (talentnest/store/_db.py:117);dumps (json/__init__.py:238);encode (json/encoder.py:200)"
     )
     assert sample_layer(redump) == "replicate: LogEntry.from_dict (re-dumps each change)"
-    parse = f"{REQUEST};replicate (talentnest/cluster/api.py:101);decode (talentnest/cluster/wire.py:96);loads (json/__init__.py:346)"
+    parse = f"{REQUEST};replicate (talentnest/cluster/api.py:101);decode (talentnest/cluster/wire.py:96);loads (json/x.py:3)"
     assert sample_layer(parse) == "replicate: JSON parse of the body"
     assert sample_layer(f"{REQUEST};_is_signed (middleware.py:290)") == "cluster middleware"
 
