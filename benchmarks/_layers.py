@@ -58,6 +58,7 @@ RULES: list[tuple[str, str]] = [
     ("FastAPI: request handler (endpoint call)", r"@(fastapi|starlette)/(routing|applications)\.py"),
     ("Starlette app", r"@starlette/"),
     ("server: uvicorn + httptools (parse, write)", r"@(uvicorn|httptools|granian)/"),
+    ("worker threads (asyncio.to_thread)", r"@concurrent/futures/thread\.py"),
 ]
 _COMPILED = [(layer, re.compile(pattern)) for layer, pattern in RULES]
 _LOOP_FRAME = re.compile(r"^(Runner\.run|run_until_complete|BaseEventLoop\.run_\w+) \(asyncio/")
@@ -73,8 +74,15 @@ def frame_layer(frame: str) -> str | None:
     return None
 
 
+IDLE = "idle thread (waiting for work)"
+# A worker thread of a pool blocked on its queue: py-spy may count it, but it does no work.
+_IDLE_LEAF = re.compile(r"^(_worker \(concurrent/futures/thread\.py|Thread\.run \(threading\.py|\S*wait\w* \(threading\.py)")
+
+
 def sample_layer(stack: str) -> str:
     frames = stack.split(";")
+    if frames and _IDLE_LEAF.search(frames[-1].strip()):
+        return IDLE
     # The frames that run the event loop (runpy, the CLI, uvicorn's Server.run, asyncio's Runner.run)
     # are under every sample: only what runs above the loop names a layer.
     loop = max((i for i, frame in enumerate(frames) if _LOOP_FRAME.search(frame)), default=-1)
@@ -97,7 +105,10 @@ def parse_raw(lines: Iterable[str]) -> Counter[str]:
 
 
 def layers(stacks: Counter[str]) -> Counter[str]:
+    """Samples per layer; idle threads' samples are left out (they are no CPU of the node's)."""
     out: Counter[str] = Counter()
     for stack, count in stacks.items():
-        out[sample_layer(stack)] += count
+        layer = sample_layer(stack)
+        if layer != IDLE:
+            out[layer] += count
     return out

@@ -117,6 +117,18 @@ def _cpu(processes: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, floa
     return {system: {label: cpu_seconds(pid) for label, pid in pids.items()} for system, pids in processes.items()}
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def kernel_seconds(pid: int) -> float | None:
+    """The system (kernel) part of a process's CPU time so far, from /proc (sockets, epoll, fsync)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return int(stat.read().rpartition(")")[2].split()[12]) / _TICKS
+    except OSError:
+        return None
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -156,11 +168,17 @@ def run(
     """
     if warmup > 0:
         wrk(binary, scenario, seconds=warmup, threads=threads, workdir=workdir)
+    under_test = processes.get(scenario.system, {})
+    kernel = {label: kernel_seconds(pid) for label, pid in under_test.items()}
     before, children, mine = _cpu(processes), _children_cpu(), _self_cpu()
     started = time.monotonic()
     raw = wrk(binary, scenario, seconds=seconds, threads=threads, workdir=workdir)
     wall = time.monotonic() - started
     after, children, mine = _cpu(processes), _children_cpu() - children, _self_cpu() - mine
+    kernel = {
+        label: (now - start) for label, pid in under_test.items()
+        if (start := kernel.get(label)) is not None and (now := kernel_seconds(pid)) is not None
+    }  # fmt: skip
     elapsed = raw["duration_us"] / 1e6
     ok = raw["requests"] - raw["failed"]
     rps = ok / elapsed if elapsed else 0.0
@@ -195,6 +213,8 @@ def run(
         "cpu_ms_per_request_total": round(sum(v for v in per_request.values() if v is not None), 4) if ok else None,
         "cpu_ms_per_request_entry": per_request.get(scenario.entry) if scenario.entry else None,
         "cores": {label: round(v / wall, 3) for label, v in mine_system.items()},
+        # The share of each process's CPU spent in the kernel (loopback TCP, epoll, fsync).
+        "kernel_share": {label: round(kernel[label] / v, 3) for label, v in mine_system.items() if v and label in kernel},
         "load_1m": load(),
     }
 

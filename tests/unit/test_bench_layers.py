@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from _layers import EVENT_LOOP, layers, parse_raw, sample_layer
+from _layers import EVENT_LOOP, IDLE, layers, parse_raw, sample_layer
 
 LOOP = (
     "_run_module_as_main (<frozen runpy>:198);<module> (talentnest/__main__.py:5);run_node (talentnest/cli.py:153);"
@@ -52,3 +52,17 @@ def test_raw_lines_are_counted_per_stack_and_per_layer():
     stacks = parse_raw(raw)
     assert stacks == {LOOP: 7, REQUEST: 5}
     assert layers(stacks) == {EVENT_LOOP: 7, "cluster middleware": 5}
+
+
+def test_a_pool_thread_waiting_for_work_is_idle_and_left_out():
+    waiting = (
+        "Thread._bootstrap (threading.py:1002);Thread._bootstrap_inner (threading.py:1045);Thread.run (threading.py:982);"
+        "_worker (concurrent/futures/thread.py:81)"
+    )
+    working = f"{waiting};verify (argon2/_password_hasher.py:240)"
+    assert sample_layer(waiting) == IDLE
+    assert sample_layer(working) == "worker threads (asyncio.to_thread)"
+    assert layers(parse_raw([f"{waiting} 9", f"{working} 1", f"{LOOP} 2"])) == {
+        "worker threads (asyncio.to_thread)": 1,
+        EVENT_LOOP: 2,
+    }
