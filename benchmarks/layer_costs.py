@@ -41,7 +41,15 @@ from _cluster import RESULTS, load, machine, timestamp, write_report  # also put
 
 DEFAULT_OUTPUT = RESULTS / "layer_costs.json"
 HERE = Path(__file__).resolve().parent
-CANDIDATES = ["orjson-http", "no-response-model", "orjson-http,no-response-model", "account-cache", "token-cache"]
+CANDIDATES = [
+    "orjson-http",
+    "no-response-model",
+    "orjson-http,no-response-model",
+    "account-cache",
+    "token-cache",
+    "orjson-wire",
+    "cluster-fast-path",
+]
 ALL_CANDIDATES = "orjson-http,no-response-model,account-cache,token-cache"
 
 
@@ -65,8 +73,10 @@ def _scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict:
     }
 
 
-async def call(app, method: str, path: str, body: bytes = b"", token: str | None = None) -> tuple[int, bytes]:
-    headers = [(b"host", b"127.0.0.1:3000")]
+async def call(
+    app, method: str, path: str, body: bytes = b"", token: str | None = None, extra: list[tuple[bytes, bytes]] = ()
+) -> tuple[int, bytes]:
+    headers = [(b"host", b"127.0.0.1:3000"), *extra]
     if body:
         headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if token:
@@ -151,6 +161,19 @@ async def measure_app(app, token: str, ids: list[int], per_round: int) -> dict[s
         status, body = await call(app, "POST", "/api/posts", b'{"content":"layer cost post %d"}' % n, token)
         assert status == 201, body
     out["POST /api/posts"] = (time.thread_time() - started) / per_round * 1e6
+    node = getattr(getattr(app, "state", None), "node", None)
+    if node is not None:
+        # A signed node-to-node call with a small JSON body, as every replicate call is: what the
+        # stack costs /cluster/* (the handler itself, membership.heard, is a few microseconds).
+        from talentnest.cluster.auth import HEADER, sign
+
+        body = node.self_info().to_bytes()
+        started = time.thread_time()
+        for _ in range(per_round):
+            signature = sign(node.key, "POST", "/cluster/heartbeat", body).encode()
+            status, answer = await call(app, "POST", "/cluster/heartbeat", body, extra=[(HEADER.lower().encode(), signature)])
+            assert status == 200, answer
+        out["POST /cluster/heartbeat (signed)"] = (time.thread_time() - started) / per_round * 1e6
     return out
 
 
@@ -409,13 +432,16 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"benchmark": "layer_costs", "timestamp": timestamp(), "unit": "CPU microseconds (thread time)"}
     report["ablation"] = uvloop.run(ablation(root, args.rounds, args.requests))
     print("\nper request, CPU us (median of rounds)")
-    print(f"{'configuration':<48}{'GET /api/posts/{id}':>22}{'POST /api/posts':>18}")
+    columns = ["GET /api/posts/{id}", "POST /api/posts", "POST /cluster/heartbeat (signed)"]
+    print(f"{'configuration':<48}" + "".join(f"{c:>34}" for c in columns))
     whole = report["ablation"]["whole app"]
 
     def row(name: str, figures: dict) -> str:
-        get, post = figures["GET /api/posts/{id}"], figures["POST /api/posts"]
-        moved = get - whole["GET /api/posts/{id}"], post - whole["POST /api/posts"]
-        return f"{name:<48}{get:>14.1f} ({moved[0]:+6.1f}){post:>10.1f} ({moved[1]:+6.1f})"
+        cells = []
+        for column in columns:
+            value = figures.get(column)
+            cells.append(f"{'-':>34}" if value is None else f"{value:>24.1f} ({value - whole[column]:+7.1f})")
+        return f"{name:<48}" + "".join(cells)
 
     for name, figures in report["ablation"].items():
         print(row(name, figures))
