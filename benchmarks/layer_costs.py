@@ -42,6 +42,7 @@ from _cluster import RESULTS, load, machine, timestamp, write_report  # also put
 DEFAULT_OUTPUT = RESULTS / "layer_costs.json"
 HERE = Path(__file__).resolve().parent
 CANDIDATES = [
+    "",  # the node as shipped, in a process of its own like the others: their baseline
     "orjson-http",
     "no-response-model",
     "orjson-http,no-response-model",
@@ -386,7 +387,7 @@ def worker(variants: str, rounds: int, per_round: int) -> dict:
     sys.path.insert(0, str(HERE))
     import _variants
 
-    for name in variants.split(","):
+    for name in filter(None, variants.split(",")):
         getattr(_variants, name.replace("-", "_"))()
     root = Path(tempfile.mkdtemp(prefix="talentnest-layers-"))
 
@@ -436,11 +437,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'configuration':<48}" + "".join(f"{c:>34}" for c in columns))
     whole = report["ablation"]["whole app"]
 
-    def row(name: str, figures: dict) -> str:
+    def row(name: str, figures: dict, base: dict = whole) -> str:
         cells = []
         for column in columns:
             value = figures.get(column)
-            cells.append(f"{'-':>34}" if value is None else f"{value:>24.1f} ({value - whole[column]:+7.1f})")
+            cells.append(f"{'-':>34}" if value is None else f"{value:>24.1f} ({value - base[column]:+7.1f})")
         return f"{name:<48}" + "".join(cells)
 
     for name, figures in report["ablation"].items():
@@ -456,8 +457,15 @@ def main(argv: list[str] | None = None) -> int:
         if completed.returncode != 0:
             raise SystemExit(f"the {variants} worker failed:\n{completed.stderr[-2000:]}")
         figures = json.loads(completed.stdout.strip().splitlines()[-1])
-        report["candidates"][variants] = figures
-        print(row(f"+ {variants}", figures))
+        report["candidates"][variants or "as shipped"] = figures
+        # Each candidate against the node as shipped measured the same way: a process of its own.
+        print(
+            row(
+                f"+ {variants}" if variants else "as shipped, in a process of its own",
+                figures,
+                report["candidates"]["as shipped"],
+            )
+        )
     report["pieces"] = uvloop.run(pieces(root, args.rounds, args.requests * 2))
     print("\neach piece alone, CPU us per call")
     for name, us in report["pieces"].items():

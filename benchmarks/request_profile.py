@@ -7,18 +7,20 @@ followers then take ``/cluster/replicate``), at 1 and at 32 connections: wrk run
 to measure requests/s and the CPU milliseconds per request of every node (``/proc``), then again
 while ``py-spy record --format raw`` samples the nodes that work (the entry node, the leader, a
 follower). Each sample is given to a layer by ``_layers.py`` (the innermost frame a rule names);
-a layer's share of the samples times the node's CPU per request is its cost in microseconds.
+a layer's samples over the requests answered meanwhile are its microseconds per request.
 
 Needs py-spy (``pip install py-spy``; not a dependency of the project) and root or ptrace rights.
 py-spy pauses the process for each sample (exact stacks; ``--rate`` 100 Hz by default keeps the
-slowdown small); samples of a node that is runnable but waiting for a core count as busy, so
-on a loaded machine the event loop's share is an upper bound. Prints one table per scenario and
+slowdown small). Samples with no Python frame above the event loop are uvloop's C code, the
+kernel, and (at one connection) the loop waiting in epoll, which py-spy cannot always tell from
+work: that share is an upper bound, the Python layers' microseconds are not. Prints one table per scenario and
 writes ``benchmarks/results/request_profile.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -37,35 +39,50 @@ DEFAULT_OUTPUT = RESULTS / "request_profile.json"
 def profile(
     py_spy: str, wrk: str, scenario: Scenario, pids: dict[str, int], *, seconds: float, rate: int, threads: int, workdir: Path
 ) -> dict[str, dict]:
-    """wrk on ``scenario`` while py-spy samples each of ``pids``; per process: samples, layers, stacks."""
+    """wrk on ``scenario`` while py-spy samples each of ``pids``; per process: samples, layers, microseconds, stacks.
+
+    A layer's microseconds per request are its samples' time (samples / rate) over the requests
+    answered while sampled (wrk's rate times the sampled seconds): time the node's thread spent
+    there, which is CPU as long as the node has a core (a loaded machine adds waiting for one).
+    """
     script = workdir / f"profile-{scenario.name.replace(' ', '_').replace('/', '_')}.lua"
     script.write_text(scenario.lua + _COUNTING_LUA)
     threads = max(1, min(threads, scenario.connections))
     command = [wrk, f"-t{threads}", f"-c{scenario.connections}", f"-d{seconds + 2:g}s", "-s", str(script), scenario.url]
-    load_gen = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    load_gen = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    spies = {}
     try:
         time.sleep(1)  # past the connections' opening
-        spies = {}
         for label, pid in pids.items():
             out = workdir / f"spy-{label}-{time.monotonic_ns()}.txt"
             spy = [py_spy, "record", "--pid", str(pid), "--rate", str(rate), "--duration", f"{seconds:g}", "--format", "raw"]
             spies[label] = (subprocess.Popen([*spy, "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), out)
-        found: dict[str, dict] = {}
-        for label, (spy, out) in spies.items():
-            _, error = spy.communicate(timeout=seconds + 60)
-            if spy.returncode != 0 or not out.exists():
-                raise SystemExit(f"py-spy failed on {label} ({spy.returncode}): {error.decode(errors='replace')[-500:]}")
-            stacks = parse_raw(out.read_text().splitlines())
-            by_layer = layers(stacks)
-            total = sum(by_layer.values())
-            found[label] = {
-                "samples": total,
-                "layers_percent": {layer: round(count / total * 100, 2) for layer, count in by_layer.most_common()},
-                "top_stacks": [[count, stack] for stack, count in stacks.most_common(15)],
-            }
-        return found
+        for spy, _ in spies.values():
+            spy.wait(timeout=seconds + 60)
     finally:
-        load_gen.wait(timeout=seconds + 60)
+        stdout, _ = load_gen.communicate(timeout=seconds + 60)
+    lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
+    raw = json.loads(lines[-1][len("RESULT ") :]) if lines else {}
+    rps = (raw.get("requests", 0) - raw.get("failed", 0)) / (raw["duration_us"] / 1e6) if raw.get("duration_us") else 0.0
+    answered = rps * seconds
+    found: dict[str, dict] = {}
+    for label, (spy, out) in spies.items():
+        if spy.returncode != 0 or not out.exists():
+            error = spy.stderr.read().decode(errors="replace") if spy.stderr else ""
+            raise SystemExit(f"py-spy failed on {label} ({spy.returncode}): {error[-500:]}")
+        stacks = parse_raw(out.read_text().splitlines())
+        by_layer = layers(stacks)
+        total = sum(by_layer.values())
+        found[label] = {
+            "samples": total,
+            "profiled_rps": round(rps, 1),
+            "layers_percent": {layer: round(count / total * 100, 2) for layer, count in by_layer.most_common()},
+            "layers_us_per_request": {
+                layer: round(count / rate / answered * 1e6, 1) if answered else None for layer, count in by_layer.most_common()
+            },
+            "top_stacks": [[count, stack] for stack, count in stacks.most_common(15)],
+        }
+    return found
 
 
 def print_breakdown(name: str, measured: dict, profiled: dict[str, dict]) -> None:
@@ -75,10 +92,13 @@ def print_breakdown(name: str, measured: dict, profiled: dict[str, dict]) -> Non
     )
     for label, found in profiled.items():
         cpu = measured["cpu_ms_per_request"].get(label) or 0.0
-        print(f"  {label} ({found['samples']} samples; {cpu * 1000:.0f} us CPU per request)")
+        print(
+            f"  {label} ({found['samples']} samples at {found['profiled_rps']:.0f} req/s; {cpu * 1000:.0f} us CPU per request "
+            "unprofiled): share of samples, us per request"
+        )
         for layer, share in found["layers_percent"].items():
             if share >= 0.5:
-                print(f"    {share:>5.1f}%  {share / 100 * cpu * 1000:>6.0f} us  {layer}")
+                print(f"    {share:>5.1f}%  {found['layers_us_per_request'][layer] or 0:>6.0f} us  {layer}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,10 +162,6 @@ def main(argv: list[str] | None = None) -> int:
             roles = {leader.name: "leader", follower.name: "follower (entry)", other.name: "follower", node.name: "single node"}
             for label in profiled:
                 profiled[label]["role"] = roles.get(label)
-                cpu = measured["cpu_ms_per_request"].get(label) or 0.0
-                profiled[label]["us_per_request"] = {
-                    layer: round(share / 100 * cpu * 1000, 1) for layer, share in profiled[label]["layers_percent"].items()
-                }
             report["scenarios"][scenario.name] = {"measured": measured, "profiled": profiled}
             print_breakdown(scenario.name, measured, profiled)
     finally:
