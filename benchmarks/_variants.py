@@ -51,38 +51,53 @@ class _OrjsonModule:
         self.JSONDecodeError = orjson.JSONDecodeError
 
 
-def orjson_http() -> None:
+# Each candidate is a list of (owner, attribute, new value): ``switch_on`` sets them and answers the
+# originals, ``switch_off`` puts those back, so that layer_costs.py can alternate candidates in one process.
+Patch = list[tuple[object, str, object]]
+
+
+def switch_on(patch: Patch) -> Patch:
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patch]
+    for owner, name, value in patch:
+        setattr(owner, name, value)
+    return originals
+
+
+def switch_off(originals: Patch) -> None:
+    for owner, name, value in reversed(originals):
+        setattr(owner, name, value)
+
+
+def orjson_http() -> Patch:
     import orjson
     from starlette.responses import JSONResponse
 
-    JSONResponse.render = lambda self, content: orjson.dumps(content)
+    return [(JSONResponse, "render", lambda self, content: orjson.dumps(content))]
 
 
-def orjson_wire() -> None:
+def orjson_wire() -> Patch:
     from talentnest.cluster import transport, wire
     from talentnest.store import _db
 
     shim = _OrjsonModule()
-    wire.json = shim
-    _db.json = shim
-    transport.json = shim
+    return [(wire, "json", shim), (_db, "json", shim), (transport, "json", shim)]
 
 
-def no_response_model() -> None:
+def no_response_model(*, with_orjson: bool = False) -> Patch:
     from fastapi import routing
 
     original = routing.serialize_response
-    dumps = _dumps_text if "orjson-http" in VARIANTS else (lambda obj: json.dumps(obj, separators=(",", ":"), ensure_ascii=False))
+    dumps = _dumps_text if with_orjson else (lambda obj: json.dumps(obj, separators=(",", ":"), ensure_ascii=False))
 
     async def as_built(*, field=None, response_content, dump_json: bool = False, **options):
         if field is not None and isinstance(response_content, dict):
             return dumps(response_content).encode() if dump_json else response_content
         return await original(field=field, response_content=response_content, dump_json=dump_json, **options)
 
-    routing.serialize_response = as_built
+    return [(routing, "serialize_response", as_built)]
 
 
-def account_cache(ttl: float = 5.0) -> None:
+def account_cache(ttl: float = 5.0) -> Patch:
     from talentnest.store.users import UserRepo
 
     original = UserRepo.exists
@@ -99,10 +114,10 @@ def account_cache(ttl: float = 5.0) -> None:
             known[user_id] = now + ttl
         return found
 
-    UserRepo.exists = exists
+    return [(UserRepo, "exists", exists)]
 
 
-def token_cache() -> None:
+def token_cache() -> Patch:
     from talentnest.services.auth import Tokens
 
     original = Tokens.user_id
@@ -122,10 +137,10 @@ def token_cache() -> None:
         verified[token] = (found, expiry)
         return found
 
-    Tokens.user_id = user_id
+    return [(Tokens, "user_id", user_id)]
 
 
-def cluster_fast_path() -> None:
+def cluster_fast_path() -> Patch:
     from starlette.routing import Route
 
     from talentnest import app as app_module
@@ -159,7 +174,21 @@ def cluster_fast_path() -> None:
         app.build_middleware_stack = build_with_fast_path
         return app
 
-    app_module.create_app = create_app
+    return [(app_module, "create_app", create_app)]
+
+
+def patch_of(name: str, variants: set[str] | frozenset[str] = frozenset()) -> Patch:
+    """The patch of one candidate (``no-response-model`` answers with orjson when ``orjson-http`` is among ``variants``)."""
+    if name == "no-response-model":
+        return no_response_model(with_orjson="orjson-http" in variants)
+    makers = {
+        "orjson-http": orjson_http,
+        "orjson-wire": orjson_wire,
+        "account-cache": account_cache,
+        "token-cache": token_cache,
+        "cluster-fast-path": cluster_fast_path,
+    }
+    return makers[name]()
 
 
 class GranianServer:
@@ -221,17 +250,8 @@ def main() -> int:
     if unknown:
         print(f"_variants.py: unknown TN_VARIANTS {sorted(unknown)}; known: {sorted(KNOWN)}", file=sys.stderr)
         return 2
-    patches = {
-        "orjson-http": orjson_http,
-        "orjson-wire": orjson_wire,
-        "no-response-model": no_response_model,
-        "account-cache": account_cache,
-        "token-cache": token_cache,
-        "cluster-fast-path": cluster_fast_path,
-    }
-    for name, patch in patches.items():
-        if name in VARIANTS:
-            patch()
+    for name in sorted(VARIANTS - {"granian"}):
+        switch_on(patch_of(name, VARIANTS))
     from talentnest import cli
 
     if "granian" in VARIANTS:

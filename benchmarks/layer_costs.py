@@ -6,11 +6,11 @@ No server, no sockets, no load generator: requests go straight into the ASGI app
 (``time.thread_time``) per request is what is measured, a figure that other work on the machine
 hardly moves. Three parts:
 
-1. **Ablation**: ``GET /api/posts/{id}`` and ``POST /api/posts`` through the whole app, then
-   through apps built without ``metrics.HttpMetrics``, without ``limits.BodyLimit``, without the
-   ``cluster.middleware``, without all three, and the router alone (FastAPI's own middleware
-   skipped too); the app with the candidates of ``_variants.py`` patched in (each in a process of
-   its own, as patches are for good).
+1. **Ablation**: ``GET /api/posts/{id}``, ``POST /api/posts`` and a signed ``/cluster/heartbeat``
+   through the whole app, then through apps built without ``metrics.HttpMetrics``, without
+   ``limits.BodyLimit``, without the ``cluster.middleware``, without all three, the router alone
+   (FastAPI's own middleware skipped too) and the bare app of peers.py; and the whole app with each
+   candidate of ``_variants.py`` switched on during its own batches only.
 2. **Pieces alone**: the token's JWT check and account query, the product's SQL and render, the
    write transaction, ``response_model`` validation + serialisation, ``json``/``orjson`` of the
    answer, matching the route among the app's routes, the ``is_write`` classifier, a thread hop.
@@ -18,8 +18,9 @@ hardly moves. Three parts:
    (``wire.decode`` + ``ReplicateRequest.parse``, whose ``LogEntry.from_dict`` re-dumps each
    change) and applied (``Database.apply``), with orjson instead.
 
-Rounds alternate the configurations; the median of the rounds is reported in microseconds per
-request. Prints tables and writes ``benchmarks/results/layer_costs.json``.
+Configurations take turns in many short batches (the order rotated), and the median of the
+batches is reported in microseconds per request (the 10th percentile is in the JSON too).
+Prints tables and writes ``benchmarks/results/layer_costs.json``.
 """
 
 from __future__ import annotations
@@ -30,19 +31,17 @@ import importlib.util
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _cluster import RESULTS, load, machine, timestamp, write_report  # also puts src/ on sys.path
+from _cluster import RESULTS, load, machine, percentile, timestamp, write_report  # also puts src/ on sys.path
 
 DEFAULT_OUTPUT = RESULTS / "layer_costs.json"
 HERE = Path(__file__).resolve().parent
 CANDIDATES = [
-    "",  # the node as shipped, in a process of its own like the others: their baseline
     "orjson-http",
     "no-response-model",
     "orjson-http,no-response-model",
@@ -50,8 +49,8 @@ CANDIDATES = [
     "token-cache",
     "orjson-wire",
     "cluster-fast-path",
+    "orjson-http,no-response-model,account-cache,token-cache,orjson-wire,cluster-fast-path",
 ]
-ALL_CANDIDATES = "orjson-http,no-response-model,account-cache,token-cache"
 
 
 # --- requests straight into the ASGI app --------------------------------------------------------
@@ -179,43 +178,77 @@ async def measure_app(app, token: str, ids: list[int], per_round: int) -> dict[s
 
 
 async def ablation(root: Path, rounds: int, per_round: int) -> dict:
-    apps, lifespans, seeds = {}, [], {}
-    for number, (name, drop) in enumerate(ABLATIONS.items()):
-        app = build_app(root, f"ablation-{number}", drop=drop)
+    """Every configuration in turn, in many short batches (the order rotated): per configuration and
+    request, the median and the 10th percentile of the batches' CPU microseconds per request."""
+    sys.path.insert(0, str(HERE))
+    import _variants
+
+    apps, lifespans, seeds, patches = {}, [], {}, {}
+
+    async def start(name: str, app) -> None:
         lifespan = app.router.lifespan_context(app)
         await lifespan.__aenter__()
         lifespans.append(lifespan)
-        apps[name], seeds[name] = app, await seeded(app)
+        apps[name], seeds[name], patches[name] = app, await seeded(app), []
+
+    for number, (name, drop) in enumerate(ABLATIONS.items()):
+        await start(name, build_app(root, f"ablation-{number}", drop=drop))
+    whole = apps["whole app"]
     # The router alone: the whole app's routes without any middleware, FastAPI's own included (but for
     # the exit stack its dependencies need).
     from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
 
-    whole, router = apps["whole app"], AsyncExitStackMiddleware(apps["whole app"].router)
+    router = AsyncExitStackMiddleware(whole.router)
 
     async def router_alone(scope, receive, send):
         scope["app"] = whole
         await router(scope, receive, send)
 
-    apps["router alone (no middleware at all)"] = router_alone
-    seeds["router alone (no middleware at all)"] = seeds["whole app"]
     # The bare app of peers.py, over the whole app's file: the same rows, the same token secret.
     os.environ.update(BARE_DB=str(root / "ablation-0" / "talentnest.db"), BARE_SECRET="k" * 32)
-    sys.path.insert(0, str(HERE))
     import _bare
 
-    apps["bare app (_bare.py)"] = _bare.app
-    seeds["bare app (_bare.py)"] = seeds["whole app"]
+    for name, app in (("router alone (no middleware at all)", router_alone), ("bare app (_bare.py)", _bare.app)):
+        apps[name], seeds[name], patches[name] = app, seeds["whole app"], []
+    # The candidates: the whole app with each switched on during its own batches only.
+    have_orjson = importlib.util.find_spec("orjson") is not None
+    for variants in CANDIDATES:
+        names = variants.split(",")
+        if "orjson" in variants and not have_orjson:
+            print(f"skipped {variants}: needs orjson (pip install orjson)")
+            continue
+        label = f"+ {variants}"
+        if "cluster-fast-path" in names:  # a change of how the app is built: an app of its own
+            built = _variants.switch_on(_variants.patch_of("cluster-fast-path"))
+            try:
+                await start(label, build_app(root, f"candidate-{len(apps)}"))
+            finally:
+                _variants.switch_off(built)
+            names.remove("cluster-fast-path")
+        else:
+            apps[label], seeds[label] = whole, seeds["whole app"]
+        patches[label] = [_variants.patch_of(name, set(names)) for name in names]
     samples: dict[str, dict[str, list[float]]] = {name: {} for name in apps}
+    order = list(apps)
     try:
         for number in range(rounds):
-            names = list(apps) if number % 2 == 0 else list(reversed(apps))
-            for name in names:
-                for request, us in (await measure_app(apps[name], *seeds[name], per_round)).items():
+            shift = number % len(order)
+            for name in order[shift:] + order[:shift]:
+                switched = [_variants.switch_on(patch) for patch in patches[name]]
+                try:
+                    measured = await measure_app(apps[name], *seeds[name], per_round)
+                finally:
+                    for originals in reversed(switched):
+                        _variants.switch_off(originals)
+                for request, us in measured.items():
                     samples[name].setdefault(request, []).append(us)
     finally:
         for lifespan in lifespans:
             await lifespan.__aexit__(None, None, None)
-    return {name: {r: round(statistics.median(v), 1) for r, v in by.items()} for name, by in samples.items()}
+    return {
+        name: {r: {"median": round(statistics.median(v), 1), "p10": round(percentile(v, 10), 1)} for r, v in by.items()}
+        for name, by in samples.items()
+    }
 
 
 # --- the pieces alone ----------------------------------------------------------------------------
@@ -381,48 +414,15 @@ def replicate_path(root: Path, rounds: int) -> dict:
 # --- main ------------------------------------------------------------------------------------------
 
 
-def worker(variants: str, rounds: int, per_round: int) -> dict:
-    """One process: the whole app with ``variants`` patched in (``_variants.py``)."""
-    os.environ["TN_VARIANTS"] = variants
-    sys.path.insert(0, str(HERE))
-    import _variants
-
-    for name in filter(None, variants.split(",")):
-        getattr(_variants, name.replace("-", "_"))()
-    root = Path(tempfile.mkdtemp(prefix="talentnest-layers-"))
-
-    async def run() -> dict:
-        app = build_app(root, "variant")
-        lifespan = app.router.lifespan_context(app)
-        await lifespan.__aenter__()
-        try:
-            token, ids = await seeded(app)
-            samples: dict[str, list[float]] = {}
-            for _ in range(rounds):
-                for request, us in (await measure_app(app, token, ids, per_round)).items():
-                    samples.setdefault(request, []).append(us)
-            return {r: round(statistics.median(v), 1) for r, v in samples.items()}
-        finally:
-            await lifespan.__aexit__(None, None, None)
-
-    import uvloop
-
-    return uvloop.run(run())
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5, help="rounds (default 5)")
-    parser.add_argument("--requests", type=int, default=1000, help="requests per configuration and round (default 1000)")
-    parser.add_argument("--quick", action="store_true", help="2 rounds of 200 requests")
+    parser.add_argument("--rounds", type=int, default=30, help="batches per configuration, interleaved (default 30)")
+    parser.add_argument("--requests", type=int, default=100, help="requests of each kind per batch (default 100)")
+    parser.add_argument("--quick", action="store_true", help="6 batches of 50 requests")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON results")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
-        args.rounds, args.requests = 2, 200
-    if args.worker is not None:
-        print(json.dumps(worker(args.worker, args.rounds, args.requests)))
-        return 0
+        args.rounds, args.requests = 6, 50
     import logging
 
     logging.disable(logging.WARNING)
@@ -432,40 +432,19 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="talentnest-layers-"))
     report: dict = {"benchmark": "layer_costs", "timestamp": timestamp(), "unit": "CPU microseconds (thread time)"}
     report["ablation"] = uvloop.run(ablation(root, args.rounds, args.requests))
-    print("\nper request, CPU us (median of rounds)")
+    print(
+        f"\nper request, CPU us: median of {args.rounds} interleaved batches of {args.requests} (difference from the whole app)"
+    )
     columns = ["GET /api/posts/{id}", "POST /api/posts", "POST /cluster/heartbeat (signed)"]
     print(f"{'configuration':<48}" + "".join(f"{c:>34}" for c in columns))
     whole = report["ablation"]["whole app"]
-
-    def row(name: str, figures: dict, base: dict = whole) -> str:
+    for name, figures in report["ablation"].items():
         cells = []
         for column in columns:
-            value = figures.get(column)
-            cells.append(f"{'-':>34}" if value is None else f"{value:>24.1f} ({value - base[column]:+7.1f})")
-        return f"{name:<48}" + "".join(cells)
-
-    for name, figures in report["ablation"].items():
-        print(row(name, figures))
-    report["candidates"] = {}
-    have_orjson = importlib.util.find_spec("orjson") is not None
-    for variants in [*CANDIDATES, ALL_CANDIDATES]:
-        if "orjson" in variants and not have_orjson:
-            print(f"skipped {variants}: needs orjson (pip install orjson)")
-            continue
-        command = [sys.executable, __file__, "--worker", variants, "--rounds", str(args.rounds), "--requests", str(args.requests)]
-        completed = subprocess.run(command, capture_output=True, text=True, timeout=600)
-        if completed.returncode != 0:
-            raise SystemExit(f"the {variants} worker failed:\n{completed.stderr[-2000:]}")
-        figures = json.loads(completed.stdout.strip().splitlines()[-1])
-        report["candidates"][variants or "as shipped"] = figures
-        # Each candidate against the node as shipped measured the same way: a process of its own.
-        print(
-            row(
-                f"+ {variants}" if variants else "as shipped, in a process of its own",
-                figures,
-                report["candidates"]["as shipped"],
-            )
-        )
+            value = figures.get(column, {}).get("median")
+            moved = value - whole[column]["median"] if value is not None else 0
+            cells.append(f"{'-':>34}" if value is None else f"{value:>24.1f} ({moved:+7.1f})")
+        print(f"{name[:47]:<48}" + "".join(cells))
     report["pieces"] = uvloop.run(pieces(root, args.rounds, args.requests * 2))
     print("\neach piece alone, CPU us per call")
     for name, us in report["pieces"].items():

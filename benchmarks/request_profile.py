@@ -7,13 +7,13 @@ followers then take ``/cluster/replicate``), at 1 and at 32 connections: wrk run
 to measure requests/s and the CPU milliseconds per request of every node (``/proc``), then again
 while ``py-spy record --format raw`` samples the nodes that work (the entry node, the leader, a
 follower). Each sample is given to a layer by ``_layers.py`` (the innermost frame a rule names);
-a layer's samples over the requests answered meanwhile are its microseconds per request.
+a layer's share of the samples times the node's CPU per request is its cost in microseconds.
 
 Needs py-spy (``pip install py-spy``; not a dependency of the project) and root or ptrace rights.
 py-spy pauses the process for each sample (exact stacks; ``--rate`` 100 Hz by default keeps the
 slowdown small). Samples with no Python frame above the event loop are uvloop's C code, the
 kernel, and (at one connection) the loop waiting in epoll, which py-spy cannot always tell from
-work: that share is an upper bound, the Python layers' microseconds are not. Prints one table per scenario and
+work: that share is an upper bound, and at one connection the Python layers' figures are low. Prints one table per scenario and
 writes ``benchmarks/results/request_profile.json``.
 """
 
@@ -39,12 +39,7 @@ DEFAULT_OUTPUT = RESULTS / "request_profile.json"
 def profile(
     py_spy: str, wrk: str, scenario: Scenario, pids: dict[str, int], *, seconds: float, rate: int, threads: int, workdir: Path
 ) -> dict[str, dict]:
-    """wrk on ``scenario`` while py-spy samples each of ``pids``; per process: samples, layers, microseconds, stacks.
-
-    A layer's microseconds per request are its samples' time (samples / rate) over the requests
-    answered while sampled (wrk's rate times the sampled seconds): time the node's thread spent
-    there, which is CPU as long as the node has a core (a loaded machine adds waiting for one).
-    """
+    """wrk on ``scenario`` while py-spy samples each of ``pids``; per process: samples, layers, stacks."""
     script = workdir / f"profile-{scenario.name.replace(' ', '_').replace('/', '_')}.lua"
     script.write_text(scenario.lua + _COUNTING_LUA)
     threads = max(1, min(threads, scenario.connections))
@@ -77,12 +72,24 @@ def profile(
             "samples": total,
             "profiled_rps": round(rps, 1),
             "layers_percent": {layer: round(count / total * 100, 2) for layer, count in by_layer.most_common()},
-            "layers_us_per_request": {
+            # Time sampled per request: CPU only while the node has a core; on a loaded machine it also
+            # holds the waits for one (us_per_request, the share times the measured CPU, does not).
+            "sampled_us_per_request": {
                 layer: round(count / rate / answered * 1e6, 1) if answered else None for layer, count in by_layer.most_common()
             },
             "top_stacks": [[count, stack] for stack, count in stacks.most_common(15)],
         }
     return found
+
+
+def with_cpu(found: dict, cpu_ms: float) -> None:
+    """Each layer's microseconds per request: its share of the samples times the node's measured CPU per request.
+
+    At 32 connections a node is busy all the time, so its samples are its work (and its waits for
+    a core, alike in every layer). At one connection the loop also waits in epoll between
+    requests, which py-spy counts as the event loop's: there the Python layers' figures are low.
+    """
+    found["us_per_request"] = {layer: round(share / 100 * cpu_ms * 1000, 1) for layer, share in found["layers_percent"].items()}
 
 
 def print_breakdown(name: str, measured: dict, profiled: dict[str, dict]) -> None:
@@ -93,12 +100,11 @@ def print_breakdown(name: str, measured: dict, profiled: dict[str, dict]) -> Non
     for label, found in profiled.items():
         cpu = measured["cpu_ms_per_request"].get(label) or 0.0
         print(
-            f"  {label} ({found['samples']} samples at {found['profiled_rps']:.0f} req/s; {cpu * 1000:.0f} us CPU per request "
-            "unprofiled): share of samples, us per request"
+            f"  {label} ({found['samples']} samples; {cpu * 1000:.0f} us CPU per request): share of samples, CPU us per request"
         )
         for layer, share in found["layers_percent"].items():
             if share >= 0.5:
-                print(f"    {share:>5.1f}%  {found['layers_us_per_request'][layer] or 0:>6.0f} us  {layer}")
+                print(f"    {share:>5.1f}%  {found['us_per_request'][layer]:>6.0f} us  {layer}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             roles = {leader.name: "leader", follower.name: "follower (entry)", other.name: "follower", node.name: "single node"}
             for label in profiled:
                 profiled[label]["role"] = roles.get(label)
+                with_cpu(profiled[label], measured["cpu_ms_per_request"].get(label) or 0.0)
             report["scenarios"][scenario.name] = {"measured": measured, "profiled": profiled}
             print_breakdown(scenario.name, measured, profiled)
     finally:
