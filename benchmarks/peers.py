@@ -33,7 +33,8 @@ def _environment_or_exit() -> None:
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as exc:
-        if VENV_PYTHON.exists() and Path(sys.executable).resolve() != VENV_PYTHON.resolve():
+        # sys.prefix, not the executable: a virtualenv's python is a link to the one it was made from.
+        if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != VENV_PYTHON.parents[1].resolve():
             print(f"peers.py: {exc.name} is not installed for {sys.executable}; using {VENV_PYTHON}", file=sys.stderr)
             os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *sys.argv])
         raise SystemExit(
