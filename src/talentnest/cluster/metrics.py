@@ -209,6 +209,11 @@ class ClusterCollector:
         yield sync
         yield _counter("talentnest_sync_bytes", "Compressed snapshot bytes this node received.", stats.sync_bytes)
         yield _counter(
+            "talentnest_sync_failures",
+            "Snapshot transfers or installs that failed on this node (each is retried; see its sync: log lines).",
+            stats.sync_failures,
+        )
+        yield _counter(
             "talentnest_snapshots_served", "Snapshots this node made for others (GET /cluster/sync).", stats.snapshots_served
         )
         yield _counter(

@@ -22,8 +22,9 @@ async def sync_from(node: Node, db: Database, stats: Stats, url: str, source_id:
     damaged or refused snapshot, a full disk) are logged and leave the database as it was."""
     started = node.clock.monotonic()
     log.info("sync: requesting a snapshot from node %d (%s): %s", source_id, url, why)
-    download = snapshot.SnapshotDownload(db.data_dir)
+    download = None
     try:
+        download = snapshot.SnapshotDownload(db.data_dir)
         async with node.transport.stream(url, SYNC_PATH, connect_timeout=5, read_timeout=30) as response:
             if response.status != 200:
                 raise SnapshotError(f"node {source_id} answered HTTP {response.status} to /cluster/sync")
@@ -46,10 +47,12 @@ async def sync_from(node: Node, db: Database, stats: Stats, url: str, source_id:
             prepared.discard()
             raise
     except (PeerUnreachable, SnapshotError, OSError) as exc:
+        stats.sync_failures += 1
         log.warning("sync: from node %d failed: %s; will retry", source_id, exc)
         return False
     finally:
-        download.discard()
+        if download is not None:
+            download.discard()
     seconds = node.clock.monotonic() - started
     stats.syncs += 1
     stats.sync_bytes += size
