@@ -2,6 +2,10 @@
 reaching a follower is proxied to the leader; reads may wait for an LSN; writes may carry an
 Idempotency-Key; in quorum mode a write is answered once a majority holds it.
 
+A request that carries ``X-Cluster-Signature`` (a peer's call, on ``/cluster/*`` or a forwarded write)
+is checked here, once, whatever its path: a bad one is answered 401 before anything runs, a good one
+has its answer signed for its nonce (``auth``), unless the route signs a streamed answer itself.
+
 It needs from the cluster only the narrow ``Coordinator`` protocol below, and from the product
 only ``is_write(scope)``: it knows nothing of users or posts.
 """
@@ -9,6 +13,7 @@ only ``is_write(scope)``: it knows nothing of users or posts.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,20 +105,36 @@ class ClusterMiddleware:
         coordinator: Coordinator,
         db: Database,
         is_write: Callable[[dict], bool],
-        key: bytes,
+        signatures: auth.RequestAuth,
         stats: ForwardStats | None = None,
     ):
         self.app = app
         self.coordinator = coordinator
         self.db = db
         self.is_write = is_write
-        self.key = key
+        self.signatures = signatures
         self.stats = stats or ForwardStats()
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        header = _header(scope, b"x-cluster-signature")
+        if header is not None:
+            try:
+                verified = self.signatures.check(
+                    scope, header, scope["method"], request_target(scope), scope.get(BODY_SCOPE_KEY, b"")
+                )
+            except auth.SignatureError as exc:
+                client = scope.get("client")
+                log.warning(
+                    "security: refused %s %s from %s: %s", scope["method"], scope["path"], client[0] if client else "?", exc
+                )
+                await self._send_error(
+                    send, 401, "invalid_signature", str(exc), headers=[(b"www-authenticate", auth.HEADER.encode())]
+                )
+                return
+            send = self._signing(send, verified)
         self._take_forwarding_headers(scope)
         if scope["path"].startswith("/cluster/") or not self.is_write(scope):
             await self._read(scope, receive, send)
@@ -128,7 +149,7 @@ class ClusterMiddleware:
         headers = scope.get("headers", ())
         if not any(name in names for name, _ in headers):
             return
-        if not self._is_signed(scope):
+        if auth.RequestAuth.verified(scope) is None:
             scope["headers"] = [(name, value) for name, value in headers if name not in names]
             return
         scope[FORWARDED_SCOPE_KEY] = _header(scope, names[0])
@@ -147,12 +168,13 @@ class ClusterMiddleware:
             (b"x-cluster-lsn", str(self.db.last_lsn if lsn is None else lsn).encode()),
         ]
 
-    async def _send_error(self, send, status: int, code: str, message: str, *, retry: bool = False) -> None:
+    async def _send_error(self, send, status: int, code: str, message: str, *, retry: bool = False, headers=()) -> None:
         body = error_body(code, message)
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
             *self._node_headers(),
+            *headers,
         ]
         if retry:
             headers.append((b"retry-after", b"1"))
@@ -240,19 +262,39 @@ class ClusterMiddleware:
         self.stats.failures += 1
         await self._error(send, c.no_leader_error())
 
-    def _is_signed(self, scope) -> bool:
-        try:
-            auth.verify(
-                self.key,
-                _header(scope, b"x-cluster-signature"),
-                scope["method"],
-                request_target(scope),
-                scope.get(BODY_SCOPE_KEY, b""),
-                now=self.coordinator.wall(),
-            )
-            return True
-        except auth.SignatureError:
-            return False
+    def _signing(self, send, verified: auth.Verified):
+        """``send``, but the answer is held until whole and leaves signed for the request's nonce (an answer
+        that carries its own signature, a streamed one, passes as it is)."""
+        start: dict[str, Any] = {}
+        parts: list[bytes] = []
+        digest = hashlib.sha256()
+
+        async def signed_send(message) -> None:
+            if message["type"] == "http.response.start":
+                if any(k.lower() == b"x-cluster-signature" for k, _ in message.get("headers", [])):
+                    start["passthrough"] = True
+                    await send(message)
+                else:
+                    start.update(message)
+                return
+            if start.get("passthrough") or message["type"] != "http.response.body":
+                await send(message)
+                return
+            part = message.get("body", b"")
+            digest.update(part)
+            parts.append(part)
+            if message.get("more_body", False):
+                return
+            headers = list(start.get("headers", []))
+            signature = self.signatures.sign_answer(verified, start["status"], digest.hexdigest())
+            if signature is not None:
+                headers.append((b"x-cluster-signature", signature.encode()))
+            await send({**start, "headers": headers})
+            while parts:
+                part = parts.pop(0)
+                await send({"type": "http.response.body", "body": part, "more_body": bool(parts)})
+
+        return signed_send
 
     async def _forward(self, scope, leader_url: str) -> Reply:
         headers = {name: value for name in _FORWARDED_HEADERS if (value := _header(scope, name.encode())) is not None}

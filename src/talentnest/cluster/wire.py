@@ -20,6 +20,7 @@ MAX_INT64 = 2**63 - 1
 MAX_NODE_ID = 2**31 - 1
 MAX_URL = 256
 MAX_TEXT = 1000
+MAX_KEY_IDS = 16
 MAX_HISTORY = 1_000_000  # terms in a term history: one per leadership, far beyond any real cluster
 
 TermHistory = tuple[tuple[int, int], ...]
@@ -130,6 +131,9 @@ class NodeInfo(Message):
     last_term: int
     ready: bool
     leaving: bool
+    # The ``kid`` of every JWT key the node accepts (None from an older release), so that during a key
+    # rotation tokens are signed with a key every node accepts.
+    token_keys: tuple[str, ...] | None = None
 
     @classmethod
     def parse(cls, payload: Mapping[str, Any]) -> NodeInfo:
@@ -146,7 +150,16 @@ class NodeInfo(Message):
             last_term=integer(payload, "last_term", default=0),
             ready=flag(payload, "ready"),
             leaving=flag(payload, "leaving"),
+            token_keys=_key_ids(payload.get("token_keys")),
         )
+
+
+def _key_ids(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) > MAX_KEY_IDS or not all(isinstance(k, str) and 0 < len(k) <= 64 for k in value):
+        raise InvalidInput(f"token_keys must be a list of at most {MAX_KEY_IDS} key ids")
+    return tuple(value)
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,18 @@ NODE_VARIABLES = frozenset(
         "CLUSTER_SIZE",
         "LOG_FORMAT",
         "LOG_LEVEL",
+        "JWT_SECRET_FILE",
+        "CLUSTER_SECRET_FILE",
+        "JWT_SECRET_PREVIOUS",
+        "JWT_SECRET_PREVIOUS_FILE",
+        "CLUSTER_SECRET_PREVIOUS",
+        "CLUSTER_SECRET_PREVIOUS_FILE",
+        "PREVIOUS_SECRETS_UNTIL",
+        "CLUSTER_ACCEPT_LEGACY_SIGNATURES",
+        "TLS_CERT_FILE",
+        "TLS_KEY_FILE",
+        "TLS_CA_FILE",
+        "TLS_CLIENT_CERTS",
     }
 )
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")

@@ -1,0 +1,244 @@
+"""The streamed snapshot (``GET /cluster/sync?format=stream``): records signed as they go, so that a
+database is sent while it is read, and checked while it arrives (docs/cluster.md, "The streamed snapshot").
+
+The body is a sequence of records, each ``kind`` (one ASCII byte), ``length`` (4 bytes, big-endian) and
+``length`` bytes of payload: ``H`` (the header, JSON), ``D`` (one chunk: a zstd frame of whole pages),
+``E`` (the end, JSON), each followed by an ``S`` record whose payload is
+``t=<unix seconds>,n=<the request's nonce>,s=<hex HMAC-SHA256(key, "<t>\\n<n>\\nANSWER\\n200\\n<hex SHA-256 of
+every body byte before this S record>")>``: the answer signature of DESIGN.md applied to the body so far.
+A receiver uses a record only once the ``S`` after it verifies, so nothing altered is ever written.
+
+The leader keeps a broken stream's page image (``Images``) for ``RESUME_SECONDS``: the receiver asks again
+with ``snapshot=<id>&from=<chunk>`` and gets the same image from that chunk, in a new, newly signed stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import struct
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import zstandard
+
+from talentnest.errors import InvalidInput, SnapshotError
+from talentnest.store.pages import PageImage
+
+RECORD = struct.Struct(">cI")
+HEADER, DATA, END, SIGNATURE = b"H", b"D", b"E", b"S"
+CHUNK_BYTES = 4 * 1024 * 1024  # raw bytes of pages per chunk
+MAX_RECORD = 2 * CHUNK_BYTES + 65536  # a zstd frame of incompressible pages stays far below this
+ZSTD_LEVEL = 1  # the stream is bound by CPU on both sides; level 1 keeps most of level 3's ratio
+RESUME_SECONDS = 60.0
+MAX_PARKED = 2
+READ_AHEAD = 2
+MEDIA_TYPE = "application/vnd.talentnest.snapshot"
+
+
+def record(kind: bytes, payload: bytes) -> bytes:
+    return RECORD.pack(kind, len(payload)) + payload
+
+
+@dataclass(frozen=True)
+class StreamHeader:
+    """The ``H`` record: which image, its position in the log, its shape, and where this stream starts."""
+
+    snapshot: str
+    lsn: int
+    term: int
+    schema_version: int
+    page_size: int
+    page_count: int
+    chunk_pages: int
+    first_chunk: int
+    leader_id: int | None
+
+    @property
+    def chunks(self) -> int:
+        return -(-self.page_count // self.chunk_pages)
+
+    @property
+    def raw_bytes(self) -> int:
+        return self.page_size * self.page_count
+
+    def chunk_offset(self, index: int) -> int:
+        return index * self.chunk_pages * self.page_size
+
+    def chunk_size(self, index: int) -> int:
+        return (min(self.page_count, (index + 1) * self.chunk_pages) - index * self.chunk_pages) * self.page_size
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({**self.__dict__, "chunks": self.chunks, "compression": "zstd"}, separators=(",", ":")).encode()
+
+    @classmethod
+    def parse(cls, payload: bytes) -> StreamHeader:
+        try:
+            data = json.loads(payload)
+            header = cls(
+                snapshot=str(data["snapshot"]),
+                lsn=int(data["lsn"]),
+                term=int(data["term"]),
+                schema_version=int(data["schema_version"]),
+                page_size=int(data["page_size"]),
+                page_count=int(data["page_count"]),
+                chunk_pages=int(data["chunk_pages"]),
+                first_chunk=int(data["first_chunk"]),
+                leader_id=data.get("leader_id"),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidInput(f"the snapshot stream's header is malformed: {exc}") from None
+        if data.get("compression") != "zstd":
+            raise InvalidInput(f"the snapshot stream's compression {data.get('compression')!r} is not zstd")
+        if not (512 <= header.page_size <= 65536 and 0 < header.page_count < 2**31 and 0 < header.chunk_pages <= 1 << 16):
+            raise InvalidInput("the snapshot stream's header is out of bounds")
+        if not 0 <= header.first_chunk <= header.chunks or len(header.snapshot) > 64:
+            raise InvalidInput("the snapshot stream's header is out of bounds")
+        return header
+
+
+# --- the leader's side ---------------------------------------------------------------------------
+
+
+class Images:
+    """Page images of broken streams, kept for a while so their receivers can resume."""
+
+    def __init__(self, clock: Callable[[], float]):
+        self.clock = clock
+        self._parked: dict[str, tuple[PageImage, float]] = {}
+
+    def park(self, snapshot: str, image: PageImage) -> None:
+        self.sweep()
+        while len(self._parked) >= MAX_PARKED:
+            oldest = min(self._parked, key=lambda k: self._parked[k][1])
+            self._parked.pop(oldest)[0].close()
+        self._parked[snapshot] = (image, self.clock() + RESUME_SECONDS)
+
+    def take(self, snapshot: str) -> PageImage | None:
+        self.sweep()
+        found = self._parked.pop(snapshot, None)
+        return found[0] if found else None
+
+    def sweep(self) -> None:
+        now = self.clock()
+        for snapshot in [k for k, (_, until) in self._parked.items() if until < now]:
+            self._parked.pop(snapshot)[0].close()
+
+    def close(self) -> None:
+        for image, _ in self._parked.values():
+            image.close()
+        self._parked.clear()
+
+
+def _compressed_chunk(image: PageImage, header: StreamHeader, index: int) -> bytes:
+    raw = image.read(index * header.chunk_pages + 1, header.chunk_pages)
+    return zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True, write_content_size=True).compress(raw)
+
+
+async def stream_image(
+    image: PageImage,
+    header: StreamHeader,
+    sign: Callable[[str], str],
+    *,
+    on_chunk: Callable[[int, int], None] = lambda raw, sent: None,
+) -> AsyncIterator[bytes]:
+    """The records of ``image`` from ``header.first_chunk``, each followed by its signature record
+    (``sign(hex SHA-256 of the body so far)``). Chunks are read and compressed in worker threads,
+    ``READ_AHEAD`` ahead of the one being sent, so memory stays a few chunks whatever the size."""
+    digest = hashlib.sha256()
+
+    def signed(kind: bytes, payload: bytes) -> bytes:
+        data = record(kind, payload)
+        digest.update(data)
+        signature = record(SIGNATURE, sign(digest.hexdigest()).encode())
+        digest.update(signature)
+        return data + signature
+
+    yield signed(HEADER, header.to_bytes())
+    pending: list[asyncio.Task] = []
+    next_index = header.first_chunk
+    try:
+        while next_index < header.chunks or pending:
+            while next_index < header.chunks and len(pending) < READ_AHEAD:
+                pending.append(asyncio.ensure_future(asyncio.to_thread(_compressed_chunk, image, header, next_index)))
+                next_index += 1
+            index = next_index - len(pending)
+            data = await pending.pop(0)
+            on_chunk(header.chunk_size(index), len(data))
+            yield signed(DATA, data)
+        end = {"chunks": header.chunks, "pages": header.page_count, "raw_bytes": header.raw_bytes}
+        yield signed(END, json.dumps(end, separators=(",", ":")).encode())
+    finally:
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+# --- the receiver's side -------------------------------------------------------------------------
+
+
+class RecordReader:
+    """Cuts a streamed body into records and hands out each one only once the signature record after it
+    verifies (``authenticate(signature, hex SHA-256 of the body before it)``, which raises on failure)."""
+
+    def __init__(self, authenticate: Callable[[str, str], None]):
+        self._authenticate = authenticate
+        self._buffer = bytearray()
+        self._digest = hashlib.sha256()
+        self._pending: tuple[bytes, bytes] | None = None
+        self.received = 0  # body bytes so far
+
+    def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        """The verified records ``data`` completes, as (kind, payload)."""
+        self.received += len(data)
+        self._buffer += data
+        verified = []
+        while len(self._buffer) >= RECORD.size:
+            kind, length = RECORD.unpack_from(self._buffer)
+            if length > MAX_RECORD:
+                raise SnapshotError(f"a snapshot record announces {length} bytes, more than {MAX_RECORD}")
+            if len(self._buffer) < RECORD.size + length:
+                break
+            raw = bytes(self._buffer[: RECORD.size + length])
+            del self._buffer[: RECORD.size + length]
+            payload = raw[RECORD.size :]
+            if kind == SIGNATURE:
+                if self._pending is None:
+                    raise SnapshotError("a snapshot stream has a signature record with nothing to sign")
+                self._authenticate(payload.decode("ascii", "replace"), self._digest.hexdigest())
+                verified.append(self._pending)
+                self._pending = None
+            elif self._pending is not None:
+                raise SnapshotError(f"a snapshot stream's {self._pending[0].decode()} record is not followed by its signature")
+            elif kind in (HEADER, DATA, END):
+                self._pending = (kind, payload)
+            else:
+                raise SnapshotError(f"a snapshot stream has a record of unknown kind {kind!r}")
+            self._digest.update(raw)
+        return verified
+
+    def finished_cleanly(self) -> bool:
+        return not self._buffer and self._pending is None
+
+
+def unpack_chunk(header: StreamHeader, index: int, frame: bytes) -> bytes:
+    """The raw pages of chunk ``index``; SnapshotError if the frame is damaged or the wrong size."""
+    expected = header.chunk_size(index)
+    try:
+        raw = zstandard.ZstdDecompressor().decompress(frame, max_output_size=expected)
+    except zstandard.ZstdError as exc:
+        raise SnapshotError(f"chunk {index} of the snapshot does not unpack: {exc}") from None
+    if len(raw) != expected:
+        raise SnapshotError(f"chunk {index} of the snapshot unpacked to {len(raw)} bytes, not {expected}")
+    return raw
+
+
+def end_matches(header: StreamHeader, payload: bytes) -> dict[str, Any]:
+    try:
+        end = json.loads(payload)
+    except ValueError:
+        raise SnapshotError("the snapshot stream's end record is not JSON") from None
+    if end != {"chunks": header.chunks, "pages": header.page_count, "raw_bytes": header.raw_bytes}:
+        raise SnapshotError(f"the snapshot stream's end record {end} does not match its header")
+    return end
