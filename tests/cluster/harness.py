@@ -123,7 +123,9 @@ class Firewall:
     def __init__(self) -> None:
         self.chain = f"TN-TEST-{os.getpid()}"
         self._pairs: set[frozenset[str]] = set()
+        self._redirects: list[list[str]] = []
         self._is_set_up = False
+        self._nat_is_set_up = False
 
     @staticmethod
     def _iptables(*arguments: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -175,6 +177,45 @@ class Firewall:
             self._iptables("-D", self.chain, *rule, check=False)
         self._pairs.discard(pair)
 
+    def _set_up_nat(self) -> None:
+        self._set_up()
+        if self._nat_is_set_up:
+            return
+        for chain, pid in self._STALE.findall(self._iptables("-t", "nat", "-S").stdout):
+            if int(pid) != os.getpid() and not is_alive(int(pid)):
+                self._remove_nat_chain(chain)
+        self._remove_nat_chain(self.chain)
+        self._iptables("-t", "nat", "-N", self.chain)
+        self._iptables("-t", "nat", "-I", "OUTPUT", "1", "-j", self.chain)
+        self._nat_is_set_up = True
+
+    def _remove_nat_chain(self, chain: str) -> None:
+        while self._iptables("-t", "nat", "-D", "OUTPUT", "-j", chain, check=False).returncode == 0:
+            pass
+        self._iptables("-t", "nat", "-F", chain, check=False)
+        self._iptables("-t", "nat", "-X", chain, check=False)
+
+    def redirect(self, source: str, destination: str, port: int, to: tuple[str, int]) -> None:
+        """New TCP connections from ``source`` to ``destination:port`` go to ``to`` instead (DNAT): a man in
+        the middle between two nodes. Connections already open are not affected."""
+        self._set_up_nat()
+        rule = [
+            "-s",
+            source,
+            "-d",
+            destination,
+            "-p",
+            "tcp",
+            "--dport",
+            str(port),
+            "-j",
+            "DNAT",
+            "--to-destination",
+            f"{to[0]}:{to[1]}",
+        ]
+        self._iptables("-t", "nat", "-A", self.chain, *rule)
+        self._redirects.append(rule)
+
     def restore_involving(self, address: str) -> None:
         for pair in [pair for pair in self._pairs if address in pair]:
             self.restore(*sorted(pair))
@@ -185,10 +226,14 @@ class Firewall:
 
     def close(self) -> None:
         """Remove the chain and its jumps; safe to call when nothing was ever cut."""
+        if self._nat_is_set_up:
+            self._remove_nat_chain(self.chain)
+            self._nat_is_set_up = False
         if self._is_set_up:
             self._remove_chain(self.chain)
             self._is_set_up = False
         self._pairs.clear()
+        self._redirects.clear()
 
 
 # --- nodes ----------------------------------------------------------------------------------------

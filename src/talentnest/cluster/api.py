@@ -108,11 +108,11 @@ def build_routes(node: ClusterNode, replication: Replication, signatures: auth.R
     async def checksum(request: Request) -> Response:
         return _json({"checksum": node.db.checksum(), "applied_lsn": node.db.last_lsn, "node_id": node.node_id})
 
-    images = snapshot_stream.Images(node.clock.monotonic)
+    images = snapshot_stream.Images(node.clock.monotonic, node.clock.sleep)
 
-    async def sweep_later() -> None:
+    async def sweep_later(seconds: float) -> None:
         # A kept image pins the database (its WAL cannot restart): release it once nobody resumed it.
-        await node.clock.sleep(snapshot_stream.RESUME_SECONDS + 1)
+        await node.clock.sleep(seconds + 0.1)
         images.sweep()
 
     async def sync(request: Request) -> Response:
@@ -166,7 +166,7 @@ def build_routes(node: ClusterNode, replication: Replication, signatures: auth.R
         resume = request.query_params.get("snapshot")
         first_chunk = wire.query_integer(request.query_params, "from", 0)
         if resume is not None:
-            image = images.take(resume)
+            image = await images.take(resume)
             if image is None:
                 return error_response(410, "snapshot_gone", f"snapshot {resume[:64]} is no longer kept here; start again")
             snapshot_id = resume
@@ -180,8 +180,9 @@ def build_routes(node: ClusterNode, replication: Replication, signatures: auth.R
             page_size=info.page_size, page_count=info.page_count,
             chunk_pages=max(1, snapshot_stream.CHUNK_BYTES // info.page_size), first_chunk=first_chunk, leader_id=node.leader_id,
         )  # fmt: skip
+        images.begin(snapshot_id, image)
         if first_chunk > header.chunks:
-            images.park(snapshot_id, image)
+            images.end(snapshot_id, complete=False)
             return error_response(422, "invalid_input", f"from must be 0-{header.chunks}, got {first_chunk}")
         replication.stats.snapshots_served += 1
         replication.stats.snapshot_raw_bytes = info.raw_bytes
@@ -200,13 +201,10 @@ def build_routes(node: ClusterNode, replication: Replication, signatures: auth.R
                     yield part
                 done = True
             finally:
-                if done:
-                    image.close()
-                    log.info("sync: snapshot %s sent", snapshot_id)
-                else:
-                    images.park(snapshot_id, image)
-                    node.spawn(sweep_later(), "snapshot-sweep")
-                    log.info("sync: snapshot %s broke off; kept %g s for a resume", snapshot_id, snapshot_stream.RESUME_SECONDS)
+                images.end(snapshot_id, complete=done)
+                kept = snapshot_stream.SENT_RESUME_SECONDS if done else snapshot_stream.RESUME_SECONDS
+                node.spawn(sweep_later(kept), "snapshot-sweep")
+                log.info("sync: snapshot %s %s; kept %g s for a resume", snapshot_id, "sent" if done else "broke off", kept)
 
         answer = {
             auth.HEADER: auth.sign_answer(verified.key, verified.nonce, 200, auth.STREAMED, now=node.clock.wall()),

@@ -18,7 +18,7 @@ import asyncio
 import hashlib
 import json
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,9 @@ CHUNK_BYTES = 4 * 1024 * 1024  # raw bytes of pages per chunk
 MAX_RECORD = 2 * CHUNK_BYTES + 65536  # a zstd frame of incompressible pages stays far below this
 ZSTD_LEVEL = 1  # the stream is bound by CPU on both sides; level 1 keeps most of level 3's ratio
 RESUME_SECONDS = 60.0
+# A stream the leader sent whole may still break before its receiver has read the end: its image is kept
+# this long too (briefly: a kept image pins the database, whose WAL cannot restart meanwhile).
+SENT_RESUME_SECONDS = 5.0
 MAX_PARKED = 2
 READ_AHEAD = 2
 MEDIA_TYPE = "application/vnd.talentnest.snapshot"
@@ -103,20 +106,36 @@ class StreamHeader:
 
 
 class Images:
-    """Page images of broken streams, kept for a while so their receivers can resume."""
+    """The page images being streamed, and those of broken streams, kept for a while so that their
+    receivers can resume. ``clock`` is monotonic seconds; ``sleep`` the runtime's."""
 
-    def __init__(self, clock: Callable[[], float]):
+    def __init__(self, clock: Callable[[], float], sleep: Callable[[float], Awaitable[None]]):
         self.clock = clock
+        self.sleep = sleep
+        self._active: dict[str, PageImage] = {}
         self._parked: dict[str, tuple[PageImage, float]] = {}
 
-    def park(self, snapshot: str, image: PageImage) -> None:
+    def begin(self, snapshot: str, image: PageImage) -> None:
+        self._active[snapshot] = image
+
+    def end(self, snapshot: str, *, complete: bool) -> None:
+        """A stream is over: its image is kept for ``RESUME_SECONDS`` if the stream broke, else for
+        ``SENT_RESUME_SECONDS``, then closed (``sweep``)."""
+        image = self._active.pop(snapshot, None)
+        if image is None:
+            return
         self.sweep()
         while len(self._parked) >= MAX_PARKED:
             oldest = min(self._parked, key=lambda k: self._parked[k][1])
             self._parked.pop(oldest)[0].close()
-        self._parked[snapshot] = (image, self.clock() + RESUME_SECONDS)
+        self._parked[snapshot] = (image, self.clock() + (SENT_RESUME_SECONDS if complete else RESUME_SECONDS))
 
-    def take(self, snapshot: str) -> PageImage | None:
+    async def take(self, snapshot: str) -> PageImage | None:
+        """The kept image ``snapshot``, once its broken stream has noticed it broke (a resume can arrive
+        first); None when it is not kept (expired, or never here)."""
+        deadline = self.clock() + 5.0
+        while snapshot in self._active and self.clock() < deadline:
+            await self.sleep(0.05)
         self.sweep()
         found = self._parked.pop(snapshot, None)
         return found[0] if found else None

@@ -149,6 +149,13 @@ async def _receive(node: Node, db: Database, url: str, transfer: _Transfer, prog
                 raise PeerUnreachable(f"{url} closed the snapshot stream before its end (at chunk {chunk})")
         await _put(queue, None, writer)
         await writer
+    except PeerUnreachable as exc:
+        if not isinstance(exc, ForgedAnswer):
+            # The stream broke: the chunks already verified are still written, so a resume starts after them.
+            with contextlib.suppress(Exception):
+                await _put(queue, None, writer)
+                await writer
+        raise
     finally:
         if not writer.done():
             writer.cancel()
