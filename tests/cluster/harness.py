@@ -18,6 +18,7 @@ import itertools
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import threading
@@ -262,7 +263,7 @@ class Node:
         local = cluster._local.node(name)
         self.address = local.address
         self.node_id = local.node_id
-        self.url = f"http://{local.address}:{local.port}"
+        self.url = f"{cluster.scheme}://{local.address}:{local.port}"
         self.published_url = f"http://localhost:{local.publish_port}" if local.publish_port else None
         self.log_path = local.log_path
         self.data_dir = local.data_dir
@@ -293,8 +294,11 @@ class Node:
 
     # life cycle
 
-    def start(self, *, wait: bool = True, timeout: float = DEFAULT_TIMEOUT) -> Node:
-        """``docker start``; with ``wait``, return once ``/readyz`` answers 200."""
+    def start(self, *, wait: bool = True, timeout: float = DEFAULT_TIMEOUT, env: Mapping[str, str] | None = None) -> Node:
+        """``docker start``; with ``wait``, return once ``/readyz`` answers 200. ``env``: this node's own
+        settings over the cluster's, from this start on (as a container recreated with other variables)."""
+        if env is not None:
+            self._local.env = dict(env)
         self.cluster._run(self.cluster._local.start_node(self.name))
         if wait:
             self.wait_ready(timeout=timeout)
@@ -408,7 +412,10 @@ class Cluster:
         subnet: str = TEST_SUBNET,
         publish_base: int = TEST_PUBLISH_BASE,
         stop_timeout: float = 10.0,
+        scheme: str = "http",
+        verify: ssl.SSLContext | bool = True,
     ):
+        """``scheme`` and ``verify`` (an SSL context with the CA and a client certificate) for nodes that speak TLS."""
         self.env = {**FAST_HASHING, **(env or {})}
         self.config = ClusterConfig(
             state_dir=Path(directory),
@@ -423,7 +430,8 @@ class Cluster:
         self._loop: _LoopThread | None = None
         self._nodes: dict[str, Node] = {}
         self.firewall = Firewall()
-        self.http = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), trust_env=False)
+        self.scheme = scheme
+        self.http = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), trust_env=False, verify=verify)
 
     def _run(self, coroutine, timeout: float | None = 120.0):
         assert self._loop is not None, "start() the cluster first"

@@ -111,8 +111,13 @@ def build_routes(node: ClusterNode, replication: Replication, signatures: auth.R
     images = snapshot_stream.Images(node.clock.monotonic, node.clock.sleep)
 
     async def sweep_later(seconds: float) -> None:
-        # A kept image pins the database (its WAL cannot restart): release it once nobody resumed it.
-        await node.clock.sleep(seconds + 0.1)
+        # A kept image pins the database (its WAL cannot restart): release it once nobody resumed it,
+        # and at once when the node stops (which cancels this).
+        try:
+            await node.clock.sleep(seconds + 0.1)
+        except asyncio.CancelledError:
+            images.close()
+            raise
         images.sweep()
 
     async def sync(request: Request) -> Response:

@@ -203,6 +203,7 @@ class LocalNode:
         self.is_stopping = False
         self.lock = asyncio.Lock()
         self.watcher: asyncio.Task | None = None
+        self.env: dict[str, str] = {}  # this node's own settings over the cluster's, from its next start
 
     @property
     def is_running(self) -> bool:
@@ -448,6 +449,7 @@ class LocalCluster:
             DATA_DIR=str(node.data_dir),
         )
         env.update(self.config.env)
+        env.update(node.env)
         return env
 
     async def start_node(self, name: str) -> LocalNode:
