@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -15,17 +16,19 @@ from starlette.routing import BaseRoute, Match, Mount, Route
 from talentnest import __version__, api, http_errors, metrics, tls, web
 from talentnest.cluster import api as cluster_api
 from talentnest.cluster import auth, idempotency, keys
+from talentnest.cluster.forward import ForwardStats
 from talentnest.cluster.metrics import ClusterCollector
-from talentnest.cluster.middleware import ClusterMiddleware, ForwardStats
+from talentnest.cluster.middleware import ClusterMiddleware
 from talentnest.cluster.node import ClusterNode
 from talentnest.cluster.replication import Replication
 from talentnest.cluster.runtime import Clock, Runtime, SystemClock, real_runtime
 from talentnest.config import Settings
+from talentnest.errors import TalentNestError
 from talentnest.limits import BodyLimit
 from talentnest.logs import NodeContext
 from talentnest.services import AuthService, Passwords, PostService, Tokens, UserService
 from talentnest.services.throttle import LoginThrottle, ThrottlePolicy
-from talentnest.store import Database, Retention, snapshot
+from talentnest.store import Database, Retention, guard, snapshot, storage_failure
 from talentnest.store.posts import PostRepo
 from talentnest.store.schema import MIGRATIONS
 from talentnest.store.users import UserRepo
@@ -86,11 +89,18 @@ def write_classifier(routes: Sequence[BaseRoute]) -> Callable[[dict], bool]:
     return is_write
 
 
-def create_app(settings: Settings, *, context: NodeContext | None = None, runtime: Runtime | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    context: NodeContext | None = None,
+    runtime: Runtime | None = None,
+    data_lock: guard.DataDirLock | None = None,
+) -> FastAPI:
     """The whole node as one ASGI app; the database opens and the node joins when it starts.
 
     ``runtime`` is the node's outside world (clocks, randomness, network, discovery): the real one
-    unless a caller (the simulation) gives its own.
+    unless a caller (the simulation) gives its own. ``data_lock`` is the data directory's lock when
+    the caller already holds it (the CLI takes it first, to refuse a second process with one line).
     """
     context = context or NodeContext()
     runtime = runtime or real_runtime(tls=tls.client_context(settings), accept_legacy=settings.cluster_accept_legacy_signatures)
@@ -110,8 +120,15 @@ def create_app(settings: Settings, *, context: NodeContext | None = None, runtim
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        lock = data_lock or guard.DataDirLock(settings.data_dir)
+        lock.acquire(owner=f"node at {settings.advertise_address or settings.host}:{settings.port}")
         snapshot.remove_partial_files(settings.data_dir)
-        db.open()
+        guard.check_at_start(settings.data_dir, full=settings.startup_check == "full")
+        try:
+            db.open()
+        except sqlite3.DatabaseError as exc:  # damage the start-up check could not see
+            guard.set_aside(settings.data_dir, f"it cannot be opened ({exc})")
+            db.open()
         log.info("store: opened %s at LSN %d", db.path, db.last_lsn)
         try:
             await node.start()
@@ -122,6 +139,7 @@ def create_app(settings: Settings, *, context: NodeContext | None = None, runtim
         finally:
             await node.stop()
             db.close()
+            lock.release()
             log.info("store: closed %s", db.path)
 
     app = FastAPI(
@@ -141,7 +159,14 @@ def create_app(settings: Settings, *, context: NodeContext | None = None, runtim
         choose_token_key=lambda kids: keys.token_key_for(node, kids),
     )
     node.token_keys = app.state.product.auth.tokens.accepted_kids
-    http_errors.install(app)
+
+    def classify(exc: Exception) -> TalentNestError | None:
+        failure = storage_failure(exc)
+        if failure is not None:
+            db.report_failure(failure)  # a read met a full disk or a damaged file: the node reacts
+        return failure
+
+    http_errors.install(app, classify=classify)
     app.include_router(api.router)
 
     @app.get("/healthz", tags=["operations"])

@@ -22,6 +22,9 @@ _INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _DECIMAL = re.compile(r"([0-9]+(\.[0-9]*)?|\.[0-9]+)", re.ASCII)
 # Below this many bytes an HS256 key is brute-forceable offline from any token (RFC 7518 3.2).
 MIN_SECRET_BYTES = 32
+# How far apart two nodes' clocks may be: signed node-to-node calls, and user tokens' issue times
+# (a token made on one node is good on another as long as their clocks agree this well).
+MAX_CLOCK_SKEW_SECONDS = 30
 # RFC 9106 section 4 recommends argon2id with t=1 and m=2 GiB or, where memory is scarce (the
 # defaults here), t=3, p=4 and m=64 MiB. A node warns when its parameters meet neither.
 RFC9106_TIME_COST, RFC9106_MEMORY_KIB, RFC9106_PARALLELISM = 3, 64 * 1024, 4
@@ -89,6 +92,8 @@ class Settings:
     def secrets(self) -> list[str]:
         """Every secret this node holds (for the log's masking)."""
         return [s for s in (self.jwt_secret, self.cluster_secret, *self.jwt_secret_previous, *self.cluster_secret_previous) if s]
+
+    startup_check: str = "quick"
 
     @property
     def has_short_jwt_secret(self) -> bool:
@@ -170,6 +175,7 @@ class Settings:
             tls_key_file=tls_key,
             tls_ca_file=tls_ca,
             tls_client_certs=env.choice("TLS_CLIENT_CERTS", TLS_CLIENT_CERT_MODES, "optional"),
+            startup_check=env.choice("STARTUP_CHECK", ("quick", "full"), "quick"),
         )
 
 

@@ -275,7 +275,7 @@ def test_a_good_signature_opens_every_read_and_every_answer_is_signed_for_its_re
     sync = signed_and_checked(node, "GET", "/cluster/sync")
     assert sync.status_code == 200 and sync.json()["database"]
     gone = signed_and_checked(node, "GET", "/cluster/log?after=-5")  # a refusal is signed too
-    assert gone.status_code == 422
+    assert 400 <= gone.status_code < 500
 
 
 def test_an_answer_signature_fails_for_another_nonce_another_status_or_another_body(node: Node):
@@ -314,11 +314,13 @@ def test_a_captured_signed_call_replayed_within_the_window_is_refused_and_change
         assert fresh.state() == before
 
 
-def test_a_good_signature_on_a_higher_term_heartbeat_changes_the_term(tmp_path):
+def test_a_signed_heartbeat_from_a_node_that_is_not_a_member_moves_no_term(tmp_path):
+    """The signature shows the sender has the key; discovery says who the members are. A heartbeat from
+    anyone else (a stray process, a misconfigured node) is answered but fences nobody."""
     for fresh in start_node(tmp_path):
         before = fresh.state()
 
         assert fresh.signed("POST", "/cluster/heartbeat", heartbeat_of_a_higher_term(fresh)).status_code == 200
 
         after = fresh.state()
-        assert after["term"] == before["term"] + 100 and after["role"] != "leader"
+        assert after["term"] == before["term"] and after["role"] == before["role"] == "leader"

@@ -19,7 +19,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from talentnest.cluster import auth, follower, handover, snapshot_stream, votes, wire
-from talentnest.errors import LogTruncated, TalentNestError
+from talentnest.errors import InvalidInput, LogTruncated, TalentNestError
 from talentnest.http_errors import error_response, respond_to
 from talentnest.store import iso_from_epoch, pages, snapshot
 from talentnest.units import human_bytes
@@ -62,9 +62,17 @@ def build_routes(node: ClusterNode, replication: Replication, signatures: auth.R
             except auth.SignatureError as exc:
                 client = request.client.host if request.client else "?"
                 log.warning("security: refused %s %s from %s: %s", request.method, request.url.path, client, exc)
-                return error_response(401, "invalid_signature", str(exc), headers={"WWW-Authenticate": auth.HEADER})
+                # Our clock, so that a peer refused for a stale signature can tell its clock is off.
+                headers = {"WWW-Authenticate": auth.HEADER, "X-Node-Time": str(int(node.clock.wall()))}
+                return error_response(401, "invalid_signature", str(exc), headers=headers)
+            refusal = node.health.refusal()
+            if refusal is not None:
+                return error_response(503, "identity_clash", refusal, headers={"Retry-After": "30"})
             try:
                 return await handler(request)
+            except InvalidInput as exc:
+                # A peer's malformed or out-of-range message: a bad request, and nothing of it used.
+                return error_response(400, "bad_request", exc.message)
             except TalentNestError as exc:
                 return respond_to(exc)
 
@@ -104,6 +112,11 @@ def build_routes(node: ClusterNode, replication: Replication, signatures: auth.R
             return _wire(follower.log_page(node.db, after, limit))
         except LogTruncated as exc:
             return respond_to(exc)
+
+    async def drain(request: Request) -> Response:
+        drained = wire.flag(await body_of(request), "drained")
+        changed = node.care.drain(drained)
+        return _json({"node_id": node.node_id, "drained": drained, "changed": changed, "role": node.role.value})
 
     async def checksum(request: Request) -> Response:
         return _json({"checksum": node.db.checksum(), "applied_lsn": node.db.last_lsn, "node_id": node.node_id})
@@ -228,6 +241,7 @@ def build_routes(node: ClusterNode, replication: Replication, signatures: auth.R
         Route("/cluster/log", signed(log_entries), methods=["GET"]),
         Route("/cluster/sync", signed(sync), methods=["GET"]),
         Route("/cluster/checksum", signed(checksum), methods=["GET"]),
+        Route("/cluster/drain", signed(drain), methods=["POST"]),
     ]
 
 

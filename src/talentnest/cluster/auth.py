@@ -25,11 +25,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from talentnest.config import Settings
+from talentnest.config import MAX_CLOCK_SKEW_SECONDS, Settings
 from talentnest.tls import PEER_CERTIFICATE_SCOPE_KEY
 
 HEADER = "X-Cluster-Signature"
-MAX_SKEW_SECONDS = 30
+MAX_SKEW_SECONDS = MAX_CLOCK_SKEW_SECONDS
 NONCE_HEX_DIGITS = 32
 # The body-hash field of a streamed answer's header signature: its body is signed record by record.
 STREAMED = "streamed"

@@ -39,6 +39,13 @@ async def run_loop(node: Core) -> None:
 
 
 async def run_cycle(node: Core) -> Cycle:
+    refusal = node.health.refusal()
+    if refusal is not None:
+        if node.role == Role.LEADER:
+            return await act(node, elect(view(node)))
+        return Cycle(Action.NONE, f"refusing to serve: {refusal}")
+    if node.role != Role.LEADER and node.health.check_storage(node.db):  # a leader steps down first
+        node.record_event("health", "can commit again")
     if node.role == Role.LEADER and not node.lease_valid():
         # The lease is over: stop claiming leadership before any slow probing.
         return await act(node, elect(view(node)))
@@ -102,6 +109,9 @@ def view(node: Core, *, periodic: bool = False) -> ClusterView:
         leader_alive=node.leader_alive(now),
         lease_valid=node.lease_valid(now),
         syncing=node.worker.syncing,
+        eligible=node.health.eligible,
+        not_eligible_because="; ".join(node.health.reasons()),
+        drained=node.health.only_drained,
         discovering=node.membership.rounds < 2 and bool(node.membership.peers),
         periodic=periodic,
         handover_settle=2 * node.heartbeat,

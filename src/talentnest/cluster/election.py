@@ -19,6 +19,18 @@ def elect(view: ClusterView) -> Decision:
 
 
 def _as_leader(view: ClusterView) -> Decision:
+    if not view.eligible:
+        successor = _successor(view, settled=False)
+        if successor is not None:
+            return Decision(
+                Action.HANDOVER,
+                f"not eligible to lead ({view.not_eligible_because}); handing over to node {successor.id}",
+                successor.id,
+            )
+        if view.drained and view.lease_valid:
+            # Stepping down now could lose the last writes (async mode): keep leading until a peer catches up.
+            return Decision(Action.NONE, "drained, but no caught-up peer to hand over to yet; still leading")
+        return Decision(Action.STEP_DOWN, f"not eligible to lead: {view.not_eligible_because}")
     if not view.lease_valid:
         return Decision(
             Action.STEP_DOWN,
@@ -35,16 +47,18 @@ def _as_leader(view: ClusterView) -> Decision:
     return Decision(Action.NONE, f"leading term {view.term} with {view.reachable} of {view.voters} members")
 
 
-def _successor(view: ClusterView):
-    """A live, ready member with a higher ID than ours that has caught up with us."""
+def _successor(view: ClusterView, *, settled: bool = True):
+    """A live, ready, eligible member that has caught up with us: with a higher ID than ours and alive
+    for a while (a planned handover), or any (``settled=False``: this node may not lead any more)."""
     candidates = [
         p
         for p in view.peers
         if p.alive
         and p.ready
-        and p.id > view.self_id
+        and p.eligible
+        and (p.id > view.self_id or not settled)
         and p.log_position == view.log_position
-        and p.alive_for >= view.handover_settle
+        and (p.alive_for >= view.handover_settle or not settled)
     ]
     return max(candidates, key=lambda p: p.id, default=None)
 
@@ -58,8 +72,10 @@ def _as_follower(view: ClusterView) -> Decision:
         if view.leader_id is not None and view.leader_id != view.self_id:
             return Decision(Action.NONE, f"following leader {view.leader_id}")
         return Decision(Action.NONE, "a leader was heard from less than its lease ago; waiting for the new term's leader")
+    if not view.eligible:
+        return Decision(Action.NONE, f"no live leader, but this node is not eligible to lead: {view.not_eligible_because}")
     alive = view.alive_peers
-    highest = max([view.self_id] + [p.id for p in alive])
+    highest = max([view.self_id] + [p.id for p in alive if p.eligible])
     if highest != view.self_id:
         return Decision(Action.NONE, f"no live leader; node {highest} has the highest ID and should lead")
     if not view.has_majority:

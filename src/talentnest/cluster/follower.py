@@ -17,7 +17,7 @@ from talentnest.cluster.stats import Stats
 from talentnest.cluster.stream import BATCH_BYTES, BATCH_ENTRIES
 from talentnest.cluster.wire import LogPage, ReplicateReply, ReplicateRequest, TermHistory, decode, log_page_body
 from talentnest.cluster.work import Job
-from talentnest.errors import InvalidInput, LogDiverged, PeerUnreachable, StaleTerm
+from talentnest.errors import InvalidInput, LogDiverged, PeerUnreachable, StaleTerm, StorageFailure
 from talentnest.store import Database, LogEntry
 from talentnest.store.divergence import archive_divergent, common_lsn
 
@@ -85,7 +85,7 @@ class FollowerSide:
             return self._resync(request, f"this node is at LSN {mine}, the leader at {request.leader_last_lsn}")
         if request.prev_lsn > mine:
             return self._answer(False, "gap")
-        if request.prev_lsn > 0 and request.prev_term >= 0 and db.term_at(request.prev_lsn) != request.prev_term:
+        if request.prev_lsn > 0 and request.prev_term >= 0 and not self._holds(request):
             self.confirmed = None
             return self._answer(False, "history_needed")
         try:
@@ -96,9 +96,17 @@ class FollowerSide:
             log.warning("replication: refused entries from node %d: %s; checking histories again", leader_id, exc)
             self.confirmed = None
             return self._answer(False, "history_needed")
+        except StorageFailure:
+            # Told to the node by the store (it is not ready now); the leader tries again after a backoff.
+            return self._answer(False, "unavailable")
         self._count_applied(request.entries, mine, result.applied_lsn)
         self._track_sync(leader_id, mine, result.applied_lsn)
         return self._answer(not result.gap, "gap" if result.gap else "applied")
+
+    def _holds(self, request: ReplicateRequest) -> bool:
+        """This log's entry at the batch's previous LSN is the leader's (same term, same epoch)."""
+        term, epoch = self.db.position_at(request.prev_lsn)
+        return term == request.prev_term and (request.prev_epoch is None or epoch == request.prev_epoch)
 
     def _resync(self, request: ReplicateRequest, why: str) -> ReplicateReply:
         self.node.run_job(Job.SYNC, self.sync(request.leader_url, request.leader_id, why))

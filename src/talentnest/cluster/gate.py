@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
+from collections.abc import Callable
 
 from talentnest.cluster.protocols import Core
 from talentnest.cluster.types import Role
@@ -17,6 +19,8 @@ class WriteGate:
 
     def __init__(self, node: Core):
         self.node = node
+        self._watched: dict[str, set[asyncio.Future]] = {}
+        self._lost: weakref.WeakSet[asyncio.Future] = weakref.WeakSet()
 
     @property
     def node_id(self) -> int:
@@ -85,10 +89,37 @@ class WriteGate:
             return True
         return await node.replication.wait_quorum(lsn, term, timeout)
 
+    def refusal(self) -> str | None:
+        return self.node.health.refusal()
+
+    def unhealthy(self) -> str | None:
+        return self.node.health.not_ready_reason()
+
+    def leader_expected(self) -> bool:
+        """This node reaches a majority, so a leader can be elected where it is."""
+        return self.node.membership.reachable() > self.node.voters() // 2
+
+    def watch_leader(self, url: str, call: asyncio.Future) -> Callable[[], bool]:
+        """Cancel ``call`` if the leader at ``url`` is suspected before ``call`` ends; returns a
+        function that tells whether that is why it was cancelled."""
+        watched = self._watched.setdefault(url, set())
+        watched.add(call)
+        call.add_done_callback(watched.discard)
+        return lambda: call in self._lost
+
+    def leader_suspected(self, url: str) -> None:
+        """The leader at ``url`` stopped answering: end every forward still waiting on it."""
+        for call in self._watched.pop(url, set()):
+            if not call.done():
+                self._lost.add(call)
+                call.cancel()
+
     def no_leader_error(self) -> NoLeader:
         node = self.node
+        refusing = [f"node {p.id} refuses its signature: {p.refuses}" for p in node.membership.peers.values() if p.refuses]
         return NoLeader(
             f"no leader is reachable from node {node.node_id} (it reaches {node.membership.reachable()} of "
-            f"{node.voters()} members); writes are refused until one is elected, reads go on",
+            f"{node.voters()} members); writes are refused until one is elected, reads go on"
+            + (f" ({'; '.join(refusing)})" if refusing else ""),
             code="no_leader",
         )

@@ -14,11 +14,13 @@ connection was refused) is *suspected*: it cannot lead and does not count as rea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from talentnest.cluster.auth import MAX_SKEW_SECONDS
 from talentnest.cluster.discovery import node_id_for
 from talentnest.cluster.runtime import Resolver, Transport
 from talentnest.cluster.transport import PeerRefused
@@ -43,6 +45,8 @@ class PeerState:
     refused: bool = False  # the last attempt found nobody listening
     left: bool = False  # it said it is shutting down
     info: NodeInfo | None = None  # what it last said of itself
+    refuses: str | None = None  # why it refuses this node's signed heartbeats (clock off, another key)
+    skew: float | None = None  # its clock minus ours, in seconds, as its last heartbeat or refusal showed
 
     @property
     def term(self) -> int:
@@ -86,6 +90,7 @@ class Membership:
         *,
         resolver: Resolver,
         clock: Callable[[], float],
+        wall: Callable[[], float],
         port: int,
         heartbeat: float,
         failure_timeout: float,
@@ -94,6 +99,7 @@ class Membership:
     ):
         self.resolver = resolver
         self.clock = clock
+        self.wall = wall
         self.port = port
         self.probe_timeout = 0.8 * heartbeat
         self.suspect_after = 3.0 * heartbeat
@@ -155,6 +161,7 @@ class Membership:
                     last_term=info.last_term if info else 0,
                     ready=info.ready if info else False,
                     alive_for=(now - p.alive_since) if (p.alive_since is not None and alive) else 0.0,
+                    eligible=info.eligible if info else True,
                 )
             )
         return tuple(views)
@@ -219,6 +226,9 @@ class Membership:
             if peer.alive_since is not None and not self.alive(peer):
                 self._down(peer, "stopped answering", gone=False)
             return
+        if reply.status == 401:
+            self._refuses_signature(peer, reply.headers.get("X-Node-Time"))
+            return
         if reply.status != 200:
             log.warning("membership: node %d answered the heartbeat with HTTP %d", peer.id, reply.status)
             return
@@ -242,14 +252,29 @@ class Membership:
                 peer.alive_since = now
                 log.info("membership: node %d (%s) answers", info.id, peer.address)
             peer.refused = peer.left = False
+            peer.refuses = None
             peer.last_ok = now
             peer.id = info.id
             peer.info = info
+            if info.wall_ms:
+                peer.skew = info.wall_ms / 1000 - self.wall()
             if back:
                 self.owner.peer_back(peer)
         elif info.leaving:
             return
         self.owner.peer_said(peer, info, probe_sent_at)
+
+    def _refuses_signature(self, peer: PeerState, their_time: str | None) -> None:
+        """A 401: our signature is stale to its clock, or made with another key. Say which, once."""
+        with contextlib.suppress(ValueError):
+            peer.skew = float(their_time) - self.wall() if their_time else peer.skew
+        if peer.skew is not None and abs(peer.skew) > MAX_SKEW_SECONDS:
+            why = f"its clock and this node's differ by {abs(peer.skew):.0f} s (signatures allow {MAX_SKEW_SECONDS} s)"
+        else:
+            why = "the cluster key differs (CLUSTER_SECRET, or JWT_SECRET when CLUSTER_SECRET is unset)"
+        if peer.refuses != why:
+            log.warning("membership: node %d (%s) refuses this node's signed heartbeats: %s", peer.id, peer.address, why)
+        peer.refuses = why
 
     def refused(self, peer: PeerState, why: str, *, left: bool = False) -> None:
         """Nobody listens at the peer's address, or it said it is leaving: it is gone now."""

@@ -21,7 +21,7 @@ from prometheus_client.metrics_core import (
 from talentnest.cluster.types import Role
 
 if TYPE_CHECKING:
-    from talentnest.cluster.middleware import ForwardStats
+    from talentnest.cluster.forward import ForwardStats
     from talentnest.cluster.node import ClusterNode
     from talentnest.cluster.replication import Replication
 

@@ -22,11 +22,13 @@ from typing import Any
 from talentnest.cluster import auth, control, handover, status, votes
 from talentnest.cluster.discovery import detect_address, fallback_address, node_id_for
 from talentnest.cluster.gate import WriteGate
+from talentnest.cluster.health import Health
 from talentnest.cluster.lease import Lease, check_timing
 from talentnest.cluster.membership import Membership, PeerState
 from talentnest.cluster.protocols import LoopState, Member, Replicator
 from talentnest.cluster.runtime import Runtime, Transport
 from talentnest.cluster.state import DurableState
+from talentnest.cluster.storage import StorageCare
 from talentnest.cluster.types import ClusterView, Cycle, Role
 from talentnest.cluster.waiters import AppliedWaiters
 from talentnest.cluster.wire import NodeInfo
@@ -56,6 +58,7 @@ class ClusterNode:
         self.membership = Membership(
             resolver=runtime.resolver(settings),
             clock=self.clock.monotonic,
+            wall=self.clock.wall,
             port=settings.port,
             heartbeat=self.heartbeat,
             failure_timeout=settings.failure_timeout,
@@ -66,6 +69,9 @@ class ClusterNode:
         self.worker = Worker()
         self.waiters = AppliedWaiters(lambda: db.last_lsn)
         self.gate = WriteGate(self)
+        self.health = Health()
+        self.incarnation = f"{runtime.random.getrandbits(64):016x}"  # this process, among others with our ID
+        self.started_ms = 0
         self.replication: Replicator | None = None  # wired by app.py
         self.maintenance: list[Callable[[], object]] = []  # run by the leader at each periodic election
         self.address: str | None = None
@@ -86,6 +92,9 @@ class ClusterNode:
         self._leader_changed = asyncio.Event()
         self._task: asyncio.Task | None = None
         db.add_commit_listener(self.waiters.committed)
+        db.add_commit_listener(self.health.committed)
+        self.care = StorageCare(self)
+        db.add_failure_listener(self.care.failed)
 
     @property
     def term(self) -> int:
@@ -104,6 +113,7 @@ class ClusterNode:
         at once). A node can be started again after ``stop``, in another event loop. Without
         ``run_loop`` the caller runs the cycles itself (``run_cycle``), as unit tests do."""
         self._reset_runtime()
+        self.started_ms = int(self.clock.wall() * 1000)
         listed = await self.membership.resolver.resolve()
         address = detect_address(advertise=self.settings.advertise_address, host=self.settings.host, listed=listed)
         if address is None:
@@ -119,6 +129,7 @@ class ClusterNode:
         self._transport = self.membership.transport = self.runtime.transport(self.key, address)
         await self._transport.start()
         self.db.write_guard = self.gate.guard_write
+        self.care.check_marker()
         if self.db.last_term > self.term:
             # A snapshot or a restored file can hold a newer term than our state file remembers.
             self.state.save(self.db.last_term, None)
@@ -241,20 +252,16 @@ class ClusterNode:
         return self.role == Role.LEADER
 
     def self_info(self) -> NodeInfo:
-        return NodeInfo(
-            id=self.node_id,
-            url=self.url,
-            term=self.term,
-            role=self.role.value,
-            leader_id=self.leader_id,
-            last_lsn=self.db.last_lsn,
-            last_term=self.db.last_term,
-            ready=status.readiness(self)[0],
-            leaving=self.stopping,
-            token_keys=self.token_keys(),
-        )
+        return status.self_info(self)
 
     def peer_said(self, peer: PeerState | None, info: NodeInfo, probe_sent_at: float | None) -> None:
+        if info.id == self.node_id and info.url != self.url:
+            ours = (self.started_ms, self.incarnation)
+            if self.health.clash(self.node_id, self.url, ours, info, self.clock.monotonic()) and self.role == Role.LEADER:
+                self.step_down("stepped down: another node has this node's ID")
+            return
+        if peer is None:
+            return  # not a member (discovery does not list it): its term and leader move nothing here
         if info.term > self.term:
             self.adopt_term(info.term, f"node {info.id} is in term {info.term}")
         if peer is not None and probe_sent_at is not None and info.term == self.term:
@@ -268,6 +275,7 @@ class ClusterNode:
             self.heard_from_leader(info.id, info.url or (peer.url if peer else ""))
 
     def peer_lost(self, peer: PeerState, why: str, *, gone: bool) -> None:
+        self.gate.leader_suspected(peer.url)
         if peer.id == self._heard_from and self.role != Role.LEADER and gone:
             self.record_event("leader_lost", f"leader {peer.id} {why}")
             log.info("election: term %d: leader %d %s; looking for a new leader", self.term, peer.id, why)
@@ -332,12 +340,17 @@ class ClusterNode:
         self._leader_changed.set()
         self._leader_changed = asyncio.Event()
 
+    # --- health ----------------------------------------------------------------------------
+
+    def snapshot_installed(self) -> None:
+        self.care.snapshot_installed()
+
     def _become_leader(self, votes: int) -> None:
         self._set_role(Role.LEADER)
         self._count_leader(self.node_id)
         self.leader_id, self.leader_url = self.node_id, self.url
         self._heard_at = self._heard_from = None
-        self.db.term = self.term
+        self.db.term, self.db.epoch = self.term, self.runtime.random.getrandbits(63) or 1
         self._announce(f"term {self.term}: leader is {self.node_id} ({self.url}), elected with {votes} of {self.voters()} votes")
         if self.replication is not None:
             self.replication.start_leading()

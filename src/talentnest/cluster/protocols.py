@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from talentnest.cluster.health import Health
 from talentnest.cluster.membership import Membership
 from talentnest.cluster.runtime import Clock, Transport
 from talentnest.cluster.state import DurableState
@@ -85,6 +86,9 @@ class Node(Protocol):
     def wake(self) -> None:
         """Run the control loop's next cycle now (after a sync, a catch-up...)."""
 
+    def snapshot_installed(self) -> None:
+        """A peer's snapshot replaced this node's data (whatever was set aside is replaced now)."""
+
 
 class Replicator(Protocol):
     """What the node needs of replication."""
@@ -155,7 +159,11 @@ class Core(Protocol):
     waiters: AppliedWaiters
     replication: Replicator | None
     maintenance: list[Callable[[], object]]
+    token_keys: Callable[[], tuple[str, ...]]  # the JWT kids this node accepts (for NodeInfo)
     loop: LoopState
+    health: Health
+    incarnation: str
+    started_ms: int
 
     @property
     def term(self) -> int: ...
@@ -198,3 +206,5 @@ class Core(Protocol):
     def end_candidacy(self, term: int, granted: Sequence[str], sent_at: float, votes: int) -> bool: ...
 
     def record_vote(self, candidate: int) -> None: ...
+
+    def record_event(self, kind: str, text: str) -> None: ...

@@ -4,14 +4,54 @@ from __future__ import annotations
 
 from typing import Any
 
+from talentnest.cluster.auth import MAX_SKEW_SECONDS
 from talentnest.cluster.protocols import Core
 from talentnest.cluster.types import Role
+from talentnest.cluster.wire import NodeInfo
+
+
+def self_info(node: Core) -> NodeInfo:
+    """What this node says of itself in every heartbeat and in its answers to them."""
+    return NodeInfo(
+        id=node.node_id,
+        url=node.url,
+        term=node.term,
+        role=node.role.value,
+        leader_id=node.leader_id,
+        last_lsn=node.db.last_lsn,
+        last_term=node.db.last_term,
+        ready=readiness(node)[0],
+        leaving=node.stopping,
+        eligible=node.health.eligible,
+        incarnation=node.incarnation,
+        started_ms=node.started_ms,
+        wall_ms=int(node.clock.wall() * 1000),
+        token_keys=node.token_keys(),
+    )
+
+
+def clock_report(node: Core) -> dict[str, Any]:
+    """How far this node's clock is from its peers'; beyond the signature window when most of the
+    peers that told their time disagree with it by more than the window (then say so)."""
+    skews = [p.skew for p in node.membership.peers.values() if p.skew is not None]
+    off = [s for s in skews if abs(s) > MAX_SKEW_SECONDS]
+    beyond = bool(skews) and len(off) * 2 > len(skews)
+    report: dict[str, Any] = {"max_skew_seconds": round(max(skews, key=abs), 3) if skews else None, "beyond_window": beyond}
+    if beyond:
+        report["note"] = (
+            f"this node's clock is about {abs(sorted(off)[len(off) // 2]):.0f} s away from its peers' "
+            f"(signatures allow {MAX_SKEW_SECONDS} s): they refuse its calls; fix its time (NTP)"
+        )
+    return report
 
 
 def readiness(node: Core) -> tuple[bool, str]:
     """Ready to serve: synced, and a leader known (this node or a live one)."""
     if node.address is None:
         return False, "starting: own address not known yet"
+    problem = node.health.not_ready_reason()
+    if problem is not None:
+        return False, problem
     if node.worker.syncing:
         return False, "syncing from the leader"
     if node.role == Role.LEADER:
@@ -68,6 +108,8 @@ def render(node: Core) -> dict[str, Any]:
                 "lag": lag(applied),
                 "term": peer.term if peer.last_ok is not None else None,
                 "last_seen_seconds": None if peer.last_ok is None else round(now - peer.last_ok, 3),
+                "clock_skew_seconds": None if peer.skew is None else round(peer.skew, 3),
+                "refuses_us": peer.refuses,
                 "self": False,
             }
         )
@@ -85,6 +127,8 @@ def render(node: Core) -> dict[str, Any]:
         "ready": ready,
         "ready_reason": reason,
         "replication_mode": node.settings.replication_mode,
+        "health": node.health.as_dict(),
+        "clock": clock_report(node),
         "quorum": {"voters": voters, "reachable": membership.reachable(now), "needed": voters // 2 + 1},
     }
     if node.replication is not None:

@@ -151,12 +151,14 @@ class FollowerStream:
             truncated = False
         except LogTruncated:
             entries, truncated = [], True
+        position = db.position_at(prev)
         body = replicate_body(
             leader_id=node.node_id,
             term=node.term,
             leader_url=node.url,
             prev_lsn=prev,
-            prev_term=-1 if truncated else db.term_at(prev),
+            prev_term=-1 if truncated else position[0],
+            prev_epoch=0 if truncated else position[1],
             leader_last_lsn=db.last_lsn,
             leader_last_term=db.last_term,
             leader_first_lsn=db.first_lsn,
@@ -233,3 +235,5 @@ class FollowerStream:
             # The follower's own word on what it holds: it can go down (after a resync) as well as up.
             self.match_lsn = reply.applied_lsn
             self.reset(reply.applied_lsn, confirmed=False if reply.reason == "history_needed" else None)
+            if reply.reason == "unavailable":
+                self._back_off()  # it cannot apply now (full disk...): try again later, not at once

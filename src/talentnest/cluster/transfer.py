@@ -111,6 +111,7 @@ async def sync_from(node: Node, db: Database, stats: Stats, url: str, source_id:
     )
     log.info("sync: %s", text)
     node.record_event("sync", text)
+    node.snapshot_installed()
     return True
 
 

@@ -34,6 +34,7 @@ class PeerView:
     last_term: int = 0
     ready: bool = False
     alive_for: float = 0.0  # seconds it has been answering without a miss
+    eligible: bool = True  # it may lead (its own health says so)
 
     @property
     def log_position(self) -> tuple[int, int]:
@@ -55,6 +56,9 @@ class ClusterView:
     leader_alive: bool = False  # a follower has heard from its leader recently
     lease_valid: bool = False  # a leader has heard from a majority within the lease
     syncing: bool = False
+    eligible: bool = True  # this node may lead (health.Health)
+    not_eligible_because: str = ""
+    drained: bool = False  # an operator's drain is the only reason: hand over, but never just step down
     discovering: bool = False  # just started: peers not probed yet
     periodic: bool = False  # this cycle is the periodic election (every ELECTION_INTERVAL)
     handover_settle: float = 2.0  # seconds a higher-ID peer must have been alive before a handover

@@ -1,8 +1,8 @@
 """The node-to-node messages: each parsed and bounded once, at the edge, into a frozen value.
 
-Every number a peer sends is checked here (STYLE.md, "A core a simulator can drive"): terms and LSNs
-are integers in SQLite's 64-bit range, node IDs fit ``NODE_ID``'s range, and a JSON number that is not
-an integer (``1e400``, ``1.5``, ``true``) is refused. A message that fails any check raises
+Every number a peer sends is checked here (STYLE.md, "A core a simulator can drive"): LSNs are
+integers in SQLite's 64-bit range, terms up to ``MAX_TERM`` (2^62), node IDs fit ``NODE_ID``'s
+range, and a JSON number that is not an integer (``1e400``, ``1.5``, ``true``) is refused. A message that fails any check raises
 ``InvalidInput`` (answered 400) and nothing of it is used. The core sees only these values.
 """
 
@@ -17,13 +17,16 @@ from talentnest.errors import InvalidInput
 from talentnest.store import LogEntry
 
 MAX_INT64 = 2**63 - 1
+# Terms stop well short of SQLite's limit, so that a node can always stand for the next one: a term
+# this high is refused from a peer like any out-of-range number (never adopted).
+MAX_TERM = 2**62
 MAX_NODE_ID = 2**31 - 1
 MAX_URL = 256
 MAX_TEXT = 1000
 MAX_KEY_IDS = 16
 MAX_HISTORY = 1_000_000  # terms in a term history: one per leadership, far beyond any real cluster
 
-TermHistory = tuple[tuple[int, int], ...]
+TermHistory = tuple[tuple[int, int, int], ...]  # (term, start_lsn, epoch)
 
 
 def integer(payload: Mapping[str, Any], name: str, *, low: int = 0, high: int = MAX_INT64, default: int | None = None) -> int:
@@ -72,15 +75,17 @@ def _show(value: Any) -> str:
 
 
 def history(value: Any, name: str = "history") -> TermHistory:
-    """A term history: ``[[term, start_lsn], ...]``, each pair bounded."""
+    """A term history: ``[[term, start_lsn, epoch], ...]`` (``epoch`` absent from a release before
+    epochs: 0), every number bounded."""
     if not isinstance(value, list) or len(value) > MAX_HISTORY:
-        raise InvalidInput(f"{name} must be a list of [term, start_lsn] pairs")
-    pairs = []
+        raise InvalidInput(f"{name} must be a list of [term, start_lsn, epoch] items")
+    items = []
     for item in value:
-        if not isinstance(item, list | tuple) or len(item) != 2:
-            raise InvalidInput(f"{name} must be a list of [term, start_lsn] pairs")
-        pairs.append((_bounded(item[0], f"{name} term", 0, MAX_INT64), _bounded(item[1], f"{name} start_lsn", 0, MAX_INT64)))
-    return tuple(pairs)
+        if not isinstance(item, list | tuple) or len(item) not in (2, 3):
+            raise InvalidInput(f"{name} must be a list of [term, start_lsn, epoch] items")
+        term, start = _bounded(item[0], f"{name} term", 0, MAX_TERM), _bounded(item[1], f"{name} start_lsn", 0, MAX_INT64)
+        items.append((term, start, _bounded(item[2], f"{name} epoch", 0, MAX_INT64) if len(item) == 3 else 0))
+    return tuple(items)
 
 
 def entries(value: Any) -> tuple[LogEntry, ...]:
@@ -131,6 +136,10 @@ class NodeInfo(Message):
     last_term: int
     ready: bool
     leaving: bool
+    eligible: bool = True  # absent from a release before eligibility: it may lead
+    incarnation: str = ""  # random per process start: tells two processes with one ID apart
+    started_ms: int = 0  # when that process started (Unix milliseconds): the later of two clashing refuses
+    wall_ms: int = 0  # the sender's clock when it sent this (to measure skew)
     # The ``kid`` of every JWT key the node accepts (None from an older release), so that during a key
     # rotation tokens are signed with a key every node accepts.
     token_keys: tuple[str, ...] | None = None
@@ -143,13 +152,17 @@ class NodeInfo(Message):
         return cls(
             id=integer(payload, "id", high=MAX_NODE_ID),
             url=text(payload, "url", default="", max_length=MAX_URL),
-            term=integer(payload, "term"),
+            term=integer(payload, "term", high=MAX_TERM),
             role=role,
             leader_id=_optional_integer(payload, "leader_id", high=MAX_NODE_ID),
             last_lsn=integer(payload, "last_lsn", default=0),
-            last_term=integer(payload, "last_term", default=0),
+            last_term=integer(payload, "last_term", default=0, high=MAX_TERM),
             ready=flag(payload, "ready"),
             leaving=flag(payload, "leaving"),
+            eligible=flag(payload, "eligible") if "eligible" in payload else True,
+            incarnation=text(payload, "incarnation", default="", max_length=64),
+            started_ms=integer(payload, "started_ms", default=0),
+            wall_ms=integer(payload, "wall_ms", default=0),
             token_keys=_key_ids(payload.get("token_keys")),
         )
 
@@ -179,11 +192,11 @@ class VoteRequest(Message):
     @classmethod
     def parse(cls, payload: Mapping[str, Any]) -> VoteRequest:
         return cls(
-            term=integer(payload, "term", low=1),
+            term=integer(payload, "term", low=1, high=MAX_TERM),
             candidate_id=integer(payload, "candidate_id", high=MAX_NODE_ID),
             candidate_url=text(payload, "candidate_url", default="", max_length=MAX_URL),
             last_lsn=integer(payload, "last_lsn"),
-            last_term=integer(payload, "last_term"),
+            last_term=integer(payload, "last_term", high=MAX_TERM),
             handover_from=_optional_integer(payload, "handover_from", high=MAX_NODE_ID),
             pre_vote=flag(payload, "pre_vote"),
         )
@@ -197,7 +210,11 @@ class VoteReply(Message):
 
     @classmethod
     def parse(cls, payload: Mapping[str, Any]) -> VoteReply:
-        return cls(term=integer(payload, "term"), granted=flag(payload, "granted"), reason=text(payload, "reason", default=""))
+        return cls(
+            term=integer(payload, "term", high=MAX_TERM),
+            granted=flag(payload, "granted"),
+            reason=text(payload, "reason", default=""),
+        )
 
 
 @dataclass(frozen=True)
@@ -209,7 +226,7 @@ class HandoverRequest(Message):
     @classmethod
     def parse(cls, payload: Mapping[str, Any]) -> HandoverRequest:
         return cls(
-            term=integer(payload, "term"),
+            term=integer(payload, "term", high=MAX_TERM),
             leader_id=integer(payload, "leader_id", high=MAX_NODE_ID),
             last_lsn=integer(payload, "last_lsn"),
         )
@@ -234,6 +251,7 @@ class ReplicateRequest:
     leader_url: str
     prev_lsn: int
     prev_term: int  # -1: the leader no longer knows (its log was trimmed there)
+    prev_epoch: int | None  # None from a release before epochs
     leader_last_lsn: int
     leader_last_term: int
     leader_first_lsn: int
@@ -245,12 +263,13 @@ class ReplicateRequest:
         raw_history = payload.get("history")
         return cls(
             leader_id=integer(payload, "leader_id", high=MAX_NODE_ID),
-            term=integer(payload, "term"),
+            term=integer(payload, "term", high=MAX_TERM),
             leader_url=text(payload, "leader_url", max_length=MAX_URL),
             prev_lsn=integer(payload, "prev_lsn"),
-            prev_term=integer(payload, "prev_term", low=-1),
+            prev_term=integer(payload, "prev_term", low=-1, high=MAX_TERM),
+            prev_epoch=_optional_integer(payload, "prev_epoch"),
             leader_last_lsn=integer(payload, "leader_last_lsn"),
-            leader_last_term=integer(payload, "leader_last_term", default=0),
+            leader_last_term=integer(payload, "leader_last_term", default=0, high=MAX_TERM),
             leader_first_lsn=integer(payload, "leader_first_lsn"),
             history=None if raw_history is None else history(raw_history),
             entries=entries(payload.get("entries")),
@@ -264,16 +283,17 @@ def replicate_body(
     leader_url: str,
     prev_lsn: int,
     prev_term: int,
+    prev_epoch: int,
     leader_last_lsn: int,
     leader_last_term: int,
     leader_first_lsn: int,
-    history: Sequence[tuple[int, int]] | None,
+    history: Sequence[tuple[int, ...]] | None,
     entries: Sequence[LogEntry],
 ) -> bytes:
     """The wire form of a ``ReplicateRequest``; entries are spliced in as the text they are stored as."""
     return (
         f'{{"leader_id":{leader_id},"term":{term},"leader_url":{json.dumps(leader_url)},'
-        f'"prev_lsn":{prev_lsn},"prev_term":{prev_term},'
+        f'"prev_lsn":{prev_lsn},"prev_term":{prev_term},"prev_epoch":{prev_epoch},'
         f'"leader_last_lsn":{leader_last_lsn},"leader_last_term":{leader_last_term},"leader_first_lsn":{leader_first_lsn},'
         f'"history":{json.dumps([list(h) for h in history]) if history is not None else "null"},'
         f'"entries":[{",".join(e.to_json() for e in entries)}]}}'
@@ -284,14 +304,15 @@ def replicate_body(
 class ReplicateReply(Message):
     """A follower's answer: its term, whether it applied the batch, what it holds, and why not.
 
-    ``reason`` is one of ``applied``, ``gap``, ``stale_term``, ``history_needed``, ``syncing``."""
+    ``reason`` is one of ``applied``, ``gap``, ``stale_term``, ``history_needed``, ``syncing``, and
+    ``unavailable`` (the follower could not apply: its disk is full or failing; try again later)."""
 
     term: int
     success: bool
     applied_lsn: int
     reason: str
 
-    REASONS = ("applied", "gap", "stale_term", "history_needed", "syncing")
+    REASONS = ("applied", "gap", "stale_term", "history_needed", "syncing", "unavailable")
 
     @classmethod
     def parse(cls, payload: Mapping[str, Any]) -> ReplicateReply:
@@ -299,7 +320,7 @@ class ReplicateReply(Message):
         if reason not in cls.REASONS:
             raise InvalidInput(f"reason must be one of {', '.join(cls.REASONS)}, got {_show(reason)}")
         return cls(
-            term=integer(payload, "term"),
+            term=integer(payload, "term", high=MAX_TERM),
             success=flag(payload, "success"),
             applied_lsn=integer(payload, "applied_lsn"),
             reason=reason,
@@ -320,7 +341,7 @@ class LogPage:
     def parse(cls, payload: Mapping[str, Any]) -> LogPage:
         return cls(
             last_lsn=integer(payload, "last_lsn"),
-            last_term=integer(payload, "last_term"),
+            last_term=integer(payload, "last_term", high=MAX_TERM),
             first_lsn=integer(payload, "first_lsn"),
             history=history(payload.get("history")),
             entries=entries(payload.get("entries")),
@@ -328,7 +349,7 @@ class LogPage:
 
 
 def log_page_body(
-    *, last_lsn: int, last_term: int, first_lsn: int, history: Sequence[tuple[int, int]], entries: Sequence[LogEntry]
+    *, last_lsn: int, last_term: int, first_lsn: int, history: Sequence[tuple[int, ...]], entries: Sequence[LogEntry]
 ) -> bytes:
     return (
         f'{{"last_lsn":{last_lsn},"last_term":{last_term},"first_lsn":{first_lsn},'

@@ -14,6 +14,7 @@ from typing import Any
 import argon2
 import jwt
 
+from talentnest.config import MAX_CLOCK_SKEW_SECONDS
 from talentnest.errors import ClusterError, Conflict, InvalidInput, Unauthorized
 from talentnest.services import _render, rules
 from talentnest.services.throttle import LoginThrottle, ThrottlePolicy
@@ -121,7 +122,7 @@ class Tokens:
                     algorithms=[TOKEN_ALGORITHM],
                     issuer=TOKEN_ISSUER,
                     options={"require": ["exp", "iat", "sub", "iss"]},
-                    leeway=5,
+                    leeway=MAX_CLOCK_SKEW_SECONDS,
                 )
                 break
             except jwt.ExpiredSignatureError:

@@ -7,6 +7,10 @@ log (``_tn_log``) with the next LSN and the current term, in the same SQLite tra
 data. Followers apply entries with ``Database.apply()``, strictly in LSN order, idempotently,
 with the capture triggers removed, so applying never captures.
 
+Each entry also carries its leader's *epoch*: a random number the leader draws when it starts leading
+a term. Two processes never share one, so two logs that differ at an LSN differ in their term history
+``(term, epoch, start_lsn)`` even when two leaders somehow wrote in the same term (issue 15, case 2).
+
 The triggers live on this connection only (they are not in the file): a snapshot carries no
 trigger, and a follower that never writes never pays for them. Product triggers must not write
 to replicated tables: the leader captures their effect, and a follower would run them again.
@@ -33,7 +37,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
-from talentnest.errors import InvalidInput, LogDiverged, LogTruncated, SnapshotError, StaleTerm, WriterBusy
+from talentnest.errors import InvalidInput, LogDiverged, LogTruncated, SnapshotError, StaleTerm, StorageFailure, WriterBusy
 from talentnest.store._context import WriteReceipt, current_receipt
 from talentnest.store._time import iso_from_epoch
 
@@ -51,9 +55,10 @@ CREATE TABLE IF NOT EXISTS _tn_log (
     term INTEGER NOT NULL,
     ts TEXT NOT NULL,
     schema_version INTEGER NOT NULL,
-    changes TEXT NOT NULL
+    changes TEXT NOT NULL,
+    epoch INTEGER NOT NULL DEFAULT 0
 );
-CREATE TABLE IF NOT EXISTS _tn_terms (term INTEGER PRIMARY KEY, start_lsn INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS _tn_terms (term INTEGER PRIMARY KEY, start_lsn INTEGER NOT NULL, epoch INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS _tn_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS _tn_requests (
     key TEXT PRIMARY KEY,
@@ -64,8 +69,34 @@ CREATE TABLE IF NOT EXISTS _tn_requests (
     body TEXT
 );
 """
-_INSERT_LOG = "INSERT INTO _tn_log(lsn, term, ts, schema_version, changes) VALUES (?, ?, ?, ?, ?)"
-_INSERT_TERM = "INSERT OR IGNORE INTO _tn_terms(term, start_lsn) VALUES (?, ?)"
+_INSERT_LOG = "INSERT INTO _tn_log(lsn, term, ts, schema_version, changes, epoch) VALUES (?, ?, ?, ?, ?, ?)"
+_INSERT_TERM = "INSERT OR IGNORE INTO _tn_terms(term, start_lsn, epoch) VALUES (?, ?, ?)"
+# Columns later releases added to the store's own tables (an older file gains them when it opens).
+_ADDED_COLUMNS = (("_tn_log", "epoch", "INTEGER NOT NULL DEFAULT 0"), ("_tn_terms", "epoch", "INTEGER NOT NULL DEFAULT 0"))
+_SELECT_ENTRIES = "SELECT lsn, term, ts, schema_version, changes, epoch FROM _tn_log"
+# SQLite's primary result codes that blame the disk or the file, not the statement.
+_STORAGE_CODES = {
+    sqlite3.SQLITE_FULL: "the disk is full",
+    sqlite3.SQLITE_IOERR: "a disk I/O error",
+    sqlite3.SQLITE_READONLY: "the database file is read-only",
+    sqlite3.SQLITE_CANTOPEN: "the database file cannot be opened",
+    sqlite3.SQLITE_CORRUPT: "the database file is damaged",
+    sqlite3.SQLITE_NOTADB: "the database file is damaged",
+}
+_DAMAGE_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+# What the writability check writes (and deletes): enough that a nearly full disk fails it too.
+_WRITABLE_PROBE_BYTES = 256 * 1024
+
+
+def storage_failure(exc: BaseException) -> StorageFailure | None:
+    """``exc`` as a StorageFailure when SQLite blames the disk or the file for it, else None."""
+    if isinstance(exc, StorageFailure):
+        return exc
+    code = getattr(exc, "sqlite_errorcode", None) if isinstance(exc, sqlite3.Error) else None
+    if code is None or (code & 0xFF) not in _STORAGE_CODES:
+        return None
+    primary = code & 0xFF
+    return StorageFailure(f"{_STORAGE_CODES[primary]} ({exc})", damaged=primary in _DAMAGE_CODES)
 
 
 @dataclass(frozen=True)
@@ -81,10 +112,16 @@ class LogEntry:
     timestamp: str
     schema_version: int
     changes: str
+    epoch: int = 0  # the random identity of the leader that wrote it (0: written before epochs)
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """(term, epoch): which leader's history this entry belongs to."""
+        return (self.term, self.epoch)
 
     def to_json(self) -> str:
         return (
-            f'{{"lsn":{self.lsn},"term":{self.term},"timestamp":{json.dumps(self.timestamp)},'
+            f'{{"lsn":{self.lsn},"term":{self.term},"epoch":{self.epoch},"timestamp":{json.dumps(self.timestamp)},'
             f'"schema_version":{self.schema_version},"changes":{self.changes}}}'
         )
 
@@ -96,10 +133,13 @@ class LogEntry:
             changes = item["changes"]
             timestamp = item.get("timestamp") or ""
             schema_version = item.get("schema_version", 1)
+            epoch = item.get("epoch", 0)
         except (KeyError, TypeError, AttributeError):
             raise InvalidInput("log entry needs lsn, term and changes") from None
-        if not (_is_int(lsn) and _is_int(term) and _is_int(schema_version)):
-            raise InvalidInput("log entry lsn, term and schema_version must be integers")
+        if not (_is_int(lsn) and _is_int(term) and _is_int(schema_version) and _is_int(epoch)):
+            raise InvalidInput("log entry lsn, term, epoch and schema_version must be integers")
+        if not 0 <= epoch <= MAX_INT64:
+            raise InvalidInput(f"log entry epoch must be 64-bit, got {epoch}")
         if not (0 < lsn <= MAX_INT64 and 0 <= term <= MAX_INT64 and 0 <= schema_version <= MAX_INT64):
             raise InvalidInput(
                 f"log entry lsn (from 1), term and schema_version must be 64-bit, got {lsn}, {term}, {schema_version}"
@@ -115,7 +155,7 @@ class LogEntry:
             ):
                 raise InvalidInput("each change needs operation INSERT/UPDATE/DELETE, table and data")
         text = json.dumps(changes, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        return cls(lsn, term, timestamp, schema_version, text)
+        return cls(lsn, term, timestamp, schema_version, text, epoch)
 
 
 @dataclass(frozen=True)
@@ -240,6 +280,7 @@ class Database:
         self.synchronous = synchronous
         self.capture = capture
         self.term = 0
+        self.epoch = 0  # set with ``term`` by whoever leads: the leader's random identity for this term
         self.write_guard: Callable[[], None] | None = None
         self._conn: sqlite3.Connection | None = None
         self._tables: dict[str, _Table] = {}
@@ -247,8 +288,10 @@ class Database:
         # The triggers append to this very list (its bound append is the SQL function).
         self._pending: list[str] = []
         self._listeners: list[Callable[[int], None]] = []
+        self._failure_listeners: list[Callable[[StorageFailure], None]] = []
         self._last_lsn = 0
         self._last_term = 0
+        self._last_epoch = 0
         self._first_lsn = 0
         self._log_bytes = 0
         self._writes_since_trim = 0
@@ -287,6 +330,7 @@ class Database:
         self._triggers_installed = False
         self._checksum = None
         conn.executescript(INTERNAL_SCHEMA)
+        self._add_internal_columns()
         self._migrate()
         self._drop_stored_triggers()
         self._load_tables()
@@ -334,6 +378,12 @@ class Database:
                     (str(version),),
                 )
             log.info("store: migrated %s to schema version %d", self.path, version)
+
+    def _add_internal_columns(self) -> None:
+        for table, column, declaration in _ADDED_COLUMNS:
+            if column not in {r["name"] for r in self.conn.execute(f"PRAGMA main.table_info({table})")}:
+                with self._transaction() as conn:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
     def _drop_stored_triggers(self) -> None:
         """Remove capture triggers an older version stored in the file (they are TEMP now)."""
@@ -400,7 +450,7 @@ class Database:
         self._first_lsn = row[0] or 0
         self._last_lsn = row[1] or 0
         self._log_bytes = row[2]
-        self._last_term = self.term_at(self._last_lsn)
+        self._last_term, self._last_epoch = self.position_at(self._last_lsn)
 
     @property
     def replicated_tables(self) -> list[str]:
@@ -446,8 +496,9 @@ class Database:
         conn = self._begin()
         try:
             yield conn
-        except BaseException:
+        except BaseException as exc:
             self._abort(conn)
+            self._raise_failure(exc)
             raise
         self._finish(conn)
 
@@ -456,14 +507,53 @@ class Database:
             self.write_guard()
         if self.term < self._last_term:
             raise StaleTerm(f"writing in term {self.term}, but the log already holds term {self._last_term}")
+        if self.term == self._last_term and self.epoch != self._last_epoch:
+            raise StaleTerm(f"the log already holds term {self.term} from another leader")
         conn = self.conn
         if conn.in_transaction:
             raise WriterBusy("another request's write transaction is open; retry")
-        if self.capture and not self._triggers_installed:
-            self._set_triggers(True)
-        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if self.capture and not self._triggers_installed:
+                self._set_triggers(True)
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._raise_failure(exc)
+            raise
         self._pending.clear()
         return conn
+
+    def _raise_failure(self, exc: BaseException) -> None:
+        """Raise a storage failure (full disk, I/O error, damaged file) as StorageFailure, after telling
+        the failure listeners; return for any other exception (the caller re-raises it as it is)."""
+        failure = storage_failure(exc)
+        if failure is None:
+            return
+        self.report_failure(failure)
+        if failure is exc:
+            raise failure
+        raise failure from exc
+
+    def report_failure(self, failure: StorageFailure) -> None:
+        """Tell the failure listeners of a storage failure met outside the write path (a read)."""
+        for listener in list(self._failure_listeners):
+            listener(failure)
+
+    def add_failure_listener(self, listener: Callable[[StorageFailure], None]) -> None:
+        """Call ``listener(failure)`` whenever a write or an apply fails for a reason of storage."""
+        self._failure_listeners.append(listener)
+
+    def check_writable(self) -> None:
+        """Raise StorageFailure unless a write of a few hundred KiB commits here now (and is undone)."""
+        try:
+            for value in (os.urandom(_WRITABLE_PROBE_BYTES // 2).hex(), None):
+                with self._transaction() as conn:
+                    if value is None:
+                        conn.execute("DELETE FROM _tn_meta WHERE key = 'writable_probe'")
+                    else:
+                        conn.execute("INSERT OR REPLACE INTO _tn_meta(key, value) VALUES ('writable_probe', ?)", (value,))
+        except sqlite3.Error as exc:
+            self._raise_failure(exc)
+            raise
 
     @contextmanager
     def request_transaction(self) -> Iterator[RequestTransaction]:
@@ -488,8 +578,9 @@ class Database:
                     last(conn, self._last_lsn + 1)
                 size = self._append_entry(conn, self._pending)
             conn.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             self._abort(conn)
+            self._raise_failure(exc)
             raise
         self._pending.clear()
         if not size:
@@ -498,23 +589,26 @@ class Database:
         return self._last_lsn
 
     def _abort(self, conn: sqlite3.Connection) -> None:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
         self._pending.clear()
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:  # the failure being handled says more than this one
+                log.warning("store: rollback failed: %s", exc)
 
     def _append_entry(self, conn: sqlite3.Connection, pending: list[str]) -> int:
         """Add the open transaction's entry (LSN last + 1) to the log; return its size."""
         lsn = self._last_lsn + 1
         changes = "[" + ",".join(pending) + "]"
-        conn.execute(_INSERT_LOG, (lsn, self.term, iso_from_epoch(self.clock()), self.schema_version, changes))
-        if self.term != self._last_term:
-            conn.execute(_INSERT_TERM, (self.term, lsn))
+        conn.execute(_INSERT_LOG, (lsn, self.term, iso_from_epoch(self.clock()), self.schema_version, changes, self.epoch))
+        if (self.term, self.epoch) != (self._last_term, self._last_epoch):
+            conn.execute(_INSERT_TERM, (self.term, lsn, self.epoch))
         return len(changes)
 
     def _committed(self, entry_size: int, receipt: WriteReceipt | None) -> None:
         """The entry of a write is durable: advance the log state (only now, so a failed COMMIT changes nothing)."""
         lsn = self._last_lsn = self._last_lsn + 1
-        self._last_term = self.term
+        self._last_term, self._last_epoch = self.term, self.epoch
         self._log_bytes += entry_size
         if not self._first_lsn:
             self._first_lsn = lsn
@@ -526,7 +620,11 @@ class Database:
         self._writes_since_trim += 1
         if self._writes_since_trim >= 64:
             self._writes_since_trim = 0
-            self.trim_log()
+            try:
+                self.trim_log()
+            except sqlite3.Error as exc:
+                # The entry is committed: a failed trim must not make its write look failed.
+                log.warning("store: could not trim the log: %s", exc)
         for listener in list(self._listeners):
             listener(lsn)
 
@@ -544,6 +642,10 @@ class Database:
     @property
     def last_term(self) -> int:
         return self._last_term
+
+    @property
+    def last_epoch(self) -> int:
+        return self._last_epoch
 
     @property
     def first_lsn(self) -> int:
@@ -564,10 +666,10 @@ class Database:
         entries: list[LogEntry] = []
         size = 0
         for row in self.conn.execute(
-            "SELECT lsn, term, ts, schema_version, changes FROM _tn_log WHERE lsn > ? ORDER BY lsn LIMIT ?",
+            f"{_SELECT_ENTRIES} WHERE lsn > ? ORDER BY lsn LIMIT ?",
             (lsn, max_entries),
         ):
-            entry = LogEntry(row[0], row[1], row[2], row[3], row[4])
+            entry = LogEntry(*row)
             if entries and size + len(entry.changes) > max_bytes:
                 break
             entries.append(entry)
@@ -576,16 +678,20 @@ class Database:
 
     def term_at(self, lsn: int) -> int:
         """The term of the entry at ``lsn`` (0 for LSN 0), from the term history."""
-        if lsn <= 0:
-            return 0
-        row = self.conn.execute(
-            "SELECT term FROM _tn_terms WHERE start_lsn <= ? ORDER BY start_lsn DESC, term DESC LIMIT 1", (lsn,)
-        ).fetchone()
-        return 0 if row is None else row[0]
+        return self.position_at(lsn)[0]
 
-    def term_history(self) -> list[tuple[int, int]]:
-        """Each term this log holds entries of, with the LSN it started at, oldest first."""
-        return [(r[0], r[1]) for r in self.conn.execute("SELECT term, start_lsn FROM _tn_terms ORDER BY start_lsn, term")]
+    def position_at(self, lsn: int) -> tuple[int, int]:
+        """(term, epoch) of the entry at ``lsn`` ((0, 0) for LSN 0), from the term history."""
+        if lsn <= 0:
+            return (0, 0)
+        row = self.conn.execute(
+            "SELECT term, epoch FROM _tn_terms WHERE start_lsn <= ? ORDER BY start_lsn DESC, term DESC LIMIT 1", (lsn,)
+        ).fetchone()
+        return (0, 0) if row is None else (row[0], row[1])
+
+    def term_history(self) -> list[tuple[int, int, int]]:
+        """Each stretch of this log written by one leader: (term, start LSN, epoch), oldest first."""
+        return [tuple(r) for r in self.conn.execute("SELECT term, start_lsn, epoch FROM _tn_terms ORDER BY start_lsn, term")]
 
     def trim_log(self) -> int:
         """Drop the oldest entries beyond the retention window; the last entry is always kept.
@@ -635,30 +741,37 @@ class Database:
             raise StaleTerm(f"entries sent in term {sender_term}, this node is in term {current_term}")
         todo: list[LogEntry] = []
         expected = self._last_lsn + 1
-        prev_term = self._last_term
+        prev = (self._last_term, self._last_epoch)
         gap = False
         for entry in sorted(entries, key=lambda e: e.lsn):
             if entry.lsn < expected:
-                if entry.lsn == self._last_lsn and entry.term != self._last_term:
+                if entry.lsn == self._last_lsn and entry.position != prev:
                     raise LogDiverged(
-                        f"entry {entry.lsn} arrived with term {entry.term}, but this node holds it with term {self._last_term}"
+                        f"entry {entry.lsn} arrived from term {entry.term} (epoch {entry.epoch}), but this node holds it "
+                        f"from term {prev[0]} (epoch {prev[1]})"
                     )
                 continue
             if entry.lsn > expected:
                 gap = True
                 break
-            if entry.term < prev_term:
-                raise StaleTerm(f"entry {entry.lsn} has term {entry.term}, older than the term {prev_term} before it")
+            if entry.term < prev[0]:
+                raise StaleTerm(f"entry {entry.lsn} has term {entry.term}, older than the term {prev[0]} before it")
+            if entry.term == prev[0] and entry.epoch != prev[1] and expected > 1:
+                raise LogDiverged(f"entry {entry.lsn} is of term {entry.term} from another leader than the entry before it")
             if entry.schema_version > self.schema_version:
                 raise InvalidInput(
                     f"entry {entry.lsn} was written with schema version {entry.schema_version}; "
                     f"this node has {self.schema_version}: upgrade it"
                 )
             todo.append(entry)
-            prev_term = entry.term
+            prev = entry.position
             expected += 1
         if todo:
-            self._apply_entries(todo)
+            try:
+                self._apply_entries(todo)
+            except sqlite3.Error as exc:
+                self._raise_failure(exc)
+                raise
         return ApplyResult(self._last_lsn, len(todo), gap)
 
     def _apply_entries(self, entries: list[LogEntry]) -> None:
@@ -672,21 +785,23 @@ class Database:
         added = 0
         try:
             with self._transaction() as conn:
-                term = self._last_term
+                position = (self._last_term, self._last_epoch)
                 for entry in entries:
                     for change in json.loads(entry.changes):
                         self._apply_change(conn, change)
-                    conn.execute(_INSERT_LOG, (entry.lsn, entry.term, entry.timestamp, entry.schema_version, entry.changes))
-                    if entry.term != term:
-                        conn.execute(_INSERT_TERM, (entry.term, entry.lsn))
-                        term = entry.term
+                    conn.execute(
+                        _INSERT_LOG, (entry.lsn, entry.term, entry.timestamp, entry.schema_version, entry.changes, entry.epoch)
+                    )
+                    if entry.position != position:
+                        conn.execute(_INSERT_TERM, (entry.term, entry.lsn, entry.epoch))
+                        position = entry.position
                     added += len(entry.changes)
         finally:
             conn.execute("PRAGMA foreign_keys=ON")
         last = entries[-1]
         self._log_bytes += added
         self._last_lsn = last.lsn
-        self._last_term = last.term
+        self._last_term, self._last_epoch = last.position
         if not self._first_lsn:
             self._first_lsn = entries[0].lsn
         self._after_commit(last.lsn)

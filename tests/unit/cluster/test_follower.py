@@ -14,12 +14,12 @@ from talentnest.store import LogEntry
 LEADER = "http://10.0.2.3:3000"
 
 
-def user(lsn: int, term: int) -> LogEntry:
+def user(lsn: int, term: int, epoch: int = 0) -> LogEntry:
     row = {
         "id": lsn, "username": f"u{lsn}", "email": f"u{lsn}@x", "name": "n", "headline": "", "bio": "", "location": "",
         "skills": "[]", "password_hash": "x", "created_at": "t", "updated_at": "t",
     }  # fmt: skip
-    return LogEntry(lsn, term, "t", 1, json.dumps([{"operation": "INSERT", "table": "users", "data": row}]))
+    return LogEntry(lsn, term, "t", 1, json.dumps([{"operation": "INSERT", "table": "users", "data": row}]), epoch)
 
 
 def batch(entries, *, term=2, prev=None, prev_term=None, last=None, history=((2, 1),), first=1) -> ReplicateRequest:
@@ -30,6 +30,7 @@ def batch(entries, *, term=2, prev=None, prev_term=None, last=None, history=((2,
         leader_url=LEADER,
         prev_lsn=prev,
         prev_term=(term if prev else 0) if prev_term is None else prev_term,
+        prev_epoch=None,
         leader_last_lsn=max([e.lsn for e in entries], default=prev) if last is None else last,
         leader_last_term=term,
         leader_first_lsn=first,
@@ -109,3 +110,26 @@ async def test_while_syncing_every_batch_is_answered_syncing(follower):
     side = follower.replication.follower
     answer = await side.on_replicate(batch([user(1, 2)]), syncing=True)
     assert answer.reason == "syncing" and follower.db.last_lsn == 0
+
+
+async def test_two_leaders_in_one_term_leave_histories_that_differ_and_the_follower_repairs(follower):
+    """A duplicated node ID can make two leaders of one term: their epochs differ, so the follower sees it."""
+    side = follower.replication.follower
+    follower.db.apply([user(1, 2, epoch=111), user(2, 2, epoch=111), user(3, 2, epoch=111)])
+    other = batch([user(2, 2, epoch=222)], prev=1, prev_term=2, history=((2, 1, 222),), last=2)
+    answer = await side.on_replicate(other, syncing=False)
+    assert (answer.success, answer.reason) == (False, "syncing")
+    archives = list((follower.db.data_dir / "archive").glob("divergent-*.jsonl"))
+    assert len(archives) == 1 and "lsn1-3" in archives[0].name, "everything of the other leader's stretch"
+    await follower.node.worker.stop()
+
+
+async def test_the_previous_entry_must_be_the_leaders_own_not_just_of_its_term(follower):
+    side = follower.replication.follower
+    follower.db.apply([user(1, 2, epoch=111)])
+    side.confirmed = (2, 515)
+    request = batch([user(2, 2, epoch=222)], prev=1, prev_term=2, history=None)
+    request = type(request)(**{**request.__dict__, "prev_epoch": 222})
+    answer = await side.on_replicate(request, syncing=False)
+    assert (answer.success, answer.reason) == (False, "history_needed")
+    assert follower.db.last_lsn == 1

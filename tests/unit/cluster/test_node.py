@@ -123,3 +123,25 @@ async def test_a_leader_hands_over_nothing_while_stopping_and_refuses_writes(tmp
     rig.node.stopping = True
     with pytest.raises(NotLeader, match="handing over"):
         rig.node.gate.guard_write()
+
+
+async def test_a_forward_to_a_leader_that_becomes_suspected_ends_at_once(tmp_path):
+    rig = await started(make_rig(tmp_path, address=A, peers=[B, C]))
+    never = asyncio.get_running_loop().create_future()
+    call = asyncio.ensure_future(never)
+    lost = rig.node.gate.watch_leader(f"http://{C}:3000", call)
+    other = asyncio.ensure_future(asyncio.get_running_loop().create_future())
+    rig.node.gate.watch_leader(f"http://{B}:3000", other)
+    rig.node.gate.leader_suspected(f"http://{C}:3000")
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert lost() and not other.done(), "only the forwards to the suspected leader end"
+    other.cancel()
+
+
+async def test_a_node_cut_off_from_a_majority_expects_no_leader(tmp_path):
+    rig = await started(make_rig(tmp_path, address=A, peers=[B, C]))
+    assert not rig.node.gate.leader_expected(), "it reaches 1 of 3"
+    peers_answer(rig)
+    await rig.node.membership.probe_all()
+    assert rig.node.gate.leader_expected()

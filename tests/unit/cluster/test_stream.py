@@ -96,7 +96,7 @@ async def test_up_to_four_batches_are_in_flight_once_the_history_is_confirmed(le
     s.next_lsn = 1
     assert s._fill() == 1, "one request at a time until the follower has checked our history"
     await asyncio.sleep(0)
-    assert transport.requests[0][0]["history"] == [[2, 1]], "the first batch carries the history"
+    assert transport.requests[0][0]["history"] == [[2, 1, 0]], "the first batch carries the history"
     transport.requests[0][1].set_result(reply({"term": 2, "success": True, "applied_lsn": 2, "reason": "applied"}))
     for _ in range(5):
         await asyncio.sleep(0)

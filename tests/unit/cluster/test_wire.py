@@ -64,7 +64,7 @@ def test_entries_and_histories_are_checked_item_by_item():
     with pytest.raises(InvalidInput):
         wire.ReplicateRequest.parse({**REPLICATE, "entries": [{"lsn": 2**64, "term": 1, "changes": []}]})
     with pytest.raises(InvalidInput):
-        wire.ReplicateRequest.parse({**REPLICATE, "history": [[1, 2, 3]]})
+        wire.ReplicateRequest.parse({**REPLICATE, "history": [[1, 2, 3, 4]]})
     with pytest.raises(InvalidInput):
         wire.ReplicateRequest.parse({**REPLICATE, "history": [[True, 1]]})
     with pytest.raises(InvalidInput):
@@ -88,13 +88,16 @@ def test_messages_survive_their_own_wire_form():
         leader_url=request.leader_url,
         prev_lsn=request.prev_lsn,
         prev_term=request.prev_term,
+        prev_epoch=7,
         leader_last_lsn=request.leader_last_lsn,
         leader_last_term=request.leader_last_term,
         leader_first_lsn=request.leader_first_lsn,
         history=request.history,
         entries=request.entries,
     )
-    assert wire.ReplicateRequest.parse(wire.decode(body)) == request
+    again = wire.ReplicateRequest.parse(wire.decode(body))
+    assert again.prev_epoch == 7 and again.history == ((4, 1, 0),), "a history without epochs reads as epoch 0"
+    assert again.entries == request.entries
 
 
 @pytest.mark.parametrize("query", [{"after": "-1"}, {"after": "1e3"}, {"after": "99999999999999999999"}, {"limit": "0"}])

@@ -186,10 +186,24 @@ def test_entries_carry_the_term_and_the_history_records_each_term(nodes):
     node.signup("cyd")
 
     assert [(e.lsn, e.term) for e in node.all_entries()] == [(1, 3), (2, 3), (3, 5)]
-    assert node.db.term_history() == [(3, 1), (5, 3)]
+    assert node.db.term_history() == [(3, 1, 0), (5, 3, 0)]
     assert [node.db.term_at(lsn) for lsn in (0, 1, 2, 3)] == [0, 3, 3, 5]
     node.db.term = 4
     with pytest.raises(StaleTerm), node.db.write() as conn:
+        conn.execute("DELETE FROM users")
+
+
+def test_each_leader_stretch_records_its_epoch_and_another_leader_of_the_same_term_cannot_write(nodes):
+    node = nodes("leader")
+    node.db.term, node.db.epoch = 3, 111
+    node.signup("ada")
+    node.db.term, node.db.epoch = 4, 222
+    node.signup("bob")
+    assert node.db.term_history() == [(3, 1, 111), (4, 2, 222)]
+    assert [e.epoch for e in node.all_entries()] == [111, 222]
+    assert node.db.position_at(2) == (4, 222)
+    node.db.epoch = 333  # a second process leading term 4 (a duplicated node ID)
+    with pytest.raises(StaleTerm, match="another leader"), node.db.write() as conn:
         conn.execute("DELETE FROM users")
 
 
@@ -264,3 +278,28 @@ def test_a_reused_checksum_follows_the_lsn(nodes):
     assert node.db.checksum(reuse=True) == first == node.db.checksum()
     node.signup("bob")
     assert node.db.checksum(reuse=True) == node.db.checksum() != first
+
+
+def test_a_file_from_before_epochs_gains_them_when_it_opens(tmp_path):
+    import sqlite3 as sqlite
+
+    from talentnest.store import Database
+    from talentnest.store.schema import MIGRATIONS
+
+    old = sqlite.connect(tmp_path / "talentnest.db")
+    old.executescript(
+        "CREATE TABLE _tn_log (lsn INTEGER PRIMARY KEY, term INTEGER NOT NULL, ts TEXT NOT NULL, "
+        "schema_version INTEGER NOT NULL, changes TEXT NOT NULL);"
+        "CREATE TABLE _tn_terms (term INTEGER PRIMARY KEY, start_lsn INTEGER NOT NULL);"
+        "INSERT INTO _tn_log VALUES (1, 2, 't', 1, '[]'); INSERT INTO _tn_terms VALUES (2, 1);"
+    )
+    old.commit()
+    old.close()
+    db = Database(tmp_path, MIGRATIONS)
+    db.open()
+    try:
+        assert db.term_history() == [(2, 1, 0)]
+        assert (db.last_lsn, db.last_term, db.last_epoch) == (1, 2, 0)
+        assert db.entries_after(0)[0].epoch == 0
+    finally:
+        db.close()
