@@ -121,6 +121,7 @@ ENDPOINTS: dict[str, tuple[str, str, Callable[[Node], bytes]]] = {
     "handover": ("POST", "/cluster/handover", handover_request),
     "leave": ("POST", "/cluster/leave", leave_request),
     "checksum": ("GET", "/cluster/checksum", lambda node: b""),
+    "drain": ("POST", "/cluster/drain", lambda node: b'{"drained": true}'),
 }
 
 

@@ -114,19 +114,21 @@ class PageImage:
         finally:
             lock.close()
 
-    def read(self, first: int, count: int) -> bytes:
+    def read(self, first: int, count: int) -> bytearray:
         """Pages ``first`` to ``first + count - 1`` (numbered from 1), as one bytes; page 1's header says
         rollback-journal mode and the image's size, so the result of all pages is a file of its own."""
         if self._closed:
             raise SnapshotError("the page image is closed")
         size, last = self.info.page_size, min(self.info.page_count, first + count - 1)
         if last < first:
-            return b""
+            return bytearray()
         # One read of the main file for the whole range, then the pages the WAL copy holds on top.
         wanted = (last - first + 1) * size
-        out = bytearray(os.pread(self._db_fd, wanted, (first - 1) * size))
-        in_file = len(out) // size  # pages past the main file's end must all be in the WAL copy
-        out.extend(bytes(wanted - len(out)))
+        out = bytearray(wanted)
+        got = _read_into(self._db_fd, out, (first - 1) * size)
+        in_file = got // size  # pages past the main file's end must all be in the WAL copy
+        if got % size:
+            out[in_file * size : got] = bytes(got - in_file * size)
         start = bisect.bisect_left(self._numbers, first)
         overlaid = self._numbers[start : bisect.bisect_right(self._numbers, last)]
         for number in overlaid:
@@ -139,7 +141,7 @@ class PageImage:
             raise SnapshotError(f"{missing} of pages {first}-{last} are neither in {self.db_path} nor in its WAL")
         if first == 1:
             out[:size] = _as_rollback_header(bytes(out[:size]), self.info.page_count)
-        return bytes(out)
+        return out
 
     def close(self) -> None:
         """End the read transaction (writers' checkpoints may go on) and remove the copy. Idempotent."""
@@ -153,6 +155,18 @@ class PageImage:
             os.close(self._copy_fd)
         if self._copy_path is not None:
             self._copy_path.unlink(missing_ok=True)
+
+
+def _read_into(fd: int, buffer: bytearray, offset: int) -> int:
+    """Fill ``buffer`` from ``fd`` at ``offset`` (straight into it: one copy) until it is full or the file
+    ends; the bytes read."""
+    view, got = memoryview(buffer), 0
+    while got < len(buffer):
+        n = os.preadv(fd, [view[got:]], offset + got)
+        if n == 0:
+            break
+        got += n
+    return got
 
 
 def _log_position_of(conn: sqlite3.Connection) -> tuple[int, int, int]:
