@@ -556,6 +556,19 @@ class Cluster:
             ),
         )
 
+    def wait_converged(self, nodes: Iterable[Node] | None = None, timeout: float = 15.0) -> str:
+        """Wait until every node (default: every live one) is at one LSN with one content checksum; that checksum."""
+        chosen = list(self.live_nodes() if nodes is None else nodes)
+        seen: dict = {}
+
+        def same() -> bool:
+            seen.clear()
+            seen.update({n.name: n.checksum() for n in chosen})
+            return len({(c["checksum"], c["applied_lsn"]) for c in seen.values()}) == 1
+
+        wait_until(same, timeout=timeout, what="equal checksums", report=lambda: f"{seen}\n{self.report()}")
+        return next(iter(seen.values()))["checksum"]
+
     def checksums(self, nodes: Iterable[Node] | None = None) -> dict[str, str]:
         """name -> database checksum, from every live node (or ``nodes``)."""
         return {node.name: node.checksum()["checksum"] for node in (self.live_nodes() if nodes is None else nodes)}

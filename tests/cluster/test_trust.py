@@ -43,17 +43,6 @@ def wait_logged(cluster: Cluster, node: Node, pattern: str, timeout: float = 20.
     )
 
 
-def assert_converged(cluster: Cluster, nodes: list[Node], timeout: float = 20.0) -> None:
-    seen: dict = {}
-
-    def same() -> bool:
-        seen.clear()
-        seen.update({n.name: n.checksum() for n in nodes})
-        return len({(c["checksum"], c["applied_lsn"]) for c in seen.values()}) == 1
-
-    wait_until(same, timeout=timeout, what="equal checksums", report=lambda: f"{seen}\n{cluster.report()}")
-
-
 def seed(cluster: Cluster, node: Node, posts: int, size: int = 100) -> int:
     """A member and ``posts`` posts of ``size`` characters, over one kept-alive connection; the last LSN."""
     token = cluster.signup(node).body["token"]
@@ -101,7 +90,7 @@ def test_a_joining_node_refuses_an_altered_snapshot_a_replayed_request_is_refuse
             "the leader resumed its image"
         )
         assert joiner.status()["applied_lsn"] >= lsn
-        assert_converged(cluster, [leader, joiner])
+        cluster.wait_converged([leader, joiner], timeout=20)
         assert not [p.name for p in joiner.data_dir.iterdir() if p.name.startswith(PARTIAL_PREFIXES)], "nothing left behind"
     finally:
         tamper.close()
@@ -148,6 +137,6 @@ def test_altered_log_pages_and_votes_are_refused_and_nothing_of_them_is_applied(
 
         tamper.rules = []
         cluster.wait_for_leader(exclude=[n2], expect=n3, timeout=20)
-        assert_converged(cluster, [n1, n3])
+        cluster.wait_converged([n1, n3], timeout=20)
     finally:
         tamper.close()

@@ -28,7 +28,14 @@ from pathlib import Path
 
 from talentnest.errors import SnapshotError
 from talentnest.store._db import DB_FILENAME
-from talentnest.store.snapshot import PARTIAL_PREFIXES, REQUIRED_TABLES, SQLITE_MAGIC, SnapshotInfo, _log_position
+from talentnest.store.snapshot import (
+    PARTIAL_PREFIXES,
+    REQUIRED_TABLES,
+    SQLITE_MAGIC,
+    SnapshotInfo,
+    _log_position,
+    log_position_of,
+)
 
 WAL_MAGIC = (0x377F0682, 0x377F0683)
 WAL_HEADER = struct.Struct(">IIIIIIII")  # magic, version, page size, checkpoint seq, salt-1, salt-2, checksums
@@ -91,7 +98,7 @@ class PageImage:
             lock.execute("BEGIN IMMEDIATE")
             try:
                 reader.execute("BEGIN")
-                lsn, term, schema_version = _log_position_of(reader)
+                lsn, term, schema_version = log_position_of(reader)
                 with db_path.open("rb") as main:
                     header = main.read(100)
                 copy, frames, wal_pages, wal_page_size = _copy_wal(db_path)
@@ -167,16 +174,6 @@ def _read_into(fd: int, buffer: bytearray, offset: int) -> int:
             break
         got += n
     return got
-
-
-def _log_position_of(conn: sqlite3.Connection) -> tuple[int, int, int]:
-    lsn = conn.execute("SELECT COALESCE(MAX(lsn), 0) FROM _tn_log").fetchone()[0]
-    row = conn.execute(
-        "SELECT term FROM _tn_terms WHERE start_lsn <= ? ORDER BY start_lsn DESC, term DESC LIMIT 1", (lsn,)
-    ).fetchone()
-    version = conn.execute("SELECT value FROM _tn_meta WHERE key = 'schema_version'").fetchone()
-    term = row[0] if row is not None and lsn > 0 else 0
-    return lsn, term, int(version[0]) if version is not None else 0
 
 
 def _copy_wal(db_path: Path) -> tuple[Path | None, dict[int, int], int, int]:
