@@ -32,7 +32,7 @@ import httpx
 import pytest
 
 from talentnest.cluster.auth import HEADER as SIGNATURE_HEADER
-from talentnest.cluster.auth import cluster_key, sign
+from talentnest.cluster.auth import check_answer, cluster_key, sign
 from talentnest.launcher.probe import agreed_leader, disagreement
 from talentnest.launcher.supervisor import ClusterConfig, LocalCluster, is_alive, parse_subnet
 
@@ -383,9 +383,14 @@ class Node:
     def checksum(self) -> dict:
         """``GET /cluster/checksum``, signed as a peer would sign it: ``{"checksum", "applied_lsn"}``."""
         target = "/cluster/checksum"
-        reply = self.request("GET", target, headers={SIGNATURE_HEADER: sign(self.cluster.cluster_key, "GET", target)})
-        assert reply.status == 200, f"{self.name}: {target} answered {reply.status}: {reply.body}"
-        return reply.body
+        sent = sign(self.cluster.cluster_key, "GET", target)
+        response = self.cluster.http.get(f"{self.url}{target}", headers={SIGNATURE_HEADER: sent}, timeout=REQUEST_TIMEOUT)
+        assert response.status_code == 200, f"{self.name}: {target} answered {response.status_code}: {response.text}"
+        # The answer must be the node's, signed for this very request (as a peer would check it).
+        check_answer(
+            self.cluster.cluster_key, sent, response.status_code, response.headers.get(SIGNATURE_HEADER), response.content
+        )
+        return response.json()
 
     def logs(self, tail: int | None = None) -> str:
         try:
