@@ -212,12 +212,18 @@ def build_routes(node: ClusterNode, replication: Replication, signatures: auth.R
         def sign(body_sha256: str) -> str:
             return auth.sign_answer(verified.key, verified.nonce, 200, body_sha256, now=node.clock.wall())
 
+        sent = [0]
+
+        def count(raw: int, compressed: int) -> None:
+            sent[0] += compressed
+
         async def body():
             done = False
             try:
-                async for part in snapshot_stream.stream_image(image, header, sign):
+                async for part in snapshot_stream.stream_image(image, header, sign, on_chunk=count):
                     yield part
                 done = True
+                replication.stats.snapshot_bytes = sent[0]
             finally:
                 images.end(snapshot_id, complete=done)
                 kept = snapshot_stream.SENT_RESUME_SECONDS if done else snapshot_stream.RESUME_SECONDS

@@ -161,6 +161,12 @@ def verify_answer(key: bytes | Keyring, header: str | None, nonce: str, status: 
         raise SignatureError("the answer's signature is wrong: it was altered, or made without the cluster key")
 
 
+def check_answer(key: bytes | Keyring, sent: str, status: int, answer_header: str | None, body: bytes) -> None:
+    """For a caller that signed a request with ``sign`` (header value ``sent``): raise SignatureError unless
+    the answer (``status``, its ``X-Cluster-Signature``, its whole ``body``) is signed for that request."""
+    verify_answer(key, answer_header, nonce_of(sent), status, hashlib.sha256(body).hexdigest())
+
+
 def verify(
     key: bytes | Keyring, header: str | None, method: str, target: str, body: bytes = b"", *, now: float | None = None
 ) -> None:
