@@ -78,6 +78,7 @@ class Settings:
     tls_key_file: Path | None = None
     tls_ca_file: Path | None = None
     tls_client_certs: str = "optional"
+    snapshot_compression: str = "none"
 
     @property
     def tls(self) -> bool:
@@ -175,6 +176,7 @@ class Settings:
             tls_key_file=tls_key,
             tls_ca_file=tls_ca,
             tls_client_certs=env.choice("TLS_CLIENT_CERTS", TLS_CLIENT_CERT_MODES, "optional"),
+            snapshot_compression=env.choice("SNAPSHOT_COMPRESSION", ("none", "zstd"), "none"),
             startup_check=env.choice("STARTUP_CHECK", ("quick", "full"), "quick"),
         )
 

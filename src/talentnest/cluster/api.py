@@ -183,6 +183,9 @@ def build_routes(node: ClusterNode, replication: Replication, signatures: auth.R
             return error_response(400, "invalid_input", "the streamed snapshot needs a request signed with a nonce")
         resume = request.query_params.get("snapshot")
         first_chunk = wire.query_integer(request.query_params, "from", 0)
+        compression = request.query_params.get("compression", "none")
+        if compression not in snapshot_stream.COMPRESSIONS:
+            return error_response(422, "invalid_input", f"compression must be one of {', '.join(snapshot_stream.COMPRESSIONS)}")
         if resume is not None:
             image = await images.take(resume)
             if image is None:
@@ -197,6 +200,7 @@ def build_routes(node: ClusterNode, replication: Replication, signatures: auth.R
             snapshot=snapshot_id, lsn=info.lsn, term=info.term, schema_version=info.schema_version,
             page_size=info.page_size, page_count=info.page_count,
             chunk_pages=max(1, snapshot_stream.CHUNK_BYTES // info.page_size), first_chunk=first_chunk, leader_id=node.leader_id,
+            compression=compression,
         )  # fmt: skip
         images.begin(snapshot_id, image)
         if first_chunk > header.chunks:
@@ -205,8 +209,8 @@ def build_routes(node: ClusterNode, replication: Replication, signatures: auth.R
         replication.stats.snapshots_served += 1
         replication.stats.snapshot_raw_bytes = info.raw_bytes
         log.info(
-            "sync: streaming snapshot %s at LSN %d (%s database) from chunk %d of %d",
-            *(snapshot_id, info.lsn, human_bytes(info.raw_bytes), first_chunk, header.chunks),
+            "sync: streaming snapshot %s at LSN %d (%s database, compression %s) from chunk %d of %d",
+            *(snapshot_id, info.lsn, human_bytes(info.raw_bytes), compression, first_chunk, header.chunks),
         )
 
         def sign(body_sha256: str) -> str:

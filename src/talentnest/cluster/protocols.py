@@ -51,6 +51,7 @@ class Node(Protocol):
     url: str
     clock: Clock
     heartbeat: float
+    settings: Settings
 
     @property
     def term(self) -> int: ...

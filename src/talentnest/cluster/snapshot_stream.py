@@ -41,9 +41,14 @@ RESUME_SECONDS = 60.0
 # this long too (briefly: a kept image pins the database, whose WAL cannot restart meanwhile).
 SENT_RESUME_SECONDS = 5.0
 MAX_PARKED = 2
-READ_AHEAD = 1  # chunks read and compressed ahead of the one being sent (one thread: the leader's CPU is for writes)
-SNAPSHOT_NICE = 10
+# Chunks read ahead of the one being sent. One: a stream's chunks are hashed in order, in one thread.
+READ_AHEAD = 1
+SNAPSHOT_NICE = 5  # below the event loop's, so that under load the leader's answers come first
 MEDIA_TYPE = "application/vnd.talentnest.snapshot"
+# How chunks travel: as they are (the default: the stream is bound by CPU on a LAN or loopback, and
+# zstd costs the leader about four times the CPU per gigabyte, benchmarks/README.md), or zstd frames
+# for slower links (SNAPSHOT_COMPRESSION on the receiving node).
+COMPRESSIONS = ("none", "zstd")
 
 
 def record(kind: bytes, payload: bytes) -> bytes:
@@ -63,6 +68,7 @@ class StreamHeader:
     chunk_pages: int
     first_chunk: int
     leader_id: int | None
+    compression: str = "none"
 
     @property
     def chunks(self) -> int:
@@ -79,7 +85,7 @@ class StreamHeader:
         return (min(self.page_count, (index + 1) * self.chunk_pages) - index * self.chunk_pages) * self.page_size
 
     def to_bytes(self) -> bytes:
-        return json.dumps({**self.__dict__, "chunks": self.chunks, "compression": "zstd"}, separators=(",", ":")).encode()
+        return json.dumps({**self.__dict__, "chunks": self.chunks}, separators=(",", ":")).encode()
 
     @classmethod
     def parse(cls, payload: bytes) -> StreamHeader:
@@ -95,11 +101,12 @@ class StreamHeader:
                 chunk_pages=int(data["chunk_pages"]),
                 first_chunk=int(data["first_chunk"]),
                 leader_id=data.get("leader_id"),
+                compression=str(data.get("compression")),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidInput(f"the snapshot stream's header is malformed: {exc}") from None
-        if data.get("compression") != "zstd":
-            raise InvalidInput(f"the snapshot stream's compression {data.get('compression')!r} is not zstd")
+        if header.compression not in COMPRESSIONS:
+            raise InvalidInput(f"the snapshot stream's compression {header.compression[:20]!r} is not one of {COMPRESSIONS}")
         if not (512 <= header.page_size <= 65536 and 0 < header.page_count < 2**31 and 0 < header.chunk_pages <= 1 << 16):
             raise InvalidInput("the snapshot stream's header is out of bounds")
         if not 0 <= header.first_chunk <= header.chunks or len(header.snapshot) > 64:
@@ -174,9 +181,28 @@ def _snapshot_executor() -> ThreadPoolExecutor:
     return _executor
 
 
-def _compressed_chunk(image: PageImage, header: StreamHeader, index: int) -> bytes:
+class _Signer:
+    """The running SHA-256 of a stream's body and its signature records (one stream, used in order)."""
+
+    def __init__(self, sign: Callable[[str], str]):
+        self.sign = sign
+        self.digest = hashlib.sha256()
+
+    def signed(self, kind: bytes, payload: bytes | bytearray) -> bytes:
+        data = record(kind, payload)
+        self.digest.update(data)
+        signature = record(SIGNATURE, self.sign(self.digest.hexdigest()).encode())
+        self.digest.update(signature)
+        return data + signature
+
+
+def _chunk_records(image: PageImage, header: StreamHeader, index: int, signer: _Signer) -> tuple[bytes, int]:
+    """Chunk ``index`` as its two records (read, packed, hashed and signed in the snapshot thread; the
+    executor's one thread runs a stream's chunks in order, as the running hash needs), and its size."""
     raw = image.read(index * header.chunk_pages + 1, header.chunk_pages)
-    return zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True, write_content_size=True).compress(raw)
+    if header.compression == "zstd":
+        raw = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True, write_content_size=True).compress(raw)
+    return signer.signed(DATA, raw), len(raw)
 
 
 async def stream_image(
@@ -187,36 +213,35 @@ async def stream_image(
     on_chunk: Callable[[int, int], None] = lambda raw, sent: None,
 ) -> AsyncIterator[bytes]:
     """The records of ``image`` from ``header.first_chunk``, each followed by its signature record
-    (``sign(hex SHA-256 of the body so far)``). Chunks are read and compressed in worker threads,
-    ``READ_AHEAD`` ahead of the one being sent, so memory stays a few chunks whatever the size."""
-    digest = hashlib.sha256()
-
-    def signed(kind: bytes, payload: bytes) -> bytes:
-        data = record(kind, payload)
-        digest.update(data)
-        signature = record(SIGNATURE, sign(digest.hexdigest()).encode())
-        digest.update(signature)
-        return data + signature
-
-    yield signed(HEADER, header.to_bytes())
+    (``sign(hex SHA-256 of the body so far)``). Chunks are read, packed and hashed in a worker thread,
+    ``READ_AHEAD`` ahead of the one being sent, so memory stays a few chunks whatever the size and the
+    event loop (which answers the leader's writes) does none of it."""
+    signer = _Signer(sign)
+    yield signer.signed(HEADER, header.to_bytes())
     loop = asyncio.get_running_loop()
-    pending: list[asyncio.Future] = []
+    pending: list[tuple[int, asyncio.Future]] = []
     next_index = header.first_chunk
+
+    def fill() -> None:
+        nonlocal next_index
+        while next_index < header.chunks and len(pending) < READ_AHEAD:
+            work = loop.run_in_executor(_snapshot_executor(), _chunk_records, image, header, next_index, signer)
+            pending.append((next_index, asyncio.ensure_future(work)))
+            next_index += 1
+
     try:
-        while next_index < header.chunks or pending:
-            while next_index < header.chunks and len(pending) < READ_AHEAD:
-                work = loop.run_in_executor(_snapshot_executor(), _compressed_chunk, image, header, next_index)
-                pending.append(asyncio.ensure_future(work))
-                next_index += 1
-            index = next_index - len(pending)
-            data = await pending.pop(0)
-            on_chunk(header.chunk_size(index), len(data))
-            yield signed(DATA, data)
+        fill()
+        while pending:
+            index, work = pending.pop(0)
+            data, size = await work
+            fill()  # the next chunk is prepared while this one is sent
+            on_chunk(header.chunk_size(index), size)
+            yield data
         end = {"chunks": header.chunks, "pages": header.page_count, "raw_bytes": header.raw_bytes}
-        yield signed(END, json.dumps(end, separators=(",", ":")).encode())
+        yield signer.signed(END, json.dumps(end, separators=(",", ":")).encode())
     finally:
         if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+            await asyncio.gather(*(work for _, work in pending), return_exceptions=True)
 
 
 # --- the receiver's side -------------------------------------------------------------------------
@@ -276,6 +301,10 @@ class RecordReader:
 def unpack_chunk(header: StreamHeader, index: int, frame: bytes) -> bytes:
     """The raw pages of chunk ``index``; SnapshotError if the frame is damaged or the wrong size."""
     expected = header.chunk_size(index)
+    if header.compression == "none":
+        if len(frame) != expected:
+            raise SnapshotError(f"chunk {index} of the snapshot is {len(frame)} bytes, not {expected}")
+        return frame
     try:
         raw = zstandard.ZstdDecompressor().decompress(frame, max_output_size=expected)
     except zstandard.ZstdError as exc:

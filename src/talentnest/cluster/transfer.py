@@ -118,7 +118,7 @@ async def sync_from(node: Node, db: Database, stats: Stats, url: str, source_id:
 async def _receive(node: Node, db: Database, url: str, transfer: _Transfer, progress: SyncProgress) -> None:
     """One request: the whole image, or the rest of it from ``transfer.next_chunk``. Returns once the end
     record verified and every chunk is written; raises PeerUnreachable when the stream breaks."""
-    target = SYNC_PATH
+    target = f"{SYNC_PATH}&compression={node.settings.snapshot_compression}"
     if transfer.header is not None:
         target += f"&snapshot={transfer.header.snapshot}&from={transfer.next_chunk}"
     queue: asyncio.Queue = asyncio.Queue(WRITE_QUEUE)

@@ -68,6 +68,7 @@ NODE_VARIABLES = frozenset(
         "TLS_KEY_FILE",
         "TLS_CA_FILE",
         "TLS_CLIENT_CERTS",
+        "SNAPSHOT_COMPRESSION",
     }
 )
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
