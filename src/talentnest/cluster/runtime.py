@@ -56,6 +56,9 @@ class ChunkStream(Protocol):
 
     def chunks(self, size: int) -> AsyncIterator[bytes]: ...
 
+    async def read_exactly(self, size: int) -> bytes:
+        """The next ``size`` bytes of the body; fewer only where it ends (empty at its end)."""
+
     def authenticate(self, signature: str, body_sha256: str) -> None: ...
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import zstandard
 
-from talentnest.errors import InvalidInput, SnapshotError
+from talentnest.errors import InvalidInput, PeerUnreachable, SnapshotError
 from talentnest.store.pages import PageImage
 
 RECORD = struct.Struct(">cI")
@@ -189,20 +189,26 @@ class _Signer:
         self.digest = hashlib.sha256()
 
     def signed(self, kind: bytes, payload: bytes | bytearray) -> bytes:
-        data = record(kind, payload)
-        self.digest.update(data)
+        return b"".join(self.parts(kind, payload))
+
+    def parts(self, kind: bytes, payload: bytes | bytearray) -> list:
+        """The record and its signature record as pieces to send one after the other (the payload is not
+        copied again)."""
+        head = RECORD.pack(kind, len(payload))
+        self.digest.update(head)
+        self.digest.update(payload)
         signature = record(SIGNATURE, self.sign(self.digest.hexdigest()).encode())
         self.digest.update(signature)
-        return data + signature
+        return [head, memoryview(payload), signature]
 
 
-def _chunk_records(image: PageImage, header: StreamHeader, index: int, signer: _Signer) -> tuple[bytes, int]:
-    """Chunk ``index`` as its two records (read, packed, hashed and signed in the snapshot thread; the
-    executor's one thread runs a stream's chunks in order, as the running hash needs), and its size."""
+def _chunk_records(image: PageImage, header: StreamHeader, index: int, signer: _Signer) -> tuple[list, int]:
+    """Chunk ``index`` as the pieces of its two records (read, packed, hashed and signed in the snapshot
+    thread; the executor's one thread runs a stream's chunks in order, as the running hash needs), and its size."""
     raw = image.read(index * header.chunk_pages + 1, header.chunk_pages)
     if header.compression == "zstd":
         raw = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True, write_content_size=True).compress(raw)
-    return signer.signed(DATA, raw), len(raw)
+    return signer.parts(DATA, raw), len(raw)
 
 
 async def stream_image(
@@ -211,7 +217,7 @@ async def stream_image(
     sign: Callable[[str], str],
     *,
     on_chunk: Callable[[int, int], None] = lambda raw, sent: None,
-) -> AsyncIterator[bytes]:
+) -> AsyncIterator[bytes | memoryview]:
     """The records of ``image`` from ``header.first_chunk``, each followed by its signature record
     (``sign(hex SHA-256 of the body so far)``). Chunks are read, packed and hashed in a worker thread,
     ``READ_AHEAD`` ahead of the one being sent, so memory stays a few chunks whatever the size and the
@@ -233,10 +239,11 @@ async def stream_image(
         fill()
         while pending:
             index, work = pending.pop(0)
-            data, size = await work
+            pieces, size = await work
             fill()  # the next chunk is prepared while this one is sent
             on_chunk(header.chunk_size(index), size)
-            yield data
+            for piece in pieces:
+                yield piece
         end = {"chunks": header.chunks, "pages": header.page_count, "raw_bytes": header.raw_bytes}
         yield signer.signed(END, json.dumps(end, separators=(",", ":")).encode())
     finally:
@@ -248,8 +255,9 @@ async def stream_image(
 
 
 class RecordReader:
-    """Cuts a streamed body into records and hands out each one only once the signature record after it
-    verifies (``authenticate(signature, hex SHA-256 of the body before it)``, which raises on failure)."""
+    """Checks a streamed body record by record and hands out each one only once the signature record after
+    it verifies (``authenticate(signature, hex SHA-256 of the body before it)``, which raises on failure).
+    ``take`` one record at a time (``receive`` pulls them from a stream), or ``feed`` it bytes as they come."""
 
     def __init__(self, authenticate: Callable[[str, str], None]):
         self._authenticate = authenticate
@@ -258,40 +266,64 @@ class RecordReader:
         self._pending: tuple[bytes, bytes] | None = None
         self.received = 0  # body bytes so far
 
+    def take(self, kind: bytes, payload: bytes) -> tuple[bytes, bytes] | None:
+        """One whole record; the record it verifies, if it is a signature (else None: held until then)."""
+        if len(payload) > MAX_RECORD:
+            raise SnapshotError(f"a snapshot record of {len(payload)} bytes is more than {MAX_RECORD}")
+        self.received += RECORD.size + len(payload)
+        verified = None
+        if kind == SIGNATURE:
+            if self._pending is None:
+                raise SnapshotError("a snapshot stream has a signature record with nothing to sign")
+            self._authenticate(payload.decode("ascii", "replace"), self._digest.hexdigest())
+            verified, self._pending = self._pending, None
+        elif self._pending is not None:
+            raise SnapshotError(f"a snapshot stream's {self._pending[0].decode()} record is not followed by its signature")
+        elif kind in (HEADER, DATA, END):
+            self._pending = (kind, payload)
+        else:
+            raise SnapshotError(f"a snapshot stream has a record of unknown kind {kind!r}")
+        self._digest.update(RECORD.pack(kind, len(payload)))
+        self._digest.update(payload)
+        return verified
+
+    async def receive(self, read_exactly: Callable[[int], Awaitable[bytes]]) -> tuple[bytes, bytes] | None:
+        """Pull records with ``read_exactly(n)`` until one is verified; it, or None at a clean end of the body."""
+        while True:
+            head = await read_exactly(RECORD.size)
+            if not head and self._pending is None:
+                return None
+            if len(head) < RECORD.size:
+                raise PeerUnreachable("the snapshot stream broke off inside a record")
+            kind, length = RECORD.unpack(head)
+            if length > MAX_RECORD:
+                raise SnapshotError(f"a snapshot record announces {length} bytes, more than {MAX_RECORD}")
+            payload = await read_exactly(length) if length else b""
+            if len(payload) < length:
+                raise PeerUnreachable("the snapshot stream broke off inside a record")
+            verified = self.take(kind, payload)
+            if verified is not None:
+                return verified
+
     def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
         """The verified records ``data`` completes, as (kind, payload)."""
-        self.received += len(data)
         self._buffer += data
         verified = []
-        view, at = memoryview(self._buffer), 0
-        try:
-            while len(view) - at >= RECORD.size:
-                kind, length = RECORD.unpack_from(view, at)
-                if length > MAX_RECORD:
-                    raise SnapshotError(f"a snapshot record announces {length} bytes, more than {MAX_RECORD}")
-                end = at + RECORD.size + length
-                if len(view) < end:
-                    break
-                payload = bytes(view[at + RECORD.size : end])
-                if kind == SIGNATURE:
-                    if self._pending is None:
-                        raise SnapshotError("a snapshot stream has a signature record with nothing to sign")
-                    self._authenticate(payload.decode("ascii", "replace"), self._digest.hexdigest())
-                    verified.append(self._pending)
-                    self._pending = None
-                elif self._pending is not None:
-                    raise SnapshotError(
-                        f"a snapshot stream's {self._pending[0].decode()} record is not followed by its signature"
-                    )
-                elif kind in (HEADER, DATA, END):
-                    self._pending = (kind, payload)
-                else:
-                    raise SnapshotError(f"a snapshot stream has a record of unknown kind {kind!r}")
-                self._digest.update(view[at:end])
+        at = 0
+        while len(self._buffer) - at >= RECORD.size:
+            kind, length = RECORD.unpack_from(self._buffer, at)
+            if length > MAX_RECORD:
+                raise SnapshotError(f"a snapshot record announces {length} bytes, more than {MAX_RECORD}")
+            end = at + RECORD.size + length
+            if len(self._buffer) < end:
+                break
+            try:
+                found = self.take(kind, bytes(self._buffer[at + RECORD.size : end]))
+            finally:
                 at = end
-        finally:
-            view.release()
-            del self._buffer[:at]
+            if found is not None:
+                verified.append(found)
+        del self._buffer[:at]
         return verified
 
     def finished_cleanly(self) -> bool:

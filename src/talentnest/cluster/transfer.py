@@ -26,7 +26,6 @@ from talentnest.units import human_bytes
 log = logging.getLogger("talentnest.replication")
 
 SYNC_PATH = "/cluster/sync?format=stream"
-CHUNK = 1 << 20
 # Deadlines: the leader sends its header record within milliseconds of the request (it pins the
 # database, it does not copy it first), and then a chunk every few milliseconds.
 CONNECT_TIMEOUT, READ_TIMEOUT = 5.0, 30.0
@@ -131,9 +130,9 @@ async def _receive(node: Node, db: Database, url: str, transfer: _Transfer, prog
                 raise SnapshotError(f"{url} answered HTTP {response.status} to /cluster/sync")
             reader = RecordReader(response.authenticate)
             chunk = transfer.next_chunk
-            async for data in response.chunks(CHUNK):
-                transfer.sent_bytes += len(data)
-                for kind, payload in reader.feed(data):
+            try:
+                while (found := await reader.receive(response.read_exactly)) is not None:
+                    kind, payload = found
                     if kind == HEADER:
                         chunk = await _start(db, transfer, StreamHeader.parse(payload), progress)
                     elif kind == DATA:
@@ -146,6 +145,8 @@ async def _receive(node: Node, db: Database, url: str, transfer: _Transfer, prog
                             raise SnapshotError(f"the snapshot stream ended after chunk {chunk}, before its last")
                         snapshot_stream.end_matches(transfer.header, payload)
                         transfer.ended = True
+            finally:
+                transfer.sent_bytes += reader.received
             if not transfer.ended:
                 raise PeerUnreachable(f"{url} closed the snapshot stream before its end (at chunk {chunk})")
         await _put(queue, None, writer)

@@ -308,6 +308,16 @@ class _ResponseStream:
         async for chunk in self._response.content.iter_chunked(size):
             yield chunk
 
+    async def read_exactly(self, size: int) -> bytes:
+        """The next ``size`` bytes of the body, fewer only where it ends."""
+        if self._body is not None:
+            part, self._body = self._body[:size], self._body[size:]
+            return part
+        try:
+            return await self._response.content.readexactly(size)
+        except asyncio.IncompleteReadError as exc:
+            return exc.partial
+
     def authenticate(self, signature: str, body_sha256: str) -> None:
         """Raise ForgedAnswer (logged) unless ``signature`` signs ``body_sha256`` (the hex SHA-256 of the
         body so far) as an answer to this request."""
