@@ -93,7 +93,7 @@ class Tamper:
                     await response.write(RECORD.pack(kind, length) + await answer.content.readexactly(length))
                 answer.close()
                 if request.transport is not None:
-                    request.transport.abort()
+                    request.transport.close()  # after what was written (abort would drop it)
                 return response
             data = await answer.read()
             if rule is not None and rule.alter is not None:

@@ -22,7 +22,6 @@ import os
 import struct
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,8 +40,7 @@ RESUME_SECONDS = 60.0
 # this long too (briefly: a kept image pins the database, whose WAL cannot restart meanwhile).
 SENT_RESUME_SECONDS = 5.0
 MAX_PARKED = 2
-# Chunks read ahead of the one being sent. One: a stream's chunks are hashed in order, in one thread.
-READ_AHEAD = 1
+READ_AHEAD = 3  # chunks a stream's thread keeps ready ahead of the one being sent (12 MiB at most)
 SNAPSHOT_NICE = 5  # below the event loop's, so that under load the leader's answers come first
 MEDIA_TYPE = "application/vnd.talentnest.snapshot"
 # How chunks travel: as they are (the default: the stream is bound by CPU on a LAN or loopback, and
@@ -170,17 +168,6 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SNAPSHOT_NICE)
 
 
-_executor: ThreadPoolExecutor | None = None
-
-
-def _snapshot_executor() -> ThreadPoolExecutor:
-    """One thread of lower priority per process for every chunk a node serves (made on first use)."""
-    global _executor
-    if _executor is None:
-        _executor = ThreadPoolExecutor(max_workers=READ_AHEAD, thread_name_prefix="snapshot", initializer=_lower_priority)
-    return _executor
-
-
 class _Signer:
     """The running SHA-256 of a stream's body and its signature records (one stream, used in order)."""
 
@@ -203,12 +190,54 @@ class _Signer:
 
 
 def _chunk_records(image: PageImage, header: StreamHeader, index: int, signer: _Signer) -> tuple[list, int]:
-    """Chunk ``index`` as the pieces of its two records (read, packed, hashed and signed in the snapshot
-    thread; the executor's one thread runs a stream's chunks in order, as the running hash needs), and its size."""
+    """Chunk ``index`` as the pieces of its two records (read, packed, hashed and signed), and its size."""
     raw = image.read(index * header.chunk_pages + 1, header.chunk_pages)
     if header.compression == "zstd":
         raw = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True, write_content_size=True).compress(raw)
     return signer.parts(DATA, raw), len(raw)
+
+
+class _Producer:
+    """One stream's chunks, made in a thread of their own, at most ``READ_AHEAD`` ahead of the sending, in
+    order (as the running hash needs). The thread never waits for the event loop, which may be busy
+    answering writes: it keeps the next chunks ready, and the loop only sends them."""
+
+    def __init__(self, image: PageImage, header: StreamHeader, signer: _Signer, loop: asyncio.AbstractEventLoop):
+        self._image, self._header, self._signer, self._loop = image, header, signer, loop
+        self.ready: asyncio.Queue = asyncio.Queue()
+        self._slots = threading.Semaphore(READ_AHEAD)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"snapshot-{header.snapshot}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def sent(self) -> None:
+        """A chunk left: room for the next one."""
+        self._slots.release()
+
+    def stop(self) -> None:
+        """Ask the thread to end (it does within half a second; it only ever reads the image)."""
+        self._stop.set()
+        self._slots.release()
+
+    def _hand(self, item) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+            self._loop.call_soon_threadsafe(self.ready.put_nowait, item)
+
+    def _run(self) -> None:
+        _lower_priority()
+        try:
+            for index in range(self._header.first_chunk, self._header.chunks):
+                while not self._slots.acquire(timeout=0.5):
+                    if self._stop.is_set():
+                        return
+                if self._stop.is_set():
+                    return
+                self._hand((index, *_chunk_records(self._image, self._header, index, self._signer)))
+            self._hand(None)
+        except BaseException as exc:  # handed to the stream, which raises it
+            self._hand(exc)
 
 
 async def stream_image(
@@ -219,36 +248,26 @@ async def stream_image(
     on_chunk: Callable[[int, int], None] = lambda raw, sent: None,
 ) -> AsyncIterator[bytes | memoryview]:
     """The records of ``image`` from ``header.first_chunk``, each followed by its signature record
-    (``sign(hex SHA-256 of the body so far)``). Chunks are read, packed and hashed in a worker thread,
-    ``READ_AHEAD`` ahead of the one being sent, so memory stays a few chunks whatever the size and the
-    event loop (which answers the leader's writes) does none of it."""
+    (``sign(hex SHA-256 of the body so far)``). Chunks are read, packed, hashed and signed in a thread of
+    lower priority, ``READ_AHEAD`` ahead of the one being sent, so memory stays a few chunks whatever the
+    size and the event loop (which answers the leader's writes) does none of it."""
     signer = _Signer(sign)
     yield signer.signed(HEADER, header.to_bytes())
-    loop = asyncio.get_running_loop()
-    pending: list[tuple[int, asyncio.Future]] = []
-    next_index = header.first_chunk
-
-    def fill() -> None:
-        nonlocal next_index
-        while next_index < header.chunks and len(pending) < READ_AHEAD:
-            work = loop.run_in_executor(_snapshot_executor(), _chunk_records, image, header, next_index, signer)
-            pending.append((next_index, asyncio.ensure_future(work)))
-            next_index += 1
-
+    producer = _Producer(image, header, signer, asyncio.get_running_loop())
+    producer.start()
     try:
-        fill()
-        while pending:
-            index, work = pending.pop(0)
-            pieces, size = await work
-            fill()  # the next chunk is prepared while this one is sent
+        while (item := await producer.ready.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            index, pieces, size = item
             on_chunk(header.chunk_size(index), size)
             for piece in pieces:
                 yield piece
+            producer.sent()
         end = {"chunks": header.chunks, "pages": header.page_count, "raw_bytes": header.raw_bytes}
         yield signer.signed(END, json.dumps(end, separators=(",", ":")).encode())
     finally:
-        if pending:
-            await asyncio.gather(*(work for _, work in pending), return_exceptions=True)
+        producer.stop()
 
 
 # --- the receiver's side -------------------------------------------------------------------------
