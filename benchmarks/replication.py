@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -51,7 +52,7 @@ from _cluster import (  # also puts src/ on sys.path
     write_report,
 )
 from single_node import post_creation, run_wrk
-from tests.cluster.harness import Cluster, Node, wait_until
+from tests.cluster.harness import REAL_NODE_COMMAND, Cluster, Node, wait_until
 
 from talentnest.services import Passwords
 from talentnest.store import DB_FILENAME, Database, Retention, iso_now
@@ -101,9 +102,11 @@ class Bench:
 # --- clusters ----------------------------------------------------------------------------------
 
 
-def start_cluster(directory: Path, indices: list[int], env: dict[str, str], subnet: str) -> Cluster:
+def start_cluster(
+    directory: Path, indices: list[int], env: dict[str, str], subnet: str, node_command: Sequence[str] = REAL_NODE_COMMAND
+) -> Cluster:
     """A cluster of nodes backend-<i> on <subnet>.<i>, once the highest ID leads and every node is ready."""
-    cluster = Cluster(directory, env=env, subnet=subnet, publish_base=0)
+    cluster = Cluster(directory, env=env, subnet=subnet, publish_base=0, node_command=node_command)
     try:
         cluster.start(0, wait=False)
         for index in indices:

@@ -14,6 +14,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute, Match, Mount, Route
 
 from talentnest import __version__, api, http_errors, metrics, tls, web
+from talentnest import openapi as openapi_schema
 from talentnest.cluster import api as cluster_api
 from talentnest.cluster import auth, idempotency, keys
 from talentnest.cluster.forward import ForwardStats
@@ -147,6 +148,10 @@ def create_app(
         version=__version__,
         description="A talent network's API, served by every node of a replicated SQLite cluster.",
         lifespan=lifespan,
+        # /docs is the node's own page (web/), with Swagger UI served from the package: FastAPI's
+        # loads it from a CDN with an inline script, which the page's CSP refuses. No /redoc.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.db = db
@@ -169,12 +174,12 @@ def create_app(
     http_errors.install(app, classify=classify)
     app.include_router(api.router)
 
-    @app.get("/healthz", tags=["operations"])
+    @app.get("/healthz", operation_id="getHealth", tags=["operations"])
     async def healthz() -> dict:
         """Alive: the process answers."""
         return {"status": "ok", "node_id": node.node_id}
 
-    @app.get("/readyz", tags=["operations"], responses={503: {"description": "not ready"}})
+    @app.get("/readyz", operation_id="getReadiness", tags=["operations"], responses={503: {"description": "not ready"}})
     async def readyz() -> JSONResponse:
         """Ready to serve: synced with the leader, and a leader is known."""
         ready, reason = node.readiness()
@@ -191,6 +196,7 @@ def create_app(
         "/metrics",
         metrics.metrics_endpoint(registry),
         methods=["GET"],
+        operation_id="getMetrics",
         tags=["operations"],
         summary="Metrics",
         description="This node's metrics in the Prometheus text format: HTTP requests, role, term, LSNs, "
@@ -201,6 +207,7 @@ def create_app(
     # First in the router: node-to-node calls are the hottest path and match on a plain prefix.
     app.router.routes[:0] = cluster_api.build_routes(node, replication, signatures)
     app.router.routes.extend(web.routes())
+    openapi_schema.install(app)
     app.add_middleware(
         ClusterMiddleware,
         coordinator=node.gate,

@@ -115,6 +115,7 @@ class Voter:
     stopping: bool
     last_term: int
     last_lsn: int
+    may_vote: bool = True  # False: this node lost its data (or is new) and no leader has reached it since
 
     @property
     def log_position(self) -> tuple[int, int]:
@@ -127,6 +128,7 @@ class Refusal(StrEnum):
     LEADER_ALIVE = "leader_alive"
     BEHIND = "behind"
     VOTED = "voted"
+    NOT_A_VOTER = "not_a_voter"
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,10 @@ def grant_vote(request: VoteRequest, voter: Voter) -> Verdict:
         return Verdict(False, f"node {voter.node_id} leads term {voter.term} with a valid lease", Refusal.LEADING)
     if voter.leader_alive and not endorsed and candidate != voter.leader_id:
         return Verdict(False, f"leader {voter.leader_id} is alive", Refusal.LEADER_ALIVE)
+    if not voter.may_vote and (request.last_lsn, voter.last_lsn) != (0, 0):
+        # Only where no data exists yet (a cluster being created) may a node without state vote.
+        why = f"node {voter.node_id} has lost or never had its state, and no leader has reached it since"
+        return Verdict(False, why, Refusal.NOT_A_VOTER)
     if request.log_position < voter.log_position:
         return Verdict(
             False,

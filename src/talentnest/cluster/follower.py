@@ -73,6 +73,7 @@ class FollowerSide:
             if self.check_history(request.history, request.leader_last_lsn, leader_id) == DIVERGED:
                 return self._resync(request, f"diverged from node {leader_id}")
             self.confirmed = (term, leader_id)
+            node.reached_by_leader()
         if db.last_lsn < request.prev_lsn <= db.last_lsn + PIPELINE_WAIT_ENTRIES:
             # Batches are pipelined: an earlier one may still be on its way. Wait for it briefly.
             await self.wait_applied(request.prev_lsn, PIPELINE_WAIT_SECONDS)

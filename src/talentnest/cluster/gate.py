@@ -79,8 +79,26 @@ class WriteGate:
                 await asyncio.wait_for(node.leader_changed().wait(), timeout=min(remaining, 0.05))
 
     async def wait_applied(self, lsn: int, timeout: float) -> bool:
-        """True once this node holds ``lsn``; False after ``timeout``."""
-        return await self.node.waiters.wait(lsn, timeout)
+        """True once this node holds ``lsn`` *in the leader's history*; False after ``timeout``. A node
+        that holds that LSN in another history (a deposed leader before it resyncs) does not count."""
+        node = self.node
+        if lsn <= 0:
+            return True
+        deadline = node.clock.monotonic() + timeout
+        if not await node.waiters.wait(lsn, timeout):
+            return False
+        while not self.history_trusted():
+            remaining = deadline - node.clock.monotonic()
+            if remaining <= 0:
+                return False
+            await node.clock.sleep(min(0.02, remaining))
+        return True
+
+    def history_trusted(self) -> bool:
+        node = self.node
+        if node.role == Role.LEADER:
+            return node.lease_valid()
+        return node.replication is not None and node.current_leader_url() is not None and node.replication.history_confirmed()
 
     async def wait_committed(self, lsn: int, term: int, timeout: float) -> bool:
         """Quorum mode: True once a majority holds ``lsn`` in ``term``. Async mode: True at once."""

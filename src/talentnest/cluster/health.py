@@ -25,10 +25,11 @@ class Problem(StrEnum):
     DAMAGED = "damaged"  # the database was damaged and moved aside: not ready until synced from a peer
     IDENTITY = "identity"  # another node runs with this node's ID: this one refuses to serve
     DRAINED = "drained"  # an operator asked this node not to lead (it still serves)
+    NEW = "new"  # no durable state (new, or its disk was lost): no vote, no candidacy until a leader reached it
 
     @property
     def blocks_ready(self) -> bool:
-        return self is not Problem.DRAINED
+        return self not in (Problem.DRAINED, Problem.NEW)
 
     @property
     def refuses_service(self) -> bool:
@@ -113,6 +114,15 @@ class Health:
     def only_drained(self) -> bool:
         return set(self._issues) == {Problem.DRAINED}
 
+    def eligible_if(self, *, bootstrapping: bool) -> bool:
+        """Eligible to lead, counting a new node as eligible while the whole cluster holds no data."""
+        return self.eligible or (bootstrapping and set(self._issues) == {Problem.NEW})
+
+    @property
+    def may_vote(self) -> bool:
+        """A node that lost its state (or never had one) must not help elect anyone over data it lacks."""
+        return Problem.NEW not in self._issues and Problem.DAMAGED not in self._issues
+
     def reasons(self) -> list[str]:
         return [i.reason for i in self._issues.values()]
 
@@ -127,4 +137,5 @@ def _consequence(problem: Problem) -> str:
         Problem.DAMAGED: "is not ready and does not lead until it has synced from a peer",
         Problem.IDENTITY: "refuses to serve",
         Problem.DRAINED: "does not stand for leader (it hands over if it leads)",
+        Problem.NEW: "neither votes nor stands until a leader has reached it (or every member is new)",
     }[problem]

@@ -109,10 +109,22 @@ class Membership:
         self.address: str | None = None
         self.transport: Transport | None = None
         self.peers: dict[str, PeerState] = {}
+        # Members that stopped being members, kept FAILURE_TIMEOUT for whoever watches (metrics, status).
+        self.departed: dict[str, tuple[PeerState, float]] = {}
         self.rounds = 0
 
     def reset(self) -> None:
         self.rounds = 0
+
+    def remember(self, addresses: tuple[str, ...]) -> None:
+        """At start: the members this node counted before it stopped count again (as not listed)
+        until each is known gone, so that a restart cannot make it a cluster of one."""
+        now = self.clock()
+        for address in addresses:
+            if address != self.address and address not in self.peers:
+                self.peers[address] = PeerState(
+                    id=node_id_for(address), address=address, url=f"http://{address}:{self.port}", first_seen=now, listed=False
+                )
 
     # --- who is a member ---------------------------------------------------------------------
 
@@ -189,8 +201,12 @@ class Membership:
                 log.info("membership: node %d (%s) is no longer listed by %s", peer.id, address, self.resolver.source)
             if not peer.listed and self.is_gone(peer, now):
                 del self.peers[address]
+                self.departed[address] = (peer, now)
                 changed = True
                 log.info("membership: node %d (%s) is no longer a member: %s", peer.id, address, self._why_gone(peer, now))
+        for address, (_, since) in list(self.departed.items()):
+            if address in self.peers or now - since > self.failure_timeout:
+                del self.departed[address]
         if changed:
             self.owner.members_changed()
         return listed

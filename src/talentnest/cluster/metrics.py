@@ -107,6 +107,7 @@ class ClusterCollector:
         for peer in view.peers:
             healthy.add_metric((str(peer.id), peer.url), 1.0 if peer.alive else 0.0)
         yield healthy
+        yield self._departed()
 
         yield from self._followers(is_leader)
         yield from self._replication_counters()
@@ -128,6 +129,20 @@ class ClusterCollector:
         yield _counter(
             "talentnest_leader_changes", "Times the leader this node knows changed to another node.", node.leader_changes
         )
+
+    def _departed(self) -> Metric:
+        """Members that stopped being members (they left, or died and discovery dropped them), for
+        FAILURE_TIMEOUT after: a stopped node leaves /cluster/status at once, and this is where it can
+        still be seen."""
+        departed = GaugeMetricFamily(
+            "talentnest_peer_departed_seconds",
+            "Members that stopped being members within FAILURE_TIMEOUT: seconds since each departed.",
+            labels=("peer_id", "address"),
+        )
+        now = self.node.clock.monotonic()
+        for peer, since in list(self.node.membership.departed.values()):
+            departed.add_metric((str(peer.id), peer.url), max(0.0, now - since))
+        return departed
 
     def _leader_lsn(self) -> int:
         node = self.node
@@ -193,6 +208,11 @@ class ClusterCollector:
         )
         yield sync
         yield _counter("talentnest_sync_bytes", "Compressed snapshot bytes this node received.", stats.sync_bytes)
+        yield _counter(
+            "talentnest_sync_failures",
+            "Snapshot transfers or installs that failed on this node (each is retried; see its sync: log lines).",
+            stats.sync_failures,
+        )
         yield _counter(
             "talentnest_snapshots_served", "Snapshots this node made for others (GET /cluster/sync).", stats.snapshots_served
         )

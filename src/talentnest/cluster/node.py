@@ -127,6 +127,7 @@ class ClusterNode:
         self.node_id = self.settings.node_id if self.settings.node_id is not None else node_id_for(address)
         self.url = f"{self.settings.scheme}://{address}:{self.settings.port}"
         self._transport = self.membership.transport = self.runtime.transport(self.key, address)
+        self.membership.remember(self.state.current.members)
         await self._transport.start()
         self.db.write_guard = self.gate.guard_write
         self.care.check_marker()
@@ -286,6 +287,7 @@ class ClusterNode:
             self.replication.peer_back(peer.address)
 
     def members_changed(self) -> None:
+        self.state.save_members(tuple(self.membership.peers))
         if self.replication is not None:
             self.replication.members_changed()
 
@@ -342,10 +344,19 @@ class ClusterNode:
 
     # --- health ----------------------------------------------------------------------------
 
+    def may_lead(self) -> bool:
+        """Eligible to lead (health), a new node included while no member holds data yet."""
+        empty = self.db.last_lsn == 0 and all(p.last_lsn == 0 for p in self.membership.peers.values())
+        return self.health.eligible_if(bootstrapping=empty)
+
     def snapshot_installed(self) -> None:
         self.care.snapshot_installed()
 
+    def reached_by_leader(self) -> None:
+        self.care.reached_by_leader()
+
     def _become_leader(self, votes: int) -> None:
+        self.care.reached_by_leader()  # a majority accepted this node's log as the cluster's
         self._set_role(Role.LEADER)
         self._count_leader(self.node_id)
         self.leader_id, self.leader_url = self.node_id, self.url

@@ -52,6 +52,7 @@ class Node(Protocol):
     clock: Clock
     heartbeat: float
     settings: Settings
+    leader_id: int | None  # the current term's leader, once known
 
     @property
     def term(self) -> int: ...
@@ -90,6 +91,9 @@ class Node(Protocol):
     def snapshot_installed(self) -> None:
         """A peer's snapshot replaced this node's data (whatever was set aside is replaced now)."""
 
+    def reached_by_leader(self) -> None:
+        """The current leader's history was checked to contain this node's log."""
+
 
 class Replicator(Protocol):
     """What the node needs of replication."""
@@ -114,6 +118,10 @@ class Replicator(Protocol):
 
     def term_changed(self) -> None:
         """A new term: whatever the follower side confirmed of the old leader's history is void."""
+
+    def history_confirmed(self) -> bool:
+        """As follower: this node has checked, in the current term, that its log is a prefix of the
+        leader's (so what it serves at an LSN is what the leader holds there)."""
 
     def match_lsn(self, address: str) -> int | None:
         """As leader: the last LSN the member at ``address`` holds, None without a stream to it."""
@@ -181,6 +189,8 @@ class Core(Protocol):
     def voters(self) -> int: ...
 
     def is_leader(self) -> bool: ...
+
+    def may_lead(self) -> bool: ...
 
     def leader_alive(self, now: float | None = None) -> bool: ...
 

@@ -65,6 +65,9 @@ class Replication:
     def term_changed(self) -> None:
         self.follower.term_changed()
 
+    def history_confirmed(self) -> bool:
+        return self.follower.confirmed == (self.node.term, self.node.leader_id)
+
     async def on_replicate(self, request: ReplicateRequest) -> ReplicateReply:
         return await self.follower.on_replicate(request, syncing=self._syncing())
 

@@ -21,6 +21,7 @@ class Stats:
     syncs: int = 0
     sync_bytes: int = 0
     sync_seconds: float = 0.0
+    sync_failures: int = 0
     snapshots_served: int = 0
     divergences: int = 0
     # The last snapshot this node made (to serve) or installed: compressed and database sizes.

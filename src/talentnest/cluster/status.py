@@ -22,7 +22,7 @@ def self_info(node: Core) -> NodeInfo:
         last_term=node.db.last_term,
         ready=readiness(node)[0],
         leaving=node.stopping,
-        eligible=node.health.eligible,
+        eligible=node.may_lead(),
         incarnation=node.incarnation,
         started_ms=node.started_ms,
         wall_ms=int(node.clock.wall() * 1000),
@@ -128,6 +128,10 @@ def render(node: Core) -> dict[str, Any]:
         "ready_reason": reason,
         "replication_mode": node.settings.replication_mode,
         "health": node.health.as_dict(),
+        "departed": [
+            {"id": peer.id, "address": peer.url, "seconds_ago": round(now - since, 3)}
+            for peer, since in node.membership.departed.values()
+        ],
         "clock": clock_report(node),
         "quorum": {"voters": voters, "reachable": membership.reachable(now), "needed": voters // 2 + 1},
     }

@@ -56,6 +56,13 @@ class StorageCare:
             self._waiting(f"its database was set aside ({why})")
         if node_marker(self.node).exists():
             self.node.health.failed(Problem.DRAINED, "drained by an operator: it does not stand for leader", 0.0)
+        if not self.node.state.existed:
+            self.node.health.failed(Problem.NEW, "it starts without durable state (new, or its disk was lost)", 0.0)
+
+    def reached_by_leader(self) -> None:
+        """A leader's history is confirmed to contain this node's log: it is a full member now."""
+        if self.node.health.cleared(Problem.NEW, "a leader's log holds this node's"):
+            self.node.record_event("health", "a leader reached this node: it votes from now on")
 
     def _waiting(self, why: str) -> None:
         text = f"{why}; it waits for a peer's snapshot before it may lead"
@@ -83,5 +90,6 @@ class StorageCare:
     def snapshot_installed(self) -> None:
         """A peer's snapshot replaced this node's data: what was set aside is replaced now."""
         guard.synced(self.node.db.data_dir)
+        self.node.health.cleared(Problem.NEW, "installed a peer's snapshot")
         if self.node.health.cleared(Problem.DAMAGED, "installed a peer's snapshot"):
             self.node.record_event("health", "installed a peer's snapshot; may lead again")

@@ -92,10 +92,13 @@ class FollowerStream:
         self._retry_at = self.leader.now() + min(1.0, 0.05 * 2 ** (self.failures - 1))
 
     def retry_now(self) -> None:
-        """Forget the backoff and check the follower's history and position again, now."""
+        """Forget the backoff and check the follower's history and position again, now (requests still
+        in flight belong to the old epoch: they are dropped rather than waited for)."""
         self.failures = 0
         self._retry_at = 0.0
         self.reset(confirmed=False)
+        for task in list(self._inflight):
+            task.cancel()
         self.wakeup.set()
 
     def lag_seconds(self, now: float) -> float:

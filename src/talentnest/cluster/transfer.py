@@ -92,6 +92,7 @@ async def sync_from(node: Node, db: Database, stats: Stats, url: str, source_id:
         snapshot.install(db, prepared)
         installed = True
     except (PeerUnreachable, SnapshotError, InvalidInput, OSError) as exc:
+        stats.sync_failures += 1
         log.warning("sync: from node %d failed: %s; will retry", source_id, exc)
         return False
     finally:

@@ -139,6 +139,7 @@ def voter(node: Core) -> Voter:
         stopping=node.stopping,
         last_term=node.db.last_term,
         last_lsn=node.db.last_lsn,
+        may_vote=node.health.may_vote,
     )
 
 

@@ -35,6 +35,7 @@ from talentnest.store.snapshot import (
     SnapshotInfo,
     _log_position,
     log_position_of,
+    transfer_file,
 )
 
 WAL_MAGIC = (0x377F0682, 0x377F0683)
@@ -108,7 +109,7 @@ class PageImage:
             page_count = wal_pages or int.from_bytes(header[28:32], "big") or os.path.getsize(db_path) // page_size
             info = ImageInfo(lsn, term, schema_version, page_size, page_count)
             return cls(db_path, reader, info, frames, copy)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             reader.close()
             if copy is not None:
                 copy.unlink(missing_ok=True)
@@ -213,7 +214,7 @@ def _copy_wal(db_path: Path) -> tuple[Path | None, dict[int, int], int, int]:
             return None, {}, 0, 0
         pages = frames[last_commit][2]
         committed = {number: data for number, data, _ in frames[: last_commit + 1]}  # the newest version wins
-        copy = db_path.with_name(f"{PARTIAL_PREFIXES[2]}{uuid.uuid4().hex}.wal-pages")
+        copy = transfer_file(db_path.parent, "serving-wal-pages")
         index: dict[int, int] = {}
         with copy.open("wb") as out:
             for position, (number, data_offset) in enumerate(sorted(committed.items())):

@@ -8,8 +8,9 @@ the copy's own ``_tn_log`` and ``_tn_terms``, so they match its data exactly.
 ``SnapshotDownload`` receives one in chunks beside the database; ``prepare_snapshot`` unpacks it
 there and verifies it; ``install`` swaps it in (the quick, atomic part, on the owner's thread). The
 slow functions here are synchronous and thread-safe: the caller runs them in a worker thread.
-Every file they write beside the database starts with one of ``PARTIAL_PREFIXES``, so that what an
-interrupted transfer leaves behind is removed at the node's next start (``remove_partial_files``).
+Snapshots being made for another node and being received go in ``DATA_DIR/snapshots/``; the one
+being unpacked goes beside the database (it is renamed over it) with the ``incoming`` prefix. What an
+interrupted transfer leaves in either place is removed at the node's next start (``remove_partial_files``).
 """
 
 from __future__ import annotations
@@ -38,9 +39,10 @@ except ImportError:  # pragma: no cover - zstandard is a declared dependency
 
 log = logging.getLogger("talentnest.store")
 
-# Files beside the database that a crash may leave behind: a snapshot being unpacked, received, or
-# made for another node.
-PARTIAL_PREFIXES = (f"{DB_FILENAME}.incoming-", f"{DB_FILENAME}.download-", f"{DB_FILENAME}.serving-")
+# Beside the database: a snapshot being unpacked (renamed over the database once verified).
+PARTIAL_PREFIXES = (f"{DB_FILENAME}.incoming-",)
+# Snapshots being made for another node, or received from one.
+TRANSFER_DIR = "snapshots"
 CHUNK = 1024 * 1024
 SQLITE_MAGIC = b"SQLite format 3\x00"
 REQUIRED_TABLES = ("_tn_log", "_tn_terms", "_tn_meta")
@@ -91,13 +93,22 @@ def remove_partial_files(data_dir: Path) -> list[Path]:
     opens its database); the paths removed."""
     removed = []
     data_dir = Path(data_dir)
-    if data_dir.is_dir():
-        for path in data_dir.iterdir():
-            if path.name.startswith(PARTIAL_PREFIXES):
-                log.warning("store: removing %s, left by an interrupted snapshot transfer", path)
-                path.unlink(missing_ok=True)
-                removed.append(path)
+    transfers = data_dir / TRANSFER_DIR
+    leftovers = [p for p in data_dir.iterdir() if p.name.startswith(PARTIAL_PREFIXES)] if data_dir.is_dir() else []
+    if transfers.is_dir():
+        leftovers += [p for p in transfers.iterdir() if p.is_file()]
+    for path in leftovers:
+        log.warning("store: removing %s, left by an interrupted snapshot transfer", path)
+        path.unlink(missing_ok=True)
+        removed.append(path)
     return removed
+
+
+def transfer_file(data_dir: Path, kind: str) -> Path:
+    """A new file in ``DATA_DIR/snapshots/`` for a snapshot being made (``serving``) or received."""
+    directory = Path(data_dir) / TRANSFER_DIR
+    directory.mkdir(exist_ok=True)
+    return directory / f"{kind}-{uuid.uuid4().hex}"
 
 
 def install(db: Database, prepared: PreparedSnapshot) -> SnapshotInfo:
@@ -165,7 +176,10 @@ def take_to_serve(db_path: Path) -> tuple[Path, SnapshotInfo]:
     """A snapshot of the database at ``db_path`` in a new file beside it, for another node to fetch
     (the caller removes the file once sent; a crash leaves it to ``remove_partial_files``)."""
     db_path = Path(db_path)
-    dest = db_path.with_name(f"{PARTIAL_PREFIXES[2]}{uuid.uuid4().hex}")
+    try:
+        dest = transfer_file(db_path.parent, "serving")
+    except OSError as exc:
+        raise SnapshotError(f"cannot make a snapshot in {db_path.parent / TRANSFER_DIR}: {exc}") from exc
     return dest, take_snapshot(db_path, dest)
 
 
@@ -317,14 +331,14 @@ def iter_file(path: Path, chunk_size: int = CHUNK) -> Iterator[bytes]:
 
 
 class SnapshotDownload:
-    """A compressed snapshot arriving in chunks, written to a file beside the database.
+    """A compressed snapshot arriving in chunks, written to a file in ``DATA_DIR/snapshots/``.
 
     ``write`` each chunk, then ``finish()`` (fsync, and the SHA-256 and size of what arrived)
-    or ``discard()``. A file left by a crash is removed when the database next starts.
+    or ``discard()``. A file left by a crash is removed when the node next starts.
     """
 
     def __init__(self, data_dir: Path):
-        self.path = Path(data_dir) / f"{PARTIAL_PREFIXES[1]}{uuid.uuid4().hex}"
+        self.path = transfer_file(data_dir, "download")
         self._file = self.path.open("wb")
         self._writer = _HashingWriter(self._file)
 

@@ -10,7 +10,7 @@ from tests.unit.cluster.fakes import info, make_rig, reply, started
 from tests.unit.cluster.test_election import make_view, peer
 
 from talentnest.cluster import votes
-from talentnest.cluster.election import elect
+from talentnest.cluster.election import Refusal, elect, grant_vote
 from talentnest.cluster.health import Problem
 from talentnest.cluster.types import Action, Role
 from talentnest.cluster.wire import NodeInfo
@@ -133,3 +133,42 @@ async def test_a_drained_leader_hands_over_only_to_a_caught_up_peer_and_never_ju
     assert view.action == Action.HANDOVER and view.target == 514
     assert rig.node.care.drain(False) and not (tmp_path / "drained").exists()
     assert rig.node.health.eligible
+
+
+def test_a_node_without_state_votes_only_where_no_data_exists_yet():
+    from tests.unit.cluster.test_votes import ask, voter
+
+    new = voter(may_vote=False, last_lsn=0, last_term=0, term=0)
+    assert grant_vote(ask(term=1, lsn=0, last_term=0), new).granted, "a cluster being created elects"
+    refused = grant_vote(ask(term=5, lsn=18, last_term=2), voter(may_vote=False, last_lsn=18, last_term=2, term=2))
+    assert not refused.granted and refused.refusal == Refusal.NOT_A_VOTER, "a wiped node that caught up from a peer"
+
+
+async def test_a_node_that_lost_its_disk_neither_stands_nor_votes_until_a_leader_reaches_it(tmp_path):
+    rig = await started(make_rig(tmp_path, address=C, peers=[A, B]))
+    assert rig.node.health.has(Problem.NEW) and not rig.node.health.may_vote
+    rig.db.apply([_entry(1)])  # it caught up from some peer: it has data now
+    view = rig.node.view()
+    assert not view.eligible, "new, and data exists: it may not lead"
+    rig.node.reached_by_leader()
+    assert rig.node.health.may_vote and rig.node.health.eligible
+
+
+async def test_a_restarted_node_counts_the_members_it_knew_whatever_dns_says_first(tmp_path):
+    first = await started(make_rig(tmp_path, address=C, peers=[A, B]))
+    assert sorted(first.node.state.current.members) == [A, B]
+    first.db.close()
+    again = make_rig(tmp_path, address=C, peers=[])  # DNS lists only itself after the restart
+    again.resolver.answer = [C]
+    await started(again)
+    assert again.node.role != Role.LEADER, "it did not lead alone"
+    assert again.node.voters() == 3 and sorted(again.node.membership.peers) == [A, B]
+
+
+def _entry(lsn):
+    import json
+
+    from talentnest.store import LogEntry
+
+    row = {"key": "k", "value": "v"}
+    return LogEntry(lsn, 1, "t", 1, json.dumps([{"operation": "INSERT", "table": "_tn_meta_shadow", "data": row}][:0]))

@@ -145,3 +145,19 @@ async def test_a_node_cut_off_from_a_majority_expects_no_leader(tmp_path):
     peers_answer(rig)
     await rig.node.membership.probe_all()
     assert rig.node.gate.leader_expected()
+
+
+async def test_an_lsn_held_in_another_history_does_not_satisfy_a_min_lsn_read(tmp_path):
+    """A deposed leader holds LSNs the new leader wrote again: until its history is confirmed it waits."""
+    rig = await started(make_rig(tmp_path, address=A, peers=[B, C]))
+    rig.node.heard_from_leader(515, f"http://{C}:3000")
+    rig.db.apply([_entry(1)])
+    assert await rig.node.gate.wait_applied(1, 0.05) is False, "held, but not known to be the leader's"
+    rig.replication.follower.confirmed = (rig.node.term, 515)
+    assert await rig.node.gate.wait_applied(1, 0.05) is True
+
+
+def _entry(lsn):
+    from talentnest.store import LogEntry
+
+    return LogEntry(lsn, 1, "t", 1, "[]")

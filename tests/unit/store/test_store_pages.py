@@ -74,6 +74,7 @@ def test_images_taken_while_another_thread_writes_hold_exactly_the_data_of_their
         assert fresh.db.last_lsn == info.lsn
         assert fresh.db.checksum() == reference.db.checksum(), f"image {index} at LSN {info.lsn}"
     assert not [p for p in leader.db.data_dir.iterdir() if p.name.startswith(pages.PARTIAL_PREFIXES)]
+    assert not list((leader.db.data_dir / "snapshots").glob("*")), "no WAL copy left behind"
 
 
 def test_an_image_is_one_file_in_rollback_mode_that_installs_and_the_log_continues(nodes):
