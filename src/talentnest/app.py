@@ -13,10 +13,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute, Match, Mount, Route
 
-from talentnest import __version__, api, http_errors, metrics, web
+from talentnest import __version__, api, http_errors, metrics, tls, web
 from talentnest import openapi as openapi_schema
 from talentnest.cluster import api as cluster_api
-from talentnest.cluster import idempotency
+from talentnest.cluster import auth, idempotency, keys
 from talentnest.cluster.forward import ForwardStats
 from talentnest.cluster.metrics import ClusterCollector
 from talentnest.cluster.middleware import ClusterMiddleware
@@ -43,10 +43,16 @@ def build_database(settings: Settings, *, clock: Callable[[], float] = time.time
 
 
 def build_product(
-    settings: Settings, db: Database, *, sharing_nodes: Callable[[], int] = lambda: 1, clock: Clock | None = None
+    settings: Settings,
+    db: Database,
+    *,
+    sharing_nodes: Callable[[], int] = lambda: 1,
+    clock: Clock | None = None,
+    choose_token_key: Callable[[Sequence[str]], str] | None = None,
 ) -> api.Product:
     """The product's services. ``sharing_nodes()`` is how many nodes share the login allowance
-    (each node allows its share; see ``services.throttle``); ``clock`` is the runtime's."""
+    (each node allows its share; see ``services.throttle``); ``clock`` is the runtime's;
+    ``choose_token_key(kids)`` which accepted JWT key signs new tokens (during a key rotation)."""
     clock = clock or SystemClock()
     users, posts = UserRepo(db), PostRepo(db)
     passwords = Passwords(
@@ -54,7 +60,14 @@ def build_product(
         memory_kib=settings.argon2_memory_kib,
         parallelism=settings.argon2_parallelism,
     )
-    tokens = Tokens(settings.jwt_secret, ttl=settings.jwt_ttl, clock=clock.wall)
+    tokens = Tokens(
+        settings.jwt_secret,
+        ttl=settings.jwt_ttl,
+        clock=clock.wall,
+        previous=settings.jwt_secret_previous,
+        previous_until=settings.previous_secrets_until,
+        choose_key=choose_token_key,
+    )
     policy = ThrottlePolicy(
         per_account=settings.login_max_failures,
         per_address=settings.login_max_failures_per_address,
@@ -91,9 +104,15 @@ def create_app(
     the caller already holds it (the CLI takes it first, to refuse a second process with one line).
     """
     context = context or NodeContext()
-    runtime = runtime or real_runtime()
+    runtime = runtime or real_runtime(tls=tls.client_context(settings), accept_legacy=settings.cluster_accept_legacy_signatures)
     db = build_database(settings, clock=runtime.clock.wall)
     node = ClusterNode(settings, db, runtime)
+    signatures = auth.RequestAuth(
+        node.key,
+        runtime.clock.wall,
+        accept_legacy=settings.cluster_accept_legacy_signatures,
+        require_peer_certificate=settings.tls,
+    )
     replication = Replication(node, db, syncing=lambda: node.worker.syncing, wait_applied=node.waiters.wait)
     node.replication = replication
     node.maintenance.append(lambda: idempotency.expire(db, runtime.clock.wall() - idempotency.TTL))
@@ -137,7 +156,14 @@ def create_app(
     app.state.settings = settings
     app.state.db = db
     app.state.node = node
-    app.state.product = build_product(settings, db, sharing_nodes=node.members_alive, clock=runtime.clock)
+    app.state.product = build_product(
+        settings,
+        db,
+        sharing_nodes=node.members_alive,
+        clock=runtime.clock,
+        choose_token_key=lambda kids: keys.token_key_for(node, kids),
+    )
+    node.token_keys = app.state.product.auth.tokens.accepted_kids
 
     def classify(exc: Exception) -> TalentNestError | None:
         failure = storage_failure(exc)
@@ -179,7 +205,7 @@ def create_app(
         responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}},
     )
     # First in the router: node-to-node calls are the hottest path and match on a plain prefix.
-    app.router.routes[:0] = cluster_api.build_routes(node, replication)
+    app.router.routes[:0] = cluster_api.build_routes(node, replication, signatures)
     app.router.routes.extend(web.routes())
     openapi_schema.install(app)
     app.add_middleware(
@@ -187,7 +213,7 @@ def create_app(
         coordinator=node.gate,
         db=db,
         is_write=write_classifier(api.router.routes),
-        key=node.key,
+        signatures=signatures,
         stats=forwards,
     )
     app.add_middleware(BodyLimit, timeout=settings.client_timeout)

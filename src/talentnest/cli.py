@@ -83,12 +83,38 @@ def _check_port(settings: Settings) -> None:
             ) from None
 
 
+def _warn_of_transitions(settings: Settings) -> None:
+    """Settings meant for the length of a rotation or an upgrade, said at start so they are not forgotten."""
+    import time
+
+    until = settings.previous_secrets_until
+    if until is not None:
+        if until < time.time():
+            log.warning(
+                "config: PREVIOUS_SECRETS_UNTIL has passed; the previous keys are refused: remove JWT_SECRET_PREVIOUS "
+                "and CLUSTER_SECRET_PREVIOUS"
+            )
+        else:
+            log.info("config: previous keys accepted for %.0f s more (PREVIOUS_SECRETS_UNTIL)", until - time.time())
+    if settings.cluster_accept_legacy_signatures:
+        log.warning(
+            "config: CLUSTER_ACCEPT_LEGACY_SIGNATURES is on: calls in the older form (no nonce, unsigned answers) are "
+            "accepted, so replays and altered answers are not refused for them; turn it off once every node is upgraded"
+        )
+    if not settings.tls:
+        log.info("config: node-to-node calls use plain HTTP (set TLS_CERT_FILE, TLS_KEY_FILE and TLS_CA_FILE for TLS)")
+
+
 def run_node(environ=None) -> int:
     """Start one node from the environment; a bad setting stops it with one line naming it."""
+    from talentnest import tls
+
     try:
         settings = Settings.from_env(environ)
         _check_data_dir(settings)
         _check_port(settings)
+        server_tls = tls.server_context(settings)
+        tls.client_context(settings)
     except ConfigError as exc:
         print(f"talentnest: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -103,11 +129,11 @@ def run_node(environ=None) -> int:
     # Imported once the settings are known good, so that a bad one is reported at once.
     from talentnest import logs
     from talentnest.app import create_app
-    from talentnest.cluster.auth import cluster_key
+    from talentnest.cluster.auth import keyring_for
     from talentnest.limits import GuardedHttpTools
 
     context = logs.NodeContext()
-    key = cluster_key(jwt_secret=settings.jwt_secret, cluster_secret=settings.cluster_secret)
+    keys = keyring_for(settings)
     # Logs go to stdout, so that the seed's `docker logs backend-3 | grep "sync"` filters them
     # (docker logs replays a container's stderr on stderr, which a pipe does not catch).
     logs.configure(
@@ -115,8 +141,9 @@ def run_node(environ=None) -> int:
         fmt=settings.log_format,
         level=settings.log_level,
         context=context,
-        secrets=[settings.jwt_secret, settings.cluster_secret or "", key.hex()],
+        secrets=[*settings.secrets, *(key.hex() for key in (keys.current, *keys.previous))],
     )
+    _warn_of_transitions(settings)
     if settings.has_short_jwt_secret:
         log.warning(
             "config: JWT_SECRET is shorter than %d bytes; tokens can be forged by brute force. "
@@ -156,6 +183,7 @@ def run_node(environ=None) -> int:
         # uvicorn would otherwise take X-Forwarded-For from any client on 127.0.0.1 as the
         # client's address; only a peer's signed X-Forwarded-For is (cluster/middleware.py).
         proxy_headers=False,
+        ssl_context_factory=(lambda config, default: server_tls) if server_tls is not None else None,
     )
     server = NodeServer(config, before_exit=app.state.node.leave)
     server.run()

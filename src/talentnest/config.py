@@ -8,6 +8,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 REPLICATION_MODES = ("async", "quorum")
@@ -28,6 +29,10 @@ MAX_CLOCK_SKEW_SECONDS = 30
 # defaults here), t=3, p=4 and m=64 MiB. A node warns when its parameters meet neither.
 RFC9106_TIME_COST, RFC9106_MEMORY_KIB, RFC9106_PARALLELISM = 3, 64 * 1024, 4
 RFC9106_FIRST_MEMORY_KIB = 2 * 1024 * 1024
+TLS_CLIENT_CERT_MODES = ("optional", "require")
+# Secrets that may also be read from a file named by <NAME>_FILE (Docker and Kubernetes secrets).
+SECRET_VARIABLES = ("JWT_SECRET", "CLUSTER_SECRET", "JWT_SECRET_PREVIOUS", "CLUSTER_SECRET_PREVIOUS")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 class ConfigError(ValueError):
@@ -65,6 +70,30 @@ class Settings:
     login_max_failures_per_address: int = 100
     login_window: float = 900.0
     client_timeout: float = 30.0
+    jwt_secret_previous: tuple[str, ...] = field(default=(), repr=False)
+    cluster_secret_previous: tuple[str, ...] = field(default=(), repr=False)
+    previous_secrets_until: float | None = None
+    cluster_accept_legacy_signatures: bool = False
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_ca_file: Path | None = None
+    tls_client_certs: str = "optional"
+    snapshot_compression: str = "none"
+
+    @property
+    def tls(self) -> bool:
+        """The node serves HTTPS and calls its peers over HTTPS, with certificates both ways."""
+        return self.tls_cert_file is not None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every secret this node holds (for the log's masking)."""
+        return [s for s in (self.jwt_secret, self.cluster_secret, *self.jwt_secret_previous, *self.cluster_secret_previous) if s]
+
     startup_check: str = "quick"
 
     @property
@@ -81,7 +110,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read and validate every variable; raise ConfigError naming the first bad one."""
         env = _Env(os.environ if environ is None else environ)
-        secret = env.raw("JWT_SECRET")
+        secret = env.secret("JWT_SECRET")
         if not secret:
             raise ConfigError("JWT_SECRET is required (the HS256 key for user tokens); set it to a long random string")
         mode = env.choice("REPLICATION_MODE", REPLICATION_MODES, "async")
@@ -94,12 +123,27 @@ class Settings:
         if failure < 3 * heartbeat and not math.isclose(failure, 3 * heartbeat):  # 3 x 0.1 is 0.30000000000000004
             raise ConfigError(f"FAILURE_TIMEOUT must be at least 3 x HEARTBEAT_INTERVAL ({3 * heartbeat:g}), got '{failure:g}'")
         argon_parallelism = env.integer("ARGON2_PARALLELISM", RFC9106_PARALLELISM, low=1, high=64)
+        jwt_previous = env.secret_list("JWT_SECRET_PREVIOUS")
+        cluster_previous = env.secret_list("CLUSTER_SECRET_PREVIOUS")
+        until = env.moment("PREVIOUS_SECRETS_UNTIL")
+        if (jwt_previous or cluster_previous) and until is None:
+            raise ConfigError(
+                "PREVIOUS_SECRETS_UNTIL is required with JWT_SECRET_PREVIOUS or CLUSTER_SECRET_PREVIOUS: the time "
+                "(ISO 8601 UTC like 2030-01-31T12:00:00Z, or Unix seconds) after which the previous keys are refused"
+            )
+        tls_cert, tls_key, tls_ca = env.file("TLS_CERT_FILE"), env.file("TLS_KEY_FILE"), env.file("TLS_CA_FILE")
+        if (tls_cert is None) != (tls_key is None):
+            raise ConfigError("TLS_CERT_FILE and TLS_KEY_FILE go together: set both (TLS on) or neither (plain HTTP)")
+        if tls_cert is not None and tls_ca is None:
+            raise ConfigError("TLS_CA_FILE is required with TLS_CERT_FILE: the CA whose certificates the nodes present")
+        if tls_cert is None and tls_ca is not None:
+            raise ConfigError("TLS_CA_FILE is set without TLS_CERT_FILE and TLS_KEY_FILE: set all three, or none")
         return cls(
             jwt_secret=secret,
             port=env.integer("PORT", 3000, low=1, high=65535),
             host=env.host("HOST", "0.0.0.0"),
             service_name=env.dns_name("SERVICE_NAME", "backend-service"),
-            cluster_secret=env.raw("CLUSTER_SECRET") or None,
+            cluster_secret=env.secret("CLUSTER_SECRET"),
             advertise_address=env.ipv4("ADVERTISE_ADDRESS"),
             node_id=env.integer("NODE_ID", None, low=0, high=2**31 - 1),
             dns_server=env.endpoint("DNS_SERVER", default_port=53),
@@ -124,6 +168,15 @@ class Settings:
             login_max_failures_per_address=env.integer("LOGIN_MAX_FAILURES_PER_ADDRESS", 100, low=1, high=1_000_000),
             login_window=env.seconds("LOGIN_WINDOW", 900.0),
             client_timeout=env.seconds("CLIENT_TIMEOUT", 30.0),
+            jwt_secret_previous=jwt_previous,
+            cluster_secret_previous=cluster_previous,
+            previous_secrets_until=until,
+            cluster_accept_legacy_signatures=env.boolean("CLUSTER_ACCEPT_LEGACY_SIGNATURES", False),
+            tls_cert_file=tls_cert,
+            tls_key_file=tls_key,
+            tls_ca_file=tls_ca,
+            tls_client_certs=env.choice("TLS_CLIENT_CERTS", TLS_CLIENT_CERT_MODES, "optional"),
+            snapshot_compression=env.choice("SNAPSHOT_COMPRESSION", ("none", "zstd"), "none"),
             startup_check=env.choice("STARTUP_CHECK", ("quick", "full"), "quick"),
         )
 
@@ -137,6 +190,66 @@ class _Env:
     def raw(self, name: str) -> str | None:
         value = self._environ.get(name)
         return None if value is None or value.strip() == "" else value.strip()
+
+    def secret(self, name: str) -> str | None:
+        """``name``, or the content of the file ``name_FILE`` names (without its final newline); not both."""
+        value, path = self.raw(name), self.raw(f"{name}_FILE")
+        if path is None:
+            return value
+        if value is not None:
+            raise ConfigError(f"{name} and {name}_FILE are both set; set one")
+        try:
+            content = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{name}_FILE '{path}' cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
+        content = content.rstrip("\r\n")
+        if not content.strip():
+            raise ConfigError(f"{name}_FILE '{path}' is empty")
+        return content
+
+    def secret_list(self, name: str) -> tuple[str, ...]:
+        """Secrets separated by commas or newlines (so a previous secret cannot hold either)."""
+        value = self.secret(name)
+        if value is None:
+            return ()
+        return tuple(dict.fromkeys(part.strip() for part in re.split(r"[,\n]", value) if part.strip()))
+
+    def moment(self, name: str) -> float | None:
+        """A point in time: ISO 8601 with a zone (``2030-01-31T12:00:00Z``) or Unix seconds."""
+        value = self.raw(name)
+        if value is None:
+            return None
+        if _INTEGER.fullmatch(value):
+            return float(int(value))
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None:
+            raise ConfigError(
+                f"{name} must be an ISO 8601 time with its zone (2030-01-31T12:00:00Z) or Unix seconds, got '{value}'"
+            )
+        return moment.timestamp()
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if value.lower() in _TRUE:
+            return True
+        if value.lower() in _FALSE:
+            return False
+        raise ConfigError(f"{name} must be true or false, got '{value}'")
+
+    def file(self, name: str) -> Path | None:
+        """A path to a readable file (certificates and keys, as secrets are mounted)."""
+        value = self.raw(name)
+        if value is None:
+            return None
+        path = Path(value)
+        if not path.is_file() or not os.access(path, os.R_OK):
+            raise ConfigError(f"{name} '{value}' is not a readable file")
+        return path
 
     def integer(self, name: str, default: int | None, *, low: int, high: int) -> int | None:
         value = self.raw(name)

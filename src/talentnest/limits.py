@@ -16,6 +16,7 @@ import re
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from talentnest.http_errors import error_body
+from talentnest.tls import PEER_CERTIFICATE_SCOPE_KEY
 
 MAX_BODY_BYTES = 1024 * 1024
 # Node-to-node calls (/cluster/*) carry batches of log entries: they may be larger, and they are
@@ -218,6 +219,10 @@ class GuardedHttpTools(HttpToolsProtocol):
         self._in_head = False
         self._head_bytes = 0
         self._disarm_head_timer()
+        if self.transport.get_extra_info("sslcontext") is not None:
+            # Whether this TLS connection presented a certificate the CA signed (the handshake
+            # refused any other): node-to-node calls over TLS must (talentnest.tls).
+            self.scope[PEER_CERTIFICATE_SCOPE_KEY] = bool(self.transport.get_extra_info("peercert"))
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:

@@ -8,6 +8,7 @@ A node of its own (module-scoped) holds a member, a post and its log, so that a 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from talentnest.app import create_app
-from talentnest.cluster.auth import HEADER, cluster_key, sign
+from talentnest.cluster.auth import HEADER, SignatureError, cluster_key, nonce_of, sign, sign_legacy, verify_answer
 from tests.api._helpers import JWT_SECRET, assert_error, fast_settings
 
 KEY = cluster_key(jwt_secret=JWT_SECRET, cluster_secret=None)
@@ -113,12 +114,14 @@ ENDPOINTS: dict[str, tuple[str, str, Callable[[Node], bytes]]] = {
     "replicate": ("POST", "/cluster/replicate", replicate_injecting_a_user),
     "sync": ("GET", "/cluster/sync", lambda node: b""),
     "sync binary": ("GET", "/cluster/sync?format=binary", lambda node: b""),
+    "sync stream": ("GET", "/cluster/sync?format=stream", lambda node: b""),
     "log": ("GET", "/cluster/log?after=0", lambda node: b""),
     "heartbeat": ("POST", "/cluster/heartbeat", heartbeat_of_a_higher_term),
     "vote": ("POST", "/cluster/vote", vote_request),
     "handover": ("POST", "/cluster/handover", handover_request),
     "leave": ("POST", "/cluster/leave", leave_request),
     "checksum": ("GET", "/cluster/checksum", lambda node: b""),
+    "drain": ("POST", "/cluster/drain", lambda node: b'{"drained": true}'),
 }
 
 
@@ -137,8 +140,14 @@ def _other_query(target: str) -> str:
     return f"{path}?after=999999" if query.startswith("after") else f"{path}?format=json&{query}" if query else path + "?a=b"
 
 
-def _digest(method: str, target: str, body: bytes) -> str:
-    return sign(KEY, method, target, body).split(",s=")[1]
+def _fields(method: str, target: str, body: bytes) -> dict[str, str]:
+    """t, n and s of a good signature, to rebuild it wrongly."""
+    return dict(part.split("=", 1) for part in sign(KEY, method, target, body).split(","))
+
+
+def _rebuilt(method: str, target: str, body: bytes, **changed: str) -> str:
+    fields = {**_fields(method, target, body), **changed}
+    return ",".join(f"{k}={v}" for k, v in fields.items() if v is not None)
 
 
 FORGERIES: dict[str, Forgery] = {
@@ -155,17 +164,24 @@ FORGERIES: dict[str, Forgery] = {
     "query changed": lambda m, t, b: (m, _other_query(t), b, sign(KEY, m, t, b)),
     "path spelled differently": lambda m, t, b: (m, t.replace("/cluster/", "/clu%73ter/", 1), b, sign(KEY, m, t, b)),
     "signed for another method": lambda m, t, b: (m, t, b, sign(KEY, "PUT", t, b)),
-    "digest in upper case": lambda m, t, b: (m, t, b, f"t={int(time.time())},s={_digest(m, t, b).upper()}"),
+    "digest in upper case": lambda m, t, b: (m, t, b, _rebuilt(m, t, b, s=_fields(m, t, b)["s"].upper())),
     "digest cut short": lambda m, t, b: (m, t, b, sign(KEY, m, t, b)[:-1]),
-    "fields swapped": lambda m, t, b: (m, t, b, "s={1},t={0}".format(*sign(KEY, m, t, b)[2:].split(",s="))),
+    "fields swapped": lambda m, t, b: (m, t, b, ",".join(reversed(sign(KEY, m, t, b).split(",")))),
     "spaces inside": lambda m, t, b: (m, t, b, sign(KEY, m, t, b).replace(",", ", ")),
     "an extra field": lambda m, t, b: (m, t, b, sign(KEY, m, t, b) + ",k=1"),
     "two signatures": lambda m, t, b: (m, t, b, sign(b"wrong", m, t, b) + ";" + sign(KEY, m, t, b)),
-    "negative time": lambda m, t, b: (m, t, b, f"t=-{int(time.time())},s={_digest(m, t, b)}"),
-    "huge time": lambda m, t, b: (m, t, b, f"t={'9' * 40},s={_digest(m, t, b)}"),
-    "no digest": lambda m, t, b: (m, t, b, f"t={int(time.time())}"),
+    "negative time": lambda m, t, b: (m, t, b, _rebuilt(m, t, b, t=f"-{int(time.time())}")),
+    "huge time": lambda m, t, b: (m, t, b, _rebuilt(m, t, b, t="9" * 40)),
+    "no digest": lambda m, t, b: (m, t, b, _rebuilt(m, t, b, s=None)),
+    "the older form, without a nonce": lambda m, t, b: (m, t, b, sign_legacy(KEY, m, t, b)),
+    "no nonce": lambda m, t, b: (m, t, b, _rebuilt(m, t, b, n=None)),
+    "nonce changed after signing": lambda m, t, b: (m, t, b, _rebuilt(m, t, b, n="0" * 32)),
+    "nonce too short": lambda m, t, b: (m, t, b, sign(KEY, m, t, b, nonce="a" * 15)),
+    "nonce too long": lambda m, t, b: (m, t, b, sign(KEY, m, t, b, nonce="a" * 65)),
+    "nonce not hex": lambda m, t, b: (m, t, b, sign(KEY, m, t, b, nonce="g" * 32)),
+    "nonce in upper case": lambda m, t, b: (m, t, b, sign(KEY, m, t, b, nonce="A" * 32)),
     "garbage": lambda m, t, b: (m, t, b, "Bearer " + "A" * 4000),
-    "non-ASCII": lambda m, t, b: (m, t, b, f"t={int(time.time())},s=" + "é" * 64),
+    "non-ASCII": lambda m, t, b: (m, t, b, _rebuilt(m, t, b, s="é" * 64)),
 }
 
 
@@ -243,12 +259,60 @@ def test_a_signed_but_malformed_cluster_call_is_4xx_and_changes_nothing(node: No
 # --- the checks above can fail: a good signature is obeyed -------------------------------------
 
 
-def test_a_good_signature_opens_every_read(node: Node):
-    assert node.signed("GET", "/cluster/checksum").status_code == 200
-    log = node.signed("GET", "/cluster/log?after=0")
+def signed_and_checked(node: Node, method: str, target: str, body: bytes = b""):
+    """A signed call whose answer must carry a good answer signature for its nonce."""
+    header = sign(KEY, method, target, body)
+    response = node.client.request(method, target, content=body, headers={HEADER: header, "Content-Type": "application/json"})
+    verify_answer(
+        KEY, response.headers.get(HEADER), nonce_of(header), response.status_code, hashlib.sha256(response.content).hexdigest()
+    )
+    return response
+
+
+def test_a_good_signature_opens_every_read_and_every_answer_is_signed_for_its_request(node: Node):
+    assert signed_and_checked(node, "GET", "/cluster/checksum").status_code == 200
+    log = signed_and_checked(node, "GET", "/cluster/log?after=0")
     assert log.status_code == 200 and len(log.json()["entries"]) >= 2
-    sync = node.signed("GET", "/cluster/sync")
+    sync = signed_and_checked(node, "GET", "/cluster/sync")
     assert sync.status_code == 200 and sync.json()["database"]
+    gone = signed_and_checked(node, "GET", "/cluster/log?after=-5")  # a refusal is signed too
+    assert 400 <= gone.status_code < 500
+
+
+def test_an_answer_signature_fails_for_another_nonce_another_status_or_another_body(node: Node):
+    header = sign(KEY, "GET", "/cluster/checksum")
+    response = node.client.get("/cluster/checksum", headers={HEADER: header})
+    answer, digest = response.headers[HEADER], hashlib.sha256(response.content).hexdigest()
+    verify_answer(KEY, answer, nonce_of(header), 200, digest)
+
+    for nonce, status, body_hash, key in [
+        ("0" * 32, 200, digest, KEY),
+        (nonce_of(header), 500, digest, KEY),
+        (nonce_of(header), 200, hashlib.sha256(response.content + b" ").hexdigest(), KEY),
+        (nonce_of(header), 200, digest, b"not-the-cluster-key"),
+    ]:
+        with pytest.raises(SignatureError):
+            verify_answer(key, answer, nonce, status, body_hash)
+    with pytest.raises(SignatureError):
+        verify_answer(KEY, None, nonce_of(header), 200, digest)
+
+
+def test_a_captured_signed_call_replayed_within_the_window_is_refused_and_changes_nothing(tmp_path):
+    for fresh in start_node(tmp_path):
+        body = heartbeat_of_a_higher_term(fresh)
+        captured = {HEADER: sign(KEY, "POST", "/cluster/heartbeat", body), "Content-Type": "application/json"}
+        assert fresh.client.post("/cluster/heartbeat", content=body, headers=captured).status_code == 200
+        before = fresh.state()
+
+        for _ in range(3):
+            replayed = fresh.client.post("/cluster/heartbeat", content=body, headers=captured)
+            error = assert_error(replayed, 401, "invalid_signature")
+            assert "already used" in error["message"]
+        read = {HEADER: sign(KEY, "GET", "/cluster/checksum")}
+        assert fresh.client.get("/cluster/checksum", headers=read).status_code == 200
+        assert_error(fresh.client.get("/cluster/checksum", headers=read), 401, "invalid_signature")
+
+        assert fresh.state() == before
 
 
 def test_a_signed_heartbeat_from_a_node_that_is_not_a_member_moves_no_term(tmp_path):

@@ -22,6 +22,7 @@ import itertools
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import threading
@@ -35,7 +36,7 @@ import httpx
 import pytest
 
 from talentnest.cluster.auth import HEADER as SIGNATURE_HEADER
-from talentnest.cluster.auth import cluster_key, sign
+from talentnest.cluster.auth import check_answer, cluster_key, sign
 from talentnest.launcher.probe import agreed_leader, disagreement
 from talentnest.launcher.supervisor import ClusterConfig, DnsFault, LocalCluster, is_alive, parse_subnet
 from talentnest.store._db import DB_FILENAME
@@ -136,7 +137,9 @@ class Firewall:
     def __init__(self) -> None:
         self.chain = f"TN-TEST-{os.getpid()}"
         self._pairs: set[frozenset[str]] = set()
+        self._redirects: list[list[str]] = []
         self._is_set_up = False
+        self._nat_is_set_up = False
 
     @staticmethod
     def _iptables(*arguments: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -188,6 +191,45 @@ class Firewall:
             self._iptables("-D", self.chain, *rule, check=False)
         self._pairs.discard(pair)
 
+    def _set_up_nat(self) -> None:
+        self._set_up()
+        if self._nat_is_set_up:
+            return
+        for chain, pid in self._STALE.findall(self._iptables("-t", "nat", "-S").stdout):
+            if int(pid) != os.getpid() and not is_alive(int(pid)):
+                self._remove_nat_chain(chain)
+        self._remove_nat_chain(self.chain)
+        self._iptables("-t", "nat", "-N", self.chain)
+        self._iptables("-t", "nat", "-I", "OUTPUT", "1", "-j", self.chain)
+        self._nat_is_set_up = True
+
+    def _remove_nat_chain(self, chain: str) -> None:
+        while self._iptables("-t", "nat", "-D", "OUTPUT", "-j", chain, check=False).returncode == 0:
+            pass
+        self._iptables("-t", "nat", "-F", chain, check=False)
+        self._iptables("-t", "nat", "-X", chain, check=False)
+
+    def redirect(self, source: str, destination: str, port: int, to: tuple[str, int]) -> None:
+        """New TCP connections from ``source`` to ``destination:port`` go to ``to`` instead (DNAT): a man in
+        the middle between two nodes. Connections already open are not affected."""
+        self._set_up_nat()
+        rule = [
+            "-s",
+            source,
+            "-d",
+            destination,
+            "-p",
+            "tcp",
+            "--dport",
+            str(port),
+            "-j",
+            "DNAT",
+            "--to-destination",
+            f"{to[0]}:{to[1]}",
+        ]
+        self._iptables("-t", "nat", "-A", self.chain, *rule)
+        self._redirects.append(rule)
+
     def restore_involving(self, address: str) -> None:
         for pair in [pair for pair in self._pairs if address in pair]:
             self.restore(*sorted(pair))
@@ -198,10 +240,14 @@ class Firewall:
 
     def close(self) -> None:
         """Remove the chain and its jumps; safe to call when nothing was ever cut."""
+        if self._nat_is_set_up:
+            self._remove_nat_chain(self.chain)
+            self._nat_is_set_up = False
         if self._is_set_up:
             self._remove_chain(self.chain)
             self._is_set_up = False
         self._pairs.clear()
+        self._redirects.clear()
 
 
 # --- nodes ----------------------------------------------------------------------------------------
@@ -230,7 +276,7 @@ class Node:
         local = cluster._local.node(name)
         self.address = local.address
         self.node_id = local.node_id
-        self.url = f"http://{local.address}:{local.port}"
+        self.url = f"{cluster.scheme}://{local.address}:{local.port}"
         self.published_url = f"http://localhost:{local.publish_port}" if local.publish_port else None
         self.log_path = local.log_path
         self.data_dir = local.data_dir
@@ -281,8 +327,11 @@ class Node:
 
     # life cycle
 
-    def start(self, *, wait: bool = True, timeout: float = DEFAULT_TIMEOUT) -> Node:
-        """``docker start``; with ``wait``, return once ``/readyz`` answers 200."""
+    def start(self, *, wait: bool = True, timeout: float = DEFAULT_TIMEOUT, env: Mapping[str, str] | None = None) -> Node:
+        """``docker start``; with ``wait``, return once ``/readyz`` answers 200. ``env``: this node's own
+        settings over the cluster's, from this start on (as a container recreated with other variables)."""
+        if env is not None:
+            self._local.env.update(env)
         self.cluster._run(self.cluster._local.start_node(self.name))
         if wait:
             self.wait_ready(timeout=timeout)
@@ -367,9 +416,14 @@ class Node:
     def checksum(self) -> dict:
         """``GET /cluster/checksum``, signed as a peer would sign it: ``{"checksum", "applied_lsn"}``."""
         target = "/cluster/checksum"
-        reply = self.request("GET", target, headers={SIGNATURE_HEADER: sign(self.cluster.cluster_key, "GET", target)})
-        assert reply.status == 200, f"{self.name}: {target} answered {reply.status}: {reply.body}"
-        return reply.body
+        sent = sign(self.cluster.cluster_key, "GET", target)
+        response = self.cluster.http.get(f"{self.url}{target}", headers={SIGNATURE_HEADER: sent}, timeout=REQUEST_TIMEOUT)
+        assert response.status_code == 200, f"{self.name}: {target} answered {response.status_code}: {response.text}"
+        # The answer must be the node's, signed for this very request (as a peer would check it).
+        check_answer(
+            self.cluster.cluster_key, sent, response.status_code, response.headers.get(SIGNATURE_HEADER), response.content
+        )
+        return response.json()
 
     def logs(self, tail: int | None = None) -> str:
         try:
@@ -399,9 +453,12 @@ class Cluster:
         node_env: Mapping[str, Mapping[str, str]] | None = None,
         disks: Mapping[str, int] | None = None,
         fake_clocks: Mapping[str, float] | None = None,
+        scheme: str = "http",
+        verify: ssl.SSLContext | bool = True,
     ):
         """``node_env``: name -> variables for that node alone; ``disks``: name -> bytes of a tmpfs mounted
-        as its ``DATA_DIR``; ``fake_clocks``: name -> starting offset (s) of its libfaketime wall clock."""
+        as its ``DATA_DIR``; ``fake_clocks``: name -> starting offset (s) of its libfaketime wall clock;
+        ``scheme`` and ``verify`` (an SSL context with the CA and a client certificate) for nodes that speak TLS."""
         self.env = {**FAST_HASHING, **(env or {})}
         self.directory = Path(directory).resolve()
         self._node_env = {name: dict(values) for name, values in (node_env or {}).items()}
@@ -424,7 +481,8 @@ class Cluster:
         self._loop: _LoopThread | None = None
         self._nodes: dict[str, Node] = {}
         self.firewall = Firewall()
-        self.http = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), trust_env=False)
+        self.scheme = scheme
+        self.http = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), trust_env=False, verify=verify)
 
     def _run(self, coroutine, timeout: float | None = 120.0):
         assert self._loop is not None, "start() the cluster first"
@@ -571,6 +629,19 @@ class Cluster:
                 + f"\n{self.report()}"
             ),
         )
+
+    def wait_converged(self, nodes: Iterable[Node] | None = None, timeout: float = 15.0) -> str:
+        """Wait until every node (default: every live one) is at one LSN with one content checksum; that checksum."""
+        chosen = list(self.live_nodes() if nodes is None else nodes)
+        seen: dict = {}
+
+        def same() -> bool:
+            seen.clear()
+            seen.update({n.name: n.checksum() for n in chosen})
+            return len({(c["checksum"], c["applied_lsn"]) for c in seen.values()}) == 1
+
+        wait_until(same, timeout=timeout, what="equal checksums", report=lambda: f"{seen}\n{self.report()}")
+        return next(iter(seen.values()))["checksum"]
 
     def checksums(self, nodes: Iterable[Node] | None = None) -> dict[str, str]:
         """name -> database checksum, from every live node (or ``nodes``)."""

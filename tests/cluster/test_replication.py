@@ -19,16 +19,7 @@ pytestmark = pytest.mark.cluster
 
 def assert_converged(cluster, nodes=None, timeout: float = 15.0) -> str:
     """Every node reaches the same LSN and holds the same content; the common checksum."""
-    nodes = list(nodes or cluster.live_nodes())
-    seen: dict = {}
-
-    def same() -> bool:
-        seen.clear()
-        seen.update({n.name: n.checksum() for n in nodes})
-        return len({(c["checksum"], c["applied_lsn"]) for c in seen.values()}) == 1
-
-    wait_until(same, timeout=timeout, what="equal checksums", report=lambda: f"{seen}\n{cluster.report()}")
-    return next(iter(seen.values()))["checksum"]
+    return cluster.wait_converged(nodes, timeout)
 
 
 def search(node, query: str) -> list[str]:

@@ -175,13 +175,18 @@ def test_hundreds_of_slow_clients_at_the_leader_cause_no_failover(cluster: Clust
     assert watched >= 6.0
 
 
-def test_a_client_posing_as_a_forwarding_node_is_forwarded_like_any_client(cluster: Cluster):
+def test_a_client_posing_as_a_forwarding_node_is_refused_or_forwarded_like_any_client(cluster: Cluster):
     leader = cluster.wait_for_leader()
     follower = next(node for node in cluster.nodes if node is not leader)
     body = {"name": "Poser", "username": "poser", "email": "poser@example.com", "password": "pass123"}
     # A follower that believed these would answer "not the leader" (one hop only) instead of forwarding.
-    pose = {"X-TalentNest-Forwarded-By": str(leader.node_id), "X-Forwarded-For": "10.9.9.9", HEADER: "t=1,s=" + "0" * 64}
+    pose = {"X-TalentNest-Forwarded-By": str(leader.node_id), "X-Forwarded-For": "10.9.9.9"}
+    forged = f"t={int(time.time())},n={'0' * 32},s={'0' * 64}"
 
+    # With a signature that fails: refused before anything runs (a node's claim is checked, never believed).
+    refused = follower.request("POST", "/api/auth/signup", json=body, headers={**pose, HEADER: forged})
+    assert (refused.status, refused.body["error"]["code"]) == (401, "invalid_signature"), refused.body
+    # Without one: the forwarding headers are dropped and the write is forwarded like any client's.
     reply = follower.request("POST", "/api/auth/signup", json=body, headers=pose)
 
     assert reply.status == 201, reply.body

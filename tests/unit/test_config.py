@@ -194,3 +194,54 @@ def test_the_login_throttle_and_client_timeout_are_read_and_checked():
     assert (settings_from().login_max_failures, settings_from().client_timeout) == (10, 30.0)
     assert refusal(LOGIN_MAX_FAILURES="0").startswith("LOGIN_MAX_FAILURES must be")
     assert refusal(CLIENT_TIMEOUT="soon").startswith("CLIENT_TIMEOUT must be")
+
+
+# --- secrets from files, rotation, TLS (the trust issue) ------------------------------------------
+
+
+def test_every_secret_may_come_from_a_file_named_by_its_file_variable(tmp_path):
+    for name, content in [("jwt", "jwt-from-a-file\n"), ("cluster", "cluster-from-a-file"), ("previous", "old-1\nold-2\n")]:
+        (tmp_path / name).write_text(content)
+    settings = Settings.from_env(
+        {
+            "JWT_SECRET_FILE": str(tmp_path / "jwt"),
+            "CLUSTER_SECRET_FILE": str(tmp_path / "cluster"),
+            "JWT_SECRET_PREVIOUS_FILE": str(tmp_path / "previous"),
+            "CLUSTER_SECRET_PREVIOUS": "old-c1,old-c2",
+            "PREVIOUS_SECRETS_UNTIL": "2030-01-31T12:00:00Z",
+        }
+    )
+
+    assert (settings.jwt_secret, settings.cluster_secret) == ("jwt-from-a-file", "cluster-from-a-file")
+    assert settings.jwt_secret_previous == ("old-1", "old-2")
+    assert settings.cluster_secret_previous == ("old-c1", "old-c2")
+    assert settings.previous_secrets_until == 1896091200.0
+    assert "from-a-file" not in repr(settings) and "old-1" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"JWT_SECRET": "", "JWT_SECRET_FILE": "/nonexistent/jwt"}, "JWT_SECRET_FILE '/nonexistent/jwt' cannot be read"),
+        ({"CLUSTER_SECRET": "a", "CLUSTER_SECRET_FILE": "/etc/hostname"}, "CLUSTER_SECRET and CLUSTER_SECRET_FILE are both set"),
+        ({"JWT_SECRET_PREVIOUS": "old"}, "PREVIOUS_SECRETS_UNTIL is required"),
+        ({"JWT_SECRET_PREVIOUS": "old", "PREVIOUS_SECRETS_UNTIL": "tomorrow"}, "PREVIOUS_SECRETS_UNTIL must be an ISO 8601"),
+        ({"JWT_SECRET_PREVIOUS": "old", "PREVIOUS_SECRETS_UNTIL": "2030-01-31T12:00:00"}, "with its zone"),
+        ({"CLUSTER_ACCEPT_LEGACY_SIGNATURES": "maybe"}, "CLUSTER_ACCEPT_LEGACY_SIGNATURES must be true or false"),
+        ({"TLS_CERT_FILE": "/etc/hostname"}, "TLS_CERT_FILE and TLS_KEY_FILE go together"),
+        ({"TLS_CERT_FILE": "/etc/hostname", "TLS_KEY_FILE": "/etc/hostname"}, "TLS_CA_FILE is required"),
+        ({"TLS_CA_FILE": "/etc/hostname"}, "TLS_CA_FILE is set without"),
+        (
+            {"TLS_CERT_FILE": "/nonexistent.pem", "TLS_KEY_FILE": "/etc/hostname"},
+            "TLS_CERT_FILE '/nonexistent.pem' is not a readable file",
+        ),
+        ({"TLS_CLIENT_CERTS": "sometimes"}, "TLS_CLIENT_CERTS must be one of optional, require"),
+    ],
+)
+def test_secret_rotation_and_tls_settings_are_checked_at_start(env, says):
+    assert says in refusal(**env)
+
+
+def test_an_empty_secret_file_is_refused(tmp_path):
+    (tmp_path / "empty").write_text("\n")
+    assert "JWT_SECRET_FILE" in refusal(JWT_SECRET_FILE=str(tmp_path / "empty"), JWT_SECRET="")

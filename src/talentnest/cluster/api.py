@@ -18,10 +18,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from talentnest.cluster import auth, follower, handover, votes, wire
+from talentnest.cluster import auth, follower, handover, snapshot_stream, votes, wire
 from talentnest.errors import InvalidInput, LogTruncated, TalentNestError
 from talentnest.http_errors import error_response, respond_to
-from talentnest.store import iso_from_epoch, snapshot
+from talentnest.store import iso_from_epoch, pages, snapshot
 from talentnest.units import human_bytes
 
 if TYPE_CHECKING:
@@ -48,20 +48,16 @@ def _wire(body: bytes) -> Response:
     return Response(body, media_type="application/json")
 
 
-def build_routes(node: ClusterNode, replication: Replication) -> list[Route]:
-    """The /cluster/* routes of one node."""
+def build_routes(node: ClusterNode, replication: Replication, signatures: auth.RequestAuth) -> list[Route]:
+    """The /cluster/* routes of one node; ``signatures`` checks their signatures (the cluster middleware
+    has already checked any request that carries one, and signs every answer to it)."""
 
     def signed(handler: Handler) -> Handler:
         async def checked(request: Request) -> Response:
             body = await request.body()
             try:
-                auth.verify(
-                    node.key,
-                    request.headers.get(auth.HEADER),
-                    request.method,
-                    request_target(request.scope),
-                    body,
-                    now=node.clock.wall(),
+                signatures.check(
+                    request.scope, request.headers.get(auth.HEADER), request.method, request_target(request.scope), body
                 )
             except auth.SignatureError as exc:
                 client = request.client.host if request.client else "?"
@@ -125,8 +121,23 @@ def build_routes(node: ClusterNode, replication: Replication) -> list[Route]:
     async def checksum(request: Request) -> Response:
         return _json({"checksum": node.db.checksum(), "applied_lsn": node.db.last_lsn, "node_id": node.node_id})
 
+    images = snapshot_stream.Images(node.clock.monotonic, node.clock.sleep)
+
+    async def sweep_later(seconds: float) -> None:
+        # A kept image pins the database (its WAL cannot restart): release it once nobody resumed it,
+        # and at once when the node stops (which cancels this).
+        try:
+            await node.clock.sleep(seconds + 0.1)
+        except asyncio.CancelledError:
+            images.close()
+            raise
+        images.sweep()
+
     async def sync(request: Request) -> Response:
-        binary = request.query_params.get("format") == "binary"
+        form = request.query_params.get("format", "json")
+        if form == "stream":
+            return await sync_stream(request)
+        binary = form == "binary"
         started = node.clock.monotonic()
         path, info = await asyncio.to_thread(snapshot.take_to_serve, node.db.path)
         replication.stats.snapshots_served += 1
@@ -143,6 +154,11 @@ def build_routes(node: ClusterNode, replication: Replication) -> list[Route]:
             "X-Snapshot-Raw-Bytes": str(info.raw_bytes),
         }
         if binary:
+            # The body is the file whose SHA-256 is known: its answer signature goes out before it.
+            verified = auth.RequestAuth.verified(request.scope)
+            signature = signatures.sign_answer(verified, 200, info.sha256) if verified is not None else None
+            if signature is not None:
+                headers[auth.HEADER] = signature
             return StreamingResponse(_file_chunks(path), media_type="application/octet-stream", headers=headers)
         try:
             data = await asyncio.to_thread(path.read_bytes)
@@ -159,6 +175,71 @@ def build_routes(node: ClusterNode, replication: Replication) -> list[Route]:
             "sha256": info.sha256,
         }
         return _json(payload)
+
+    async def sync_stream(request: Request) -> Response:
+        """The streamed form (snapshot_stream): a page image sent as it is read, signed record by record."""
+        verified = auth.RequestAuth.verified(request.scope)
+        if verified is None or verified.nonce is None:
+            return error_response(400, "invalid_input", "the streamed snapshot needs a request signed with a nonce")
+        resume = request.query_params.get("snapshot")
+        first_chunk = wire.query_integer(request.query_params, "from", 0)
+        compression = request.query_params.get("compression", "none")
+        if compression not in snapshot_stream.COMPRESSIONS:
+            return error_response(422, "invalid_input", f"compression must be one of {', '.join(snapshot_stream.COMPRESSIONS)}")
+        if resume is not None:
+            image = await images.take(resume)
+            if image is None:
+                return error_response(410, "snapshot_gone", f"snapshot {resume[:64]} is no longer kept here; start again")
+            snapshot_id = resume
+        else:
+            image = await asyncio.to_thread(pages.PageImage.open, node.db.path)
+            snapshot_id = f"{node.runtime.random.getrandbits(64):016x}"
+            first_chunk = 0
+        info = image.info
+        header = snapshot_stream.StreamHeader(
+            snapshot=snapshot_id, lsn=info.lsn, term=info.term, schema_version=info.schema_version,
+            page_size=info.page_size, page_count=info.page_count,
+            chunk_pages=max(1, snapshot_stream.CHUNK_BYTES // info.page_size), first_chunk=first_chunk, leader_id=node.leader_id,
+            compression=compression,
+        )  # fmt: skip
+        images.begin(snapshot_id, image)
+        if first_chunk > header.chunks:
+            images.end(snapshot_id, complete=False)
+            return error_response(422, "invalid_input", f"from must be 0-{header.chunks}, got {first_chunk}")
+        replication.stats.snapshots_served += 1
+        replication.stats.snapshot_raw_bytes = info.raw_bytes
+        log.info(
+            "sync: streaming snapshot %s at LSN %d (%s database, compression %s) from chunk %d of %d",
+            *(snapshot_id, info.lsn, human_bytes(info.raw_bytes), compression, first_chunk, header.chunks),
+        )
+
+        def sign(body_sha256: str) -> str:
+            return auth.sign_answer(verified.key, verified.nonce, 200, body_sha256, now=node.clock.wall())
+
+        sent = [0]
+
+        def count(raw: int, compressed: int) -> None:
+            sent[0] += compressed
+
+        async def body():
+            done = False
+            try:
+                async for part in snapshot_stream.stream_image(image, header, sign, on_chunk=count):
+                    yield part
+                done = True
+                replication.stats.snapshot_bytes = sent[0]
+            finally:
+                images.end(snapshot_id, complete=done)
+                kept = snapshot_stream.SENT_RESUME_SECONDS if done else snapshot_stream.RESUME_SECONDS
+                node.spawn(sweep_later(kept), "snapshot-sweep")
+                log.info("sync: snapshot %s %s; kept %g s for a resume", snapshot_id, "sent" if done else "broke off", kept)
+
+        answer = {
+            auth.HEADER: auth.sign_answer(verified.key, verified.nonce, 200, auth.STREAMED, now=node.clock.wall()),
+            "X-Snapshot-Lsn": str(info.lsn),
+            "X-Snapshot-Raw-Bytes": str(info.raw_bytes),
+        }
+        return StreamingResponse(body(), media_type=snapshot_stream.MEDIA_TYPE, headers=answer)
 
     return [
         Route("/cluster/status", status, methods=["GET"]),

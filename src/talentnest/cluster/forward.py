@@ -63,12 +63,13 @@ class Responder:
             (b"x-cluster-lsn", str(self.db.last_lsn if lsn is None else lsn).encode()),
         ]
 
-    async def send_error(self, send, status: int, code: str, message: str, *, retry: bool = False) -> None:
+    async def send_error(self, send, status: int, code: str, message: str, *, retry: bool = False, headers=()) -> None:
         body = error_body(code, message)
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
             *self.node_headers(),
+            *headers,
         ]
         if retry:
             headers.append((b"retry-after", b"1"))

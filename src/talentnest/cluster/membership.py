@@ -83,6 +83,8 @@ class Owner(Protocol):
 class Membership:
     """The member list of one node and the health of each member."""
 
+    scheme = "http"  # "https" when the nodes speak TLS (the node sets it)
+
     def __init__(
         self,
         *,
@@ -188,7 +190,9 @@ class Membership:
             if address == self.address or address in self.peers:
                 continue
             peer_id = node_id_for(address)
-            self.peers[address] = PeerState(id=peer_id, address=address, url=f"http://{address}:{self.port}", first_seen=now)
+            self.peers[address] = PeerState(
+                id=peer_id, address=address, url=f"{self.scheme}://{address}:{self.port}", first_seen=now
+            )
             log.info("membership: node %d (%s) is listed", peer_id, address)
             changed = True
         for address, peer in list(self.peers.items()):

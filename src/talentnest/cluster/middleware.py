@@ -2,6 +2,10 @@
 reaching a follower is proxied to the leader; reads may wait for an LSN; writes may carry an
 Idempotency-Key; in quorum mode a write is answered once a majority holds it.
 
+A request that carries ``X-Cluster-Signature`` (a peer's call, on ``/cluster/*`` or a forwarded write)
+is checked here, once, whatever its path: a bad one is answered 401 before anything runs, a good one
+has its answer signed for its nonce (``auth``), unless the route signs a streamed answer itself.
+
 It needs from the cluster only the narrow ``Coordinator`` protocol below, and from the product
 only ``is_write(scope)``: it knows nothing of users or posts.
 """
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -84,14 +89,14 @@ class ClusterMiddleware:
         coordinator: Coordinator,
         db: Database,
         is_write: Callable[[dict], bool],
-        key: bytes,
+        signatures: auth.RequestAuth,
         stats: ForwardStats | None = None,
     ):
         self.app = app
         self.coordinator = coordinator
         self.db = db
         self.is_write = is_write
-        self.key = key
+        self.signatures = signatures
         self.respond = Responder(coordinator, db)
         self.forwarder = Forwarder(coordinator, db, self.respond, stats or ForwardStats())
 
@@ -99,6 +104,25 @@ class ClusterMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        signature = header(scope, b"x-cluster-signature")
+        if signature is not None:
+            try:
+                verified = self.signatures.check(
+                    scope, signature, scope["method"], request_target(scope), scope.get(BODY_SCOPE_KEY, b"")
+                )
+            except auth.SignatureError as exc:
+                client = scope.get("client")
+                log.warning(
+                    "security: refused %s %s from %s: %s", scope["method"], scope["path"], client[0] if client else "?", exc
+                )
+                # Our clock, so that a peer refused for a stale signature can tell its clock is off.
+                headers = [
+                    (b"www-authenticate", auth.HEADER.encode()),
+                    (b"x-node-time", str(int(self.coordinator.wall())).encode()),
+                ]
+                await self.respond.send_error(send, 401, "invalid_signature", str(exc), headers=headers)
+                return
+            send = self._signing(send, verified)
         self._take_forwarding_headers(scope)
         refusal = self.coordinator.refusal()
         if refusal is not None and not scope["path"].startswith(OPERATIONS_PATHS):
@@ -117,7 +141,7 @@ class ClusterMiddleware:
         headers = scope.get("headers", ())
         if not any(name in names for name, _ in headers):
             return
-        if not self._is_signed(scope):
+        if auth.RequestAuth.verified(scope) is None:
             scope["headers"] = [(name, value) for name, value in headers if name not in names]
             return
         scope[FORWARDED_SCOPE_KEY] = header(scope, names[0])
@@ -175,19 +199,39 @@ class ClusterMiddleware:
             return
         await self.forwarder.write_at_leader(scope, send, lambda: self._write_here(scope, receive, send, None))
 
-    def _is_signed(self, scope) -> bool:
-        try:
-            auth.verify(
-                self.key,
-                header(scope, b"x-cluster-signature"),
-                scope["method"],
-                request_target(scope),
-                scope.get(BODY_SCOPE_KEY, b""),
-                now=self.coordinator.wall(),
-            )
-            return True
-        except auth.SignatureError:
-            return False
+    def _signing(self, send, verified: auth.Verified):
+        """``send``, but the answer is held until whole and leaves signed for the request's nonce (an answer
+        that carries its own signature, a streamed one, passes as it is)."""
+        start: dict[str, Any] = {}
+        parts: list[bytes] = []
+        digest = hashlib.sha256()
+
+        async def signed_send(message) -> None:
+            if message["type"] == "http.response.start":
+                if any(k.lower() == b"x-cluster-signature" for k, _ in message.get("headers", [])):
+                    start["passthrough"] = True
+                    await send(message)
+                else:
+                    start.update(message)
+                return
+            if start.get("passthrough") or message["type"] != "http.response.body":
+                await send(message)
+                return
+            part = message.get("body", b"")
+            digest.update(part)
+            parts.append(part)
+            if message.get("more_body", False):
+                return
+            headers = list(start.get("headers", []))
+            signature = self.signatures.sign_answer(verified, start["status"], digest.hexdigest())
+            if signature is not None:
+                headers.append((b"x-cluster-signature", signature.encode()))
+            await send({**start, "headers": headers})
+            while parts:
+                part = parts.pop(0)
+                await send({"type": "http.response.body", "body": part, "more_body": bool(parts)})
+
+        return signed_send
 
     async def _write_here(self, scope, receive, send, forwarded_by: str | None) -> None:
         key = header(scope, b"idempotency-key")

@@ -47,7 +47,8 @@ class ClusterNode:
         self.db = db
         self.runtime = runtime
         self.clock = runtime.clock
-        self.key = auth.cluster_key(jwt_secret=settings.jwt_secret, cluster_secret=settings.cluster_secret)
+        self.key = auth.keyring_for(settings)
+        self.token_keys: Callable[[], tuple[str, ...]] = tuple  # the JWT kids this node accepts (app.py)
         self.heartbeat = settings.heartbeat_interval
         self.suspect_after = 3.0 * self.heartbeat
         self.quorum_mode = settings.replication_mode == "quorum"
@@ -64,6 +65,7 @@ class ClusterNode:
             cluster_size=settings.cluster_size if self.quorum_mode else None,
             owner=self,
         )
+        self.membership.scheme = settings.scheme
         self.worker = Worker()
         self.waiters = AppliedWaiters(lambda: db.last_lsn)
         self.gate = WriteGate(self)
@@ -123,7 +125,7 @@ class ClusterNode:
             )
         self.address = self.membership.address = address
         self.node_id = self.settings.node_id if self.settings.node_id is not None else node_id_for(address)
-        self.url = f"http://{address}:{self.settings.port}"
+        self.url = f"{self.settings.scheme}://{address}:{self.settings.port}"
         self._transport = self.membership.transport = self.runtime.transport(self.key, address)
         self.membership.remember(self.state.current.members)
         await self._transport.start()

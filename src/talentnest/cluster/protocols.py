@@ -51,6 +51,7 @@ class Node(Protocol):
     url: str
     clock: Clock
     heartbeat: float
+    settings: Settings
     leader_id: int | None  # the current term's leader, once known
 
     @property
@@ -167,6 +168,7 @@ class Core(Protocol):
     waiters: AppliedWaiters
     replication: Replicator | None
     maintenance: list[Callable[[], object]]
+    token_keys: Callable[[], tuple[str, ...]]  # the JWT kids this node accepts (for NodeInfo)
     loop: LoopState
     health: Health
     incarnation: str

@@ -95,4 +95,5 @@ class Replication:
             "entries_sent": self.stats.entries_sent,
             "entries_applied": self.stats.entries_applied,
             "syncs": self.stats.syncs,
+            "sync": self.stats.sync_progress.as_dict() if self.stats.sync_progress is not None else None,
         }

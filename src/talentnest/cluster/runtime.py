@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from talentnest.cluster.auth import Keyring
 from talentnest.cluster.discovery import Discovery
 from talentnest.cluster.transport import PeerClient, Reply
 from talentnest.config import Settings
@@ -45,18 +47,26 @@ class SystemClock:
 
 
 class ChunkStream(Protocol):
-    """A streamed answer: its status and headers, then its body in chunks."""
+    """A streamed answer: its status and headers, then its body in chunks. ``authenticate(signature,
+    body_sha256)`` checks one of the body's signed records against the request it answers and raises
+    ``PeerUnreachable`` (a forged answer) when it fails."""
 
     status: int
     headers: Mapping[str, str]
 
     def chunks(self, size: int) -> AsyncIterator[bytes]: ...
 
+    async def read_exactly(self, size: int) -> bytes:
+        """The next ``size`` bytes of the body; fewer only where it ends (empty at its end)."""
+
+    def authenticate(self, signature: str, body_sha256: str) -> None: ...
+
 
 class Transport(Protocol):
     """Signed calls to peers. Every failure to get an answer raises ``PeerUnreachable``
-    (``PeerRefused`` when nobody listens at the address: the peer's process is not running);
-    an answer, whatever its status, is returned."""
+    (``PeerRefused`` when nobody listens at the address: the peer's process is not running; a
+    ``ForgedAnswer`` when the answer's signature fails); an authenticated answer, whatever its
+    status, is returned."""
 
     async def start(self) -> None: ...
 
@@ -96,12 +106,12 @@ class Resolver(Protocol):
 
 @dataclass(frozen=True)
 class Runtime:
-    """A node's outside world. ``transport(key, local_address)`` makes the node's peer client once its
-    own address is known; ``resolver(settings)`` makes its source of members."""
+    """A node's outside world. ``transport(keys, local_address)`` makes the node's peer client once its
+    own address is known (``keys`` an ``auth.Keyring``); ``resolver(settings)`` makes its source of members."""
 
     clock: Clock
     random: random.Random
-    transport: Callable[[bytes, str | None], Transport]
+    transport: Callable[[Keyring, str | None], Transport]
     resolver: Callable[[Settings], Resolver]
 
 
@@ -110,11 +120,15 @@ def _dns_resolver(settings: Settings) -> Resolver:
     return Discovery(settings.service_name, dns_server=settings.dns_server, peers=settings.peers, timeout=timeout)
 
 
-def real_runtime() -> Runtime:
-    """The runtime of a node process: system clocks, OS randomness, aiohttp to real peers, real DNS."""
-    return Runtime(
-        clock=SystemClock(),
-        random=random.SystemRandom(),
-        transport=lambda key, local_address: PeerClient(key, local_address=local_address),
-        resolver=_dns_resolver,
-    )
+def real_runtime(*, tls: ssl.SSLContext | None = None, accept_legacy: bool = False) -> Runtime:
+    """The runtime of a node process: system clocks, OS randomness, aiohttp to real peers (over TLS with
+    ``tls``, the node's client context), real DNS."""
+    clock, rng = SystemClock(), random.SystemRandom()
+
+    def transport(keys: Keyring, local_address: str | None) -> Transport:
+        return PeerClient(
+            keys, local_address=local_address, rng=rng, wall=clock.wall, monotonic=clock.monotonic, tls=tls,
+            accept_legacy=accept_legacy,
+        )  # fmt: skip
+
+    return Runtime(clock=clock, random=rng, transport=transport, resolver=_dns_resolver)

@@ -26,6 +26,7 @@ def self_info(node: Core) -> NodeInfo:
         incarnation=node.incarnation,
         started_ms=node.started_ms,
         wall_ms=int(node.clock.wall() * 1000),
+        token_keys=node.token_keys(),
     )
 
 

@@ -23,6 +23,7 @@ MAX_TERM = 2**62
 MAX_NODE_ID = 2**31 - 1
 MAX_URL = 256
 MAX_TEXT = 1000
+MAX_KEY_IDS = 16
 MAX_HISTORY = 1_000_000  # terms in a term history: one per leadership, far beyond any real cluster
 
 TermHistory = tuple[tuple[int, int, int], ...]  # (term, start_lsn, epoch)
@@ -139,6 +140,9 @@ class NodeInfo(Message):
     incarnation: str = ""  # random per process start: tells two processes with one ID apart
     started_ms: int = 0  # when that process started (Unix milliseconds): the later of two clashing refuses
     wall_ms: int = 0  # the sender's clock when it sent this (to measure skew)
+    # The ``kid`` of every JWT key the node accepts (None from an older release), so that during a key
+    # rotation tokens are signed with a key every node accepts.
+    token_keys: tuple[str, ...] | None = None
 
     @classmethod
     def parse(cls, payload: Mapping[str, Any]) -> NodeInfo:
@@ -159,7 +163,16 @@ class NodeInfo(Message):
             incarnation=text(payload, "incarnation", default="", max_length=64),
             started_ms=integer(payload, "started_ms", default=0),
             wall_ms=integer(payload, "wall_ms", default=0),
+            token_keys=_key_ids(payload.get("token_keys")),
         )
+
+
+def _key_ids(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) > MAX_KEY_IDS or not all(isinstance(k, str) and 0 < len(k) <= 64 for k in value):
+        raise InvalidInput(f"token_keys must be a list of at most {MAX_KEY_IDS} key ids")
+    return tuple(value)
 
 
 @dataclass(frozen=True)

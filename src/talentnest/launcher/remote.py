@@ -80,13 +80,26 @@ class Survey:
         return [m for m in self.members.values() if m.status is not None]
 
 
-async def _get(session: aiohttp.ClientSession, url: str, *, timeout: float, headers: Mapping[str, str] | None = None):
-    """(status, body bytes) of one GET, or None when nothing answers in time."""
+async def _get(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    timeout: float,
+    headers: Mapping[str, str] | None = None,
+    key: bytes | None = None,
+):
+    """(status, body bytes) of one GET, or None when nothing answers in time. With ``key`` (a call signed
+    with it), an answer not signed for this request counts as no answer (auth.check_answer)."""
     try:
         async with session.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
             body = await response.content.read(_MAX_BODY + 1)
             if len(body) > _MAX_BODY:
                 return None
+            if key is not None and headers is not None and response.status != 401:
+                try:
+                    auth.check_answer(key, headers[auth.HEADER], response.status, response.headers.get(auth.HEADER), body)
+                except auth.SignatureError:
+                    return None
             return response.status, body
     except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
         return None
@@ -313,7 +326,8 @@ class Comparison:
 async def _checksum(session, base: str, key: bytes, timeout: float) -> tuple[int, dict | None]:
     """(HTTP status or 0 for no answer, the body) of the signed /cluster/checksum."""
     target = "/cluster/checksum"
-    answer = await _get(session, f"{base}{target}", timeout=timeout, headers={auth.HEADER: auth.sign(key, "GET", target)})
+    signed = {auth.HEADER: auth.sign(key, "GET", target)}
+    answer = await _get(session, f"{base}{target}", timeout=timeout, headers=signed, key=key)
     if answer is None:
         return 0, None
     try:

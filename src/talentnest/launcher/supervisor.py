@@ -56,6 +56,19 @@ NODE_VARIABLES = frozenset(
         "CLUSTER_SIZE",
         "LOG_FORMAT",
         "LOG_LEVEL",
+        "JWT_SECRET_FILE",
+        "CLUSTER_SECRET_FILE",
+        "JWT_SECRET_PREVIOUS",
+        "JWT_SECRET_PREVIOUS_FILE",
+        "CLUSTER_SECRET_PREVIOUS",
+        "CLUSTER_SECRET_PREVIOUS_FILE",
+        "PREVIOUS_SECRETS_UNTIL",
+        "CLUSTER_ACCEPT_LEGACY_SIGNATURES",
+        "TLS_CERT_FILE",
+        "TLS_KEY_FILE",
+        "TLS_CA_FILE",
+        "TLS_CLIENT_CERTS",
+        "SNAPSHOT_COMPRESSION",
     }
 )
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -222,8 +235,7 @@ class LocalNode:
         self.is_stopping = False
         self.lock = asyncio.Lock()
         self.watcher: asyncio.Task | None = None
-        # Variables for this node only, applied last at each start (a clock offset, a clashing NODE_ID...).
-        self.env: dict[str, str] = {}
+        self.env: dict[str, str] = {}  # this node's own settings over the cluster's (a clock offset, a clashing NODE_ID, new keys), from its next start
 
     @property
     def is_running(self) -> bool:

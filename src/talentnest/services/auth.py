@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,34 +57,80 @@ class Passwords:
             return True
 
 
-class Tokens:
-    """HS256 JWTs naming a user; only HS256 is accepted, expiry and issuer are checked."""
+def token_key_id(secret: str) -> str:
+    """The ``kid`` that names a JWT key in a token's header: a digest of it, which tells nothing of it."""
+    return hmac.new(secret.encode(), b"talentnest-token-key-id", hashlib.sha256).hexdigest()[:16]
 
-    def __init__(self, secret: str, *, ttl: int, clock: Callable[[], float] = time.time):
-        self._secret = secret
+
+class Tokens:
+    """HS256 JWTs naming a user; only HS256 is accepted, expiry and issuer are checked.
+
+    Each token names its key (``kid``). ``secret`` is the current key; ``previous`` keys are still
+    accepted until the wall time ``previous_until`` (key rotation). ``choose_key(kids)`` picks which of
+    the accepted kids (current first) signs a new token (by default the current one): during a rolling
+    rotation, the newest key every node already accepts (``app.py``). A token without ``kid`` (issued by
+    an older release) is checked against every accepted key.
+    """
+
+    def __init__(
+        self,
+        secret: str,
+        *,
+        ttl: int,
+        clock: Callable[[], float] = time.time,
+        previous: Sequence[str] = (),
+        previous_until: float | None = None,
+        choose_key: Callable[[Sequence[str]], str] | None = None,
+    ):
+        self._keys = {token_key_id(s): s for s in (secret, *previous)}
+        self._current = token_key_id(secret)
+        self._previous_until = previous_until
         self._ttl = ttl
         self._clock = clock
+        self._choose = choose_key or (lambda kids: kids[0])
+
+    def accepted_kids(self) -> tuple[str, ...]:
+        """The kids of the keys accepted now, the current one first."""
+        if self._previous_until is not None and self._clock() > self._previous_until:
+            return (self._current,)
+        return tuple(self._keys)
 
     def issue(self, user_id: int, username: str) -> str:
         now = int(self._clock())
+        kids = self.accepted_kids()
+        kid = self._choose(kids)
+        if kid not in kids:
+            kid = self._current
         claims = {"sub": str(user_id), "usr": username, "iss": TOKEN_ISSUER, "iat": now, "exp": now + self._ttl}
-        return jwt.encode(claims, self._secret, algorithm=TOKEN_ALGORITHM)
+        return jwt.encode(claims, self._keys[kid], algorithm=TOKEN_ALGORITHM, headers={"kid": kid})
 
     def user_id(self, token: str) -> int:
         """The user a valid token names; Unauthorized for anything else."""
         try:
-            claims = jwt.decode(
-                token,
-                self._secret,
-                algorithms=[TOKEN_ALGORITHM],
-                issuer=TOKEN_ISSUER,
-                options={"require": ["exp", "iat", "sub", "iss"]},
-                leeway=MAX_CLOCK_SKEW_SECONDS,
-            )
-        except jwt.ExpiredSignatureError:
-            raise Unauthorized("token has expired; log in again", code="token_expired") from None
+            kid = jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError:
             raise Unauthorized("token is not valid", code="invalid_token") from None
+        kids = self.accepted_kids()
+        if kid is not None and kid not in kids:
+            raise Unauthorized("token is signed with a key this node does not accept; log in again", code="invalid_token")
+        claims = None
+        for candidate in [kid] if kid is not None else kids:
+            try:
+                claims = jwt.decode(
+                    token,
+                    self._keys[candidate],
+                    algorithms=[TOKEN_ALGORITHM],
+                    issuer=TOKEN_ISSUER,
+                    options={"require": ["exp", "iat", "sub", "iss"]},
+                    leeway=MAX_CLOCK_SKEW_SECONDS,
+                )
+                break
+            except jwt.ExpiredSignatureError:
+                raise Unauthorized("token has expired; log in again", code="token_expired") from None
+            except jwt.PyJWTError:
+                continue
+        if claims is None:
+            raise Unauthorized("token is not valid", code="invalid_token")
         subject = claims.get("sub")
         # isascii: str.isdigit() is also true of "²", which int() refuses.
         if not isinstance(subject, str) or not (subject.isascii() and subject.isdigit()) or len(subject) > 18:

@@ -199,11 +199,16 @@ def _backup(db_path: Path, raw: Path) -> None:
 def _log_position(path: Path) -> tuple[int, int, int]:
     """(last LSN, its term, schema version) as the file itself records them."""
     with closing(sqlite3.connect(_read_only_uri(path), uri=True)) as conn:
-        lsn = conn.execute("SELECT COALESCE(MAX(lsn), 0) FROM _tn_log").fetchone()[0]
-        row = conn.execute(
-            "SELECT term FROM _tn_terms WHERE start_lsn <= ? ORDER BY start_lsn DESC, term DESC LIMIT 1", (lsn,)
-        ).fetchone()
-        version = conn.execute("SELECT value FROM _tn_meta WHERE key = 'schema_version'").fetchone()
+        return log_position_of(conn)
+
+
+def log_position_of(conn: sqlite3.Connection) -> tuple[int, int, int]:
+    """(last LSN, its term, schema version) as the database of ``conn`` records them (in its transaction)."""
+    lsn = conn.execute("SELECT COALESCE(MAX(lsn), 0) FROM _tn_log").fetchone()[0]
+    row = conn.execute(
+        "SELECT term FROM _tn_terms WHERE start_lsn <= ? ORDER BY start_lsn DESC, term DESC LIMIT 1", (lsn,)
+    ).fetchone()
+    version = conn.execute("SELECT value FROM _tn_meta WHERE key = 'schema_version'").fetchone()
     term = row[0] if row is not None and lsn > 0 else 0
     return lsn, term, int(version[0]) if version is not None else 0
 
