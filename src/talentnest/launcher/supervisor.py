@@ -235,7 +235,8 @@ class LocalNode:
         self.is_stopping = False
         self.lock = asyncio.Lock()
         self.watcher: asyncio.Task | None = None
-        self.env: dict[str, str] = {}  # this node's own settings over the cluster's (a clock offset, a clashing NODE_ID, new keys), from its next start
+        # This node's own settings over the cluster's (a clock offset, a clashing NODE_ID, new keys), from its next start.
+        self.env: dict[str, str] = {}
 
     @property
     def is_running(self) -> bool:
