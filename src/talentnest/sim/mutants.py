@@ -1,0 +1,161 @@
+"""Deliberately broken variants of the core, applied by the simulator itself by patching.
+
+Nothing here is a switch in production code: each mutant is one small function that replaces one
+piece of today's core for the length of a run (``applied(name)``) and puts it back after. A run with a
+mutant must fail; the same seed without it must pass. Each names, in its docstring, the property it
+breaks, so that the invariant expected to catch it is known. Written against the core as of commit
+b2ad87e (``cluster/node.py``, ``cluster/election.py``, ``cluster/replication.py``, ``store/_db.py``);
+when the core's modules are split, only the targets below move.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from talentnest.cluster import node as node_module
+from talentnest.cluster.node import ClusterNode
+from talentnest.cluster.replication import Replication
+from talentnest.cluster.state import ElectionState
+from talentnest.store import ApplyResult, Database
+from talentnest.store import _db as store_db
+
+Patch = list[tuple[Any, str, Any]]  # (owner, attribute, replacement)
+
+
+def vote_not_persisted() -> Patch:
+    """``on_vote`` keeps the term it adopts and the vote it grants in memory only: a voter that
+    restarts forgets both and may vote again, for another candidate, in a term it already voted in.
+    Breaks: a granted vote is durable before its answer leaves (``vote_not_durable``), and through it
+    ``one_leader_per_term``."""
+    original = ClusterNode.on_vote
+
+    async def on_vote(self: ClusterNode, request: dict[str, Any]) -> dict[str, Any]:
+        state = self.state
+
+        def remember(term: int, voted_for: int | None) -> None:
+            state.current = ElectionState(term, voted_for)
+
+        state.save = remember  # shadows DurableState.save on this one object, for this call
+        try:
+            return await original(self, request)
+        finally:
+            del state.save
+
+    return [(ClusterNode, "on_vote", on_vote)]
+
+
+def lease_outlives_timeout() -> Patch:
+    """The leader's lease lasts 4 heartbeats, longer than the 3 after which followers stop waiting
+    for it and elect another: a leader cut off from its followers keeps writing while its successor
+    writes too. Breaks: ``lease_overlap`` (commits in time order go down in term)."""
+    original = ClusterNode.__init__
+
+    def __init__(self: ClusterNode, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.lease_duration = 4.0 * self.heartbeat
+
+    return [(ClusterNode, "__init__", __init__)]
+
+
+def apply_skips_lsn_check() -> Patch:
+    """``Database.apply`` applies every entry it is given, in LSN order, without checking it against
+    the LSN it has applied (and its log takes an entry again over the one it holds): a batch that
+    arrives twice, or late, applies its rows again over newer ones, and the node's data goes back in
+    time while its LSN does not. Breaks: ``no_convergence`` (nodes hold different data at one LSN)."""
+
+    def apply(self: Database, entries, *, sender_term: int | None = None, current_term: int | None = None) -> ApplyResult:
+        todo = sorted(entries, key=lambda e: e.lsn)
+        if todo:
+            last = max(self.last_lsn, todo[-1].lsn)
+            self._apply_entries(todo)
+            self._last_lsn = last
+        return ApplyResult(self.last_lsn, len(todo), False)
+
+    insert_log = store_db._INSERT_LOG.replace("INSERT INTO", "INSERT OR REPLACE INTO")
+    return [(Database, "apply", apply), (store_db, "_INSERT_LOG", insert_log)]
+
+
+def candidate_ignores_log_freshness() -> Patch:
+    """The highest ID leads at once, whatever it holds: ``elect`` never decides to catch up from a peer
+    that holds newer data, and a voter grants its vote without comparing the candidate's log with its
+    own. A node that comes back with old data leads and overwrites what the others acknowledged.
+    Breaks: ``acked_write_lost`` (quorum mode), ``divergent_not_archived``/``no_convergence``."""
+    original_elect = node_module.elect
+    original_vote = ClusterNode.on_vote
+
+    def elect(view):
+        if view.role != "leader":
+            peers = tuple(dataclasses.replace(p, last_lsn=view.last_lsn, last_term=view.last_term) for p in view.peers)
+            view = dataclasses.replace(view, peers=peers)
+        return original_elect(view)
+
+    async def on_vote(self: ClusterNode, request: dict[str, Any]) -> dict[str, Any]:
+        fresh = {**request, "last_term": self.db.last_term, "last_lsn": self.db.last_lsn}
+        return await original_vote(self, fresh)
+
+    return [(node_module, "elect", elect), (ClusterNode, "on_vote", on_vote)]
+
+
+def ack_before_commit() -> Patch:
+    """A follower answers a replicate batch as applied as soon as it arrives, and applies it after
+    the answer has left (or never, if it crashes first or the batch does not fit). In quorum mode the
+    leader counts it towards the majority. Breaks: ``ack_beyond_commit`` (a follower acknowledges an
+    LSN it has not committed), and through it ``acked_write_lost``."""
+    original = Replication.on_replicate
+
+    async def on_replicate(self: Replication, request: dict[str, Any]) -> dict[str, Any]:
+        entries = request.get("entries")
+        if not isinstance(entries, list) or not entries or self.node.role == "leader":
+            return await original(self, request)
+        self.node.spawn(original(self, request), "apply-after-answer")
+        last = max(int(e.get("lsn", 0)) for e in entries)
+        return {
+            "term": max(self.node.term, int(request.get("term", 0))),
+            "success": True,
+            "applied_lsn": last,
+            "reason": "applied",
+        }
+
+    return [(Replication, "on_replicate", on_replicate)]
+
+
+MUTANTS: dict[str, Callable[[], Patch]] = {
+    "vote-not-persisted": vote_not_persisted,
+    "lease-outlives-timeout": lease_outlives_timeout,
+    "apply-skips-lsn-check": apply_skips_lsn_check,
+    "candidate-ignores-log-freshness": candidate_ignores_log_freshness,
+    "ack-before-commit": ack_before_commit,
+}
+
+
+def describe(name: str) -> str:
+    """The first sentence of the mutant's docstring."""
+    doc = (MUTANTS[name].__doc__ or "").strip()
+    return " ".join(doc.split("Breaks:")[0].split())
+
+
+def breaks(name: str) -> str:
+    doc = " ".join((MUTANTS[name].__doc__ or "").split())
+    return doc.split("Breaks:", 1)[1].strip() if "Breaks:" in doc else ""
+
+
+@contextlib.contextmanager
+def applied(name: str | None) -> Iterator[None]:
+    """Apply mutant ``name`` (None: none) for the length of the block."""
+    if name is None:
+        yield
+        return
+    if name not in MUTANTS:
+        raise ValueError(f"unknown mutant '{name}'; known: {', '.join(MUTANTS)}")
+    patch = MUTANTS[name]()
+    saved = [(owner, attribute, vars(owner)[attribute]) for owner, attribute, _ in patch]
+    try:
+        for owner, attribute, replacement in patch:
+            setattr(owner, attribute, replacement)
+        yield
+    finally:
+        for owner, attribute, original in saved:
+            setattr(owner, attribute, original)
