@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from talentnest.sim.host import SimHost
     from talentnest.sim.world import World
 
-CLIENT_TIMEOUT = 12.0  # longer than a node's own waits for a leader (3 s) and a quorum (5 s)
+CLIENT_TIMEOUT = 6.0  # a client gives up before a forward does (15 s) and retries elsewhere, same key
 PASSWORD = "correct horse battery staple"
 
 
@@ -105,7 +105,7 @@ class Client:
                     await self.read_back()
                 else:
                     await self.write()
-                await self._pause(0.05, 0.8)
+                await self._pause(0.1, 1.1)
         finally:
             self.done = True
 
@@ -145,6 +145,7 @@ class Client:
         self.written += 1
         content = f"{self.name}-{self.written}"
         key = f"post-{self.name}-{self.written}"
+        sent = self.world.clock.now
         while self._may_retry and self.token is not None:
             host = self._pick()
             reply = await self.call(host, "POST", "/api/posts", {"content": content}, key=key)
@@ -156,7 +157,7 @@ class Client:
                 if reply.status == 409 and code != "idempotency_key_used":
                     self.world.unexpected(self.name, f"POST /api/posts answered 409 {code}")
                     return
-                self._acknowledged(host, content, key, reply)
+                self._acknowledged(host, content, key, reply, sent)
                 return
             if reply.status == 401:
                 if "no longer exists" in _error_message(reply):
@@ -180,7 +181,7 @@ class Client:
             self.world.unexpected(self.name, f"POST /api/posts answered {reply.status}: {reply.body[:200]!r}")
             return
 
-    def _acknowledged(self, host: SimHost, content: str, key: str, reply: Reply) -> None:
+    def _acknowledged(self, host: SimHost, content: str, key: str, reply: Reply, sent: float) -> None:
         lsn = _int(reply.headers.get("X-Cluster-LSN"))
         leader = _int(reply.headers.get("X-Leader-Id")) or _node(reply)
         post_id = None
@@ -197,7 +198,7 @@ class Client:
                         self.world.clock.now,
                     )
                 )
-        write = AckedWrite(content, key, self.world.clock.now, _node(reply) or 0, leader, lsn, post_id)
+        write = AckedWrite(content, key, self.world.clock.now, _node(reply) or 0, leader, lsn, post_id, sent)
         self.world.checker.acked.append(write)
         self.own.append(_Own(content, post_id, lsn))
         if post_id is not None and reply.headers.get("X-Node-Role") == "follower":

@@ -112,6 +112,20 @@ def generate(seed: int, names: list[str], *, start: float, end: float, count: tu
     return faults
 
 
+def without(faults: list[Fault], *, dns_modes: frozenset[str] = frozenset(), max_skew: float | None = None) -> list[Fault]:
+    """The schedule with the DNS faults of ``dns_modes`` removed and skews kept within ``max_skew``
+    (how a run tolerates a known finding: see ``sim.findings``); the other faults are unchanged."""
+    kept = []
+    for fault in faults:
+        if fault.kind == "dns" and fault.params.get("mode") in dns_modes:
+            continue
+        if fault.kind == "skew" and max_skew is not None and abs(float(fault.params["seconds"])) > max_skew:
+            seconds = max_skew if float(fault.params["seconds"]) > 0 else -max_skew
+            fault = Fault(fault.at, fault.kind, fault.duration, fault.nodes, {**fault.params, "seconds": seconds})
+        kept.append(fault)
+    return kept
+
+
 def _lanes(fault: Fault) -> list[str]:
     if fault.kind in PROCESS_KINDS:
         return [f"proc:{fault.nodes[0]}"]
@@ -136,7 +150,7 @@ _WEIGHTS = {
     "split": 2,
     "cut": 2,
     "link": 2,
-    "net": 2,
+    "net": 4,
     "dns": 4,
     "skew": 1,
 }
@@ -163,9 +177,9 @@ def _draw(rng: random.Random, names: list[str], start: float, end: float) -> Fau
     elif kind == "net":
         nodes = ()
         params = {
-            "loss": round(rng.choice((0.0, rng.uniform(0.05, 0.4))), 3),
-            "duplicate": round(rng.choice((0.0, rng.uniform(0.05, 0.3))), 3),
-            "delay": (0.0002, round(rng.choice((0.002, rng.uniform(0.01, 1.5))), 4)),
+            "loss": round(rng.uniform(0.05, 0.4), 3) if rng.random() < 0.5 else 0.0,
+            "duplicate": round(rng.uniform(0.05, 0.4), 3) if rng.random() < 0.6 else 0.0,
+            "delay": (0.0002, round(rng.uniform(0.01, 1.2), 4) if rng.random() < 0.7 else 0.002),
         }
     elif kind == "dns":
         mode = rng.choice(DNS_MODES)

@@ -60,20 +60,15 @@ class Incarnation:
     number: int
     loop: SimLoop
     app: Any
+    node: Any  # app.state.node, app.state.db: the objects the simulation watches
+    db: Any
     listening: bool = False
     started: bool = False
+    started_at: float | None = None  # when its lifespan startup completed
     exited: bool = False
     open: dict[tuple[int, int], Exchange] = field(default_factory=dict)
     lifespan: asyncio.Queue | None = None
     idle: asyncio.Event | None = None
-
-    @property
-    def node(self):
-        return self.app.state.node
-
-    @property
-    def db(self):
-        return self.app.state.db
 
 
 class SimHost:
@@ -130,7 +125,7 @@ class SimHost:
         )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         app = create_app(self.settings, runtime=runtime)
-        inc = Incarnation(number, loop, app)
+        inc = Incarnation(number, loop, app, app.state.node, app.state.db)
         self.incarnation = inc
         world.scheduler.add(loop)
         world.observe_start(self, inc)
@@ -146,6 +141,7 @@ class SimHost:
             kind = message["type"]
             if kind == "lifespan.startup.complete":
                 inc.listening = inc.started = True
+                inc.started_at = self.world.clock.now
                 self.node_id = inc.node.node_id
                 self.world.trace.add(f"{self.name} listening as node {self.node_id}")
             elif kind.endswith(".failed"):

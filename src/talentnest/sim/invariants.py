@@ -29,7 +29,7 @@ The invariants (docs/simulation.md explains each):
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 
@@ -64,6 +64,7 @@ class AckedWrite:
     leader: int | None
     lsn: int | None
     post_id: int | None
+    sent: float | None = None  # when the client first sent it (its leader may have committed it since)
 
 
 @dataclass(frozen=True)
@@ -114,12 +115,30 @@ def commits_in_term_order(commits: Iterable[Commit]) -> list[Violation]:
 
 
 def acked_writes_kept(
-    acked: Iterable[AckedWrite], final: Mapping[str, int], archived: set[str], *, quorum: bool, at: float = 0.0
+    acked: Iterable[AckedWrite],
+    final: Mapping[str, int],
+    archived: set[str],
+    *,
+    quorum: bool,
+    nodes: int = 3,
+    wiped: Iterable[tuple[float, int]] = (),
+    at: float = 0.0,
 ) -> list[Violation]:
-    """Every acknowledged write is in the final data; in async mode a lost one must be archived."""
+    """Every acknowledged write is in the final data; in async mode a lost one must be archived.
+
+    A lost disk (``wiped``: (time, node) of each) excuses what no disk can keep: in async mode a
+    write whose leader lost its disk after acknowledging it; in quorum mode one after a majority of
+    the disks were lost (all the copies may have been on them).
+    """
+    wiped = list(wiped)
+    majority = nodes // 2 + 1
     violations = []
     for write in acked:
         if final.get(write.content, 0) > 0:
+            continue
+        since = write.sent if write.sent is not None else write.at
+        lost_disks = {node for when, node in wiped if when >= since}
+        if (quorum and len(lost_disks) >= majority) or (not quorum and write.leader in lost_disks):
             continue
         where = f"'{write.content}' (acknowledged by node {write.via} at {write.at:.3f}s, LSN {write.lsn}, leader {write.leader})"
         if quorum:
@@ -186,15 +205,29 @@ class Checker:
     """Takes observations as they happen; cheap checks run at once, the rest in ``finish``."""
 
     quorum: bool
+    report: Callable[[Violation], None] | None = None  # where violations go (default: ``violations``)
     violations: list[Violation] = field(default_factory=list)
     leaders: dict[int, int] = field(default_factory=dict)  # term -> node
     top_commit: Commit | None = None
     commits: int = 0
     acked: list[AckedWrite] = field(default_factory=list)
     reads: list[Read] = field(default_factory=list)
+    nodes: int = 3
+    wiped: list[tuple[float, int]] = field(default_factory=list)  # (time, node) of each lost disk
 
     def add(self, violation: Violation) -> None:
+        if self.report is not None:
+            self.report(violation)
+        else:
+            self.violations.append(violation)
+
+    def record(self, violation: Violation) -> None:
+        """Keep a violation that ``report`` accepted (the default report does this itself)."""
         self.violations.append(violation)
+
+    def _add_all(self, violations: Iterable[Violation]) -> None:
+        for violation in violations:
+            self.add(violation)
 
     def leader(self, at: float, term: int, node: int) -> None:
         holder = self.leaders.setdefault(term, node)
@@ -205,14 +238,16 @@ class Checker:
         self.commits += 1
         top = self.top_commit
         if top is not None and commit.term < top.term:
-            self.violations.extend(commits_in_term_order([top, commit]))
+            self._add_all(commits_in_term_order([top, commit]))
         if top is None or commit.term > top.term:
             self.top_commit = commit
 
     def finish(self, final: Mapping[str, int], archived: set[str], *, at: float) -> None:
-        self.violations.extend(nothing_applied_twice(final, at=at))
-        self.violations.extend(acked_writes_kept(self.acked, final, archived, quorum=self.quorum, at=at))
-        self.violations.extend(reads_not_stale(self.reads, final, at=at))
+        self._add_all(nothing_applied_twice(final, at=at))
+        self._add_all(
+            acked_writes_kept(self.acked, final, archived, quorum=self.quorum, nodes=self.nodes, wiped=self.wiped, at=at)
+        )
+        self._add_all(reads_not_stale(self.reads, final, at=at))
 
     def names(self) -> Counter[str]:
         return Counter(v.invariant for v in self.violations)

@@ -43,6 +43,13 @@ class _NoSelector:
 _ids = itertools.count()
 
 
+def restart_numbering() -> None:
+    """Number tasks and futures from 0 again (each run does, so a run's hashes do not depend on the
+    runs before it in the same process)."""
+    global _ids
+    _ids = itertools.count()
+
+
 class _Task(asyncio.Task):
     """A task whose hash is its creation number, not its memory address: sets of tasks (the core's
     in-flight requests, ``asyncio.wait``) then iterate in the same order on every replay."""
@@ -138,13 +145,35 @@ class SimLoop(asyncio.BaseEventLoop):
             self._thread_id = None
 
 
+class Wire:
+    """Timed deliveries between processes (the kernel and the cables): a plain heap of callbacks,
+    cheaper than a loop of its own, run by the Scheduler in time order with the loops' events."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Callable[..., None], tuple]] = []
+        self._seq = itertools.count()
+
+    def call_at(self, when: float, callback: Callable[..., None], *args: Any) -> None:
+        heapq.heappush(self._heap, (when, next(self._seq), callback, args))
+
+    def next_time(self) -> float | None:
+        return self._heap[0][0] if self._heap else None
+
+    def run_next(self) -> None:
+        _, _, callback, args = heapq.heappop(self._heap)
+        callback(*args)
+
+
 class Scheduler:
-    """Steps the live, unpaused loop whose next event is earliest; ``after_step`` runs after each."""
+    """Steps the live, unpaused loop (or the wire) whose next event is earliest; ``after_step`` runs
+    after each loop step. At equal times the wire goes first, then loops in the order they were added."""
 
     def __init__(self, clock: VirtualClock):
         self.clock = clock
+        self.wire = Wire()
         self.loops: list[SimLoop] = []
         self.steps = 0
+        self.deliveries = 0
         self.after_step: Callable[[SimLoop], None] | None = None
 
     def add(self, loop: SimLoop) -> None:
@@ -156,22 +185,30 @@ class Scheduler:
     def run_until(self, deadline: float, stop: Callable[[], bool] | None = None) -> None:
         """Run every loop until virtual time ``deadline`` (or until ``stop()`` is true after a step)."""
         clock = self.clock
+        wire = self.wire
+        after = self.after_step
         while True:
             best: SimLoop | None = None
-            best_time = deadline
+            best_time = wire.next_time()
+            if best_time is None:
+                best_time = deadline + 1.0
             for loop in self.loops:
                 if loop.paused or loop.dead:
                     continue
                 when = loop.next_time()
-                if when is not None and (when < best_time or (best is None and when <= best_time)):
+                if when is not None and when < best_time:
                     best, best_time = loop, when
-            if best is None:
+            if best_time > deadline:
                 clock.advance_to(deadline)
                 return
             clock.advance_to(best_time)
+            if best is None:
+                wire.run_next()
+                self.deliveries += 1
+                continue
             best.step()
             self.steps += 1
-            if self.after_step is not None:
-                self.after_step(best)
+            if after is not None:
+                after(best)
             if stop is not None and stop():
                 return

@@ -48,14 +48,14 @@ def vote_not_persisted() -> Patch:
 
 
 def lease_outlives_timeout() -> Patch:
-    """The leader's lease lasts 4 heartbeats, longer than the 3 after which followers stop waiting
-    for it and elect another: a leader cut off from its followers keeps writing while its successor
-    writes too. Breaks: ``lease_overlap`` (commits in time order go down in term)."""
+    """The leader's lease lasts two heartbeats longer than the followers' timeout (after which they
+    stop waiting for it and elect another): a leader cut off from its followers keeps writing while
+    its successor writes too. Breaks: ``lease_overlap`` (commits in time order go down in term)."""
     original = ClusterNode.__init__
 
     def __init__(self: ClusterNode, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
-        self.lease_duration = 4.0 * self.heartbeat
+        self.lease_duration = self.suspect_after + 2 * self.heartbeat
 
     return [(ClusterNode, "__init__", __init__)]
 

@@ -1,7 +1,7 @@
 """The in-memory network: HTTP exchanges between simulated hosts, carried as ASGI calls.
 
 A request travels from its sender to the receiving node's app (its whole middleware stack) and the
-answer travels back, each way after a seeded delay, through the ``wire`` loop (never paused, never
+answer travels back, each way after a seeded delay, through the ``wire`` (never paused, never
 crashed: it stands for the kernel and the cables). On the way a message may be dropped (the caller
 times out; a dropped *answer* means the callee did the work), duplicated (the callee serves it twice,
 the caller takes the first answer), delayed beyond others (so messages reorder), or cut by a
@@ -29,7 +29,7 @@ from talentnest.cluster.transport import PeerRefused, Reply
 from talentnest.errors import PeerUnreachable
 
 if TYPE_CHECKING:
-    from talentnest.sim.loop import SimLoop, VirtualClock
+    from talentnest.sim.loop import SimLoop, VirtualClock, Wire
     from talentnest.sim.trace import Trace
 
 PORT = 3000
@@ -96,7 +96,7 @@ class Exchange:
 class Network:
     """Hosts by address, the partitions between them, and the current conditions of every link."""
 
-    def __init__(self, clock: VirtualClock, wire: SimLoop, seed: int, trace: Trace):
+    def __init__(self, clock: VirtualClock, wire: Wire, seed: int, trace: Trace):
         self.clock = clock
         self.wire = wire
         self.seed = seed
@@ -280,7 +280,9 @@ class SimTransport:
     @asynccontextmanager
     async def stream(self, base_url: str, target: str, *, connect_timeout: float, read_timeout: float) -> AsyncIterator[_Chunks]:
         try:
-            reply = await self.call("GET", base_url, target, timeout=connect_timeout + read_timeout)
+            # No connections are modelled: the answer must start within the read timeout (aiohttp's
+            # sock_read on a kept-alive connection; a new one would also fail its connect timeout sooner).
+            reply = await self.call("GET", base_url, target, timeout=read_timeout)
         except PeerRefused as exc:
             raise PeerUnreachable(f"{base_url} is unreachable: {exc}") from None
         yield _Chunks(reply)

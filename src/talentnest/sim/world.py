@@ -30,22 +30,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from talentnest.cluster.discovery import node_id_for
 from talentnest.sim import faults as faults_mod
+from talentnest.sim import findings
 from talentnest.sim._patches import forget_apps, simulated_process
 from talentnest.sim.clients import Client
 from talentnest.sim.dns import Override, SimDNS
 from talentnest.sim.faults import Fault
 from talentnest.sim.host import Incarnation, SimHost
 from talentnest.sim.invariants import Checker, Commit, Violation
-from talentnest.sim.loop import Scheduler, SimLoop, VirtualClock
+from talentnest.sim.loop import Scheduler, SimLoop, VirtualClock, restart_numbering
 from talentnest.sim.net import Conditions, Network
 from talentnest.sim.trace import Trace
 
+BOOTSTRAP = 1.0  # the first node up leads alone until the others start: by design, not a finding
 FAULTS_START = 3.0
 CLIENTS_START = 1.5
 FINISH_GRACE = 15.0  # after the window, clients may finish what they started for this long
 CONVERGENCE_POLL = 0.25
-DEFAULT_WINDOW = 15.0
+DEFAULT_WINDOW = 10.0
 DEFAULT_SETTLE = 30.0
 JWT_SECRET = "sim-jwt-secret-0123456789abcdef0123456789abcdef"
 SIM_TIMINGS = {"HEARTBEAT_INTERVAL": "1", "FAILURE_TIMEOUT": "5", "ELECTION_INTERVAL": "5"}
@@ -66,19 +69,24 @@ class RunConfig:
     fail_fast: bool = True
     keep: Path | None = None  # keep the nodes' data directories under this directory
     root: Path | None = None  # where data directories are made (default: /dev/shm when present)
+    tolerate: tuple[str, ...] = ()  # known findings this run tolerates (sim.findings)
 
     def schedule(self) -> list[Fault]:
         if self.faults is not None:
             return list(self.faults)
         names = [f"n{i + 1}" for i in range(self.nodes)]
-        return faults_mod.generate(self.seed, names, start=FAULTS_START, end=FAULTS_START + self.window)
+        drawn = faults_mod.generate(self.seed, names, start=FAULTS_START, end=FAULTS_START + self.window)
+        tolerated = findings.resolve(list(self.tolerate))
+        dns_modes = frozenset().union(*(f.avoid_dns_modes for f in tolerated))
+        skews = [f.max_skew for f in tolerated if f.max_skew is not None]
+        return faults_mod.without(drawn, dns_modes=dns_modes, max_skew=min(skews) if skews else None)
 
 
 @dataclass
 class Result:
     config: RunConfig
     faults: list[Fault]
-    violations: list[Violation]
+    violations: list[Violation]  # those no tolerated finding accounts for
     steps: int
     virtual_seconds: float
     wall_seconds: float
@@ -86,6 +94,7 @@ class Result:
     trace_tail: list[str]
     log_tail: list[str]
     stats: dict[str, Any] = field(default_factory=dict)
+    known: list[tuple[str, Violation]] = field(default_factory=list)  # (finding, violation) tolerated
 
     @property
     def ok(self) -> bool:
@@ -139,19 +148,21 @@ class _LogCapture(logging.Handler):
 
 class World:
     def __init__(self, config: RunConfig, directory: Path):
+        restart_numbering()
         self.config = config
         self.seed = config.seed
         self.directory = directory
         self.clock = VirtualClock()
         self.trace = Trace(self.clock)
         self.scheduler = Scheduler(self.clock)
-        self.wire = SimLoop(self.clock, "wire", on_error=self.loop_error)
         self.control = SimLoop(self.clock, "ctl", on_error=self.loop_error)
-        self.scheduler.add(self.wire)
         self.scheduler.add(self.control)
-        self.network = Network(self.clock, self.wire, config.seed, self.trace)
+        self.network = Network(self.clock, self.scheduler.wire, config.seed, self.trace)
         self.dns = SimDNS(lambda: [h.address for h in self.hosts if h.running])
-        self.checker = Checker(quorum=config.mode == "quorum")
+        self.checker = Checker(quorum=config.mode == "quorum", report=self.violation, nodes=config.nodes)
+        self.tolerated = findings.resolve(list(config.tolerate))
+        self.known: list[tuple[str, Violation]] = []
+        self.ended_by: str | None = None  # a tolerated finding's trigger ended the run
         self.graveyard: list[tuple[Incarnation, list]] = []
         self.closing = False
         self.settled = False
@@ -192,8 +203,25 @@ class World:
     def violation(self, violation: Violation) -> None:
         if self.closing:
             return
-        self.checker.add(violation)
+        finding = findings.known_as(violation.invariant, self.tolerated)
+        if finding is not None:
+            self.known.append((finding, violation))
+            self.trace.add(f"KNOWN {finding}: {violation}")
+            return
+        self.checker.record(violation)
         self.trace.add(f"VIOLATION {violation}")
+
+    def known_trigger(self, trigger: str, text: str) -> bool:
+        """A tolerated finding strikes now: the run ends here, as known (what follows would follow
+        from it). False if no tolerated finding has this trigger (the invariants judge what follows)."""
+        finding = next((f for f in self.tolerated if f.trigger == trigger), None)
+        if finding is None or self.ended_by is not None:
+            return finding is not None
+        self.ended_by = finding.name
+        violation = Violation(trigger, text, self.clock.now)
+        self.known.append((finding.name, violation))
+        self.trace.add(f"KNOWN {finding.name}: {violation}")
+        return True
 
     def anomaly(self, host: SimHost, kind: str, text: str) -> None:
         self.violation(Violation(kind, f"{host.name}: {text[-2000:]}", self.clock.now))
@@ -216,6 +244,7 @@ class World:
 
     def observe_wipe(self, host: SimHost) -> None:
         self.watch[host.index] = _Watch()
+        self.checker.wiped.append((self.clock.now, node_id_for(host.address)))
 
     def observe_answer(self, host: SimHost, inc: Incarnation, exchange, reply) -> None:
         """Checks on what leaves a node, at the instant it leaves."""
@@ -276,11 +305,16 @@ class World:
             return
         watch = self.watch[host.index]
         node, db = inc.node, inc.db
-        role = (node.role, node.term)
+        role = (node.role, node.state.current.term)
         if role != watch.role:
             watch.role = role
             self.trace.add(f"{host.name} is {role[0]} in term {role[1]}")
             if role[0] == "leader":
+                as_it_started = inc.started_at is None or inc.started_at == self.clock.now
+                if as_it_started and len(self.hosts) > 1 and self.clock.now > BOOTSTRAP:
+                    text = f"{host.name} led term {role[1]} alone as it started"
+                    if self.known_trigger("alone-at-start", text):
+                        return
                 self.checker.leader(self.clock.now, role[1], node.node_id)
         conn = db._conn
         if conn is not watch.conn and conn is not None:
@@ -471,7 +505,7 @@ class World:
             await asyncio.sleep(CONVERGENCE_POLL)
 
     def _stop(self) -> bool:
-        return self.settled or (self.config.fail_fast and bool(self.checker.violations))
+        return self.settled or self.ended_by is not None or (self.config.fail_fast and bool(self.checker.violations))
 
     def run(self) -> Result:
         started = time.perf_counter()
@@ -515,6 +549,7 @@ class World:
             digest=self.trace.digest(),
             trace_tail=list(self.trace.tail),
             log_tail=list(capture.lines),
+            known=list(self.known),
             stats={
                 "messages": self.network.sent,
                 "dropped": self.network.dropped,
@@ -545,10 +580,13 @@ class World:
         self.scheduler.run_until(self.window_end + self.config.settle, stop=self._stop)
 
     def _finish(self) -> None:
-        if self.config.fail_fast and self.checker.violations:
+        if self.ended_by is not None or (self.config.fail_fast and self.checker.violations):
             return
         now = self.clock.now
         incs = [(h, h.incarnation) for h in self.hosts]
+        syncing = [h.name for h, inc in incs if inc is not None and inc.node.syncing]
+        if not self.settled and syncing and self.known_trigger("stuck-syncing", f"{', '.join(syncing)} still syncing"):
+            return
         if not self.settled:
             state = "; ".join(
                 f"{h.name}: down"
