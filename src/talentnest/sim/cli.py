@@ -19,7 +19,7 @@ DEFAULT_SAVE = Path("sim-failures")
 MAX_SHRUNK = 3  # failing seeds shrunk and written up at the end (the first of each invariant)
 
 
-def add_parser(commands) -> None:  # noqa: ANN001 - argparse's subparsers action
+def add_parser(commands) -> None:
     parser = commands.add_parser(
         "sim",
         help="run the deterministic simulation: many nodes in one process, faults from a seed, invariants checked",
@@ -48,7 +48,9 @@ def add_parser(commands) -> None:  # noqa: ANN001 - argparse's subparsers action
     parser.add_argument("--window", type=float, default=None, help="seconds of virtual time with faults (default 15)")
     parser.add_argument("--settle", type=float, default=None, help="seconds allowed to converge after the faults (default 30)")
     parser.add_argument("--no-shrink", action="store_true", help="do not shrink failing schedules")
-    parser.add_argument("--save", type=Path, default=DEFAULT_SAVE, help=f"where failing schedules are written (default {DEFAULT_SAVE}/)")
+    parser.add_argument(
+        "--save", type=Path, default=DEFAULT_SAVE, help=f"where failing schedules are written (default {DEFAULT_SAVE}/)"
+    )
     parser.add_argument("--keep", type=Path, help="keep the nodes' data directories under this directory")
     parser.add_argument("--trace", action="store_true", help="with one seed: print the whole kept trace, not its end")
 
@@ -207,8 +209,10 @@ def _run_one(config, args) -> int:
     _out(f"schedule ({len(result.faults)} faults):")
     _out(_indent(faults_mod.describe(result.faults)))
     lines = result.trace_tail if args.trace else result.trace_tail[-60:]
-    _out(f"trace ({'all kept' if args.trace else 'last'} {len(lines)} of {result.stats.get('trace_events', len(lines))} events; "
-         f"digest {result.digest}):")
+    _out(
+        f"trace ({'all kept' if args.trace else 'last'} {len(lines)} of {result.stats.get('trace_events', len(lines))} events; "
+        f"digest {result.digest}):"
+    )
     _out(_indent("\n".join(line for line in lines if " net drop" not in line or args.trace)))
     if result.log_tail:
         _out("node warnings and errors (last 30):")
@@ -268,7 +272,8 @@ def _run_many(configs, args) -> int:
         if not args.no_shrink:
             _shrink_and_save(config, run(config), args)
     if len(failing) > len(shown):
-        _out(f"({len(failing)} failing seeds in all: {', '.join(str(o.seed) for o in failing[:30])}{'...' if len(failing) > 30 else ''})")
+        listed = ", ".join(str(o.seed) for o in failing[:30]) + ("..." if len(failing) > 30 else "")
+        _out(f"({len(failing)} failing seeds in all: {listed})")
     _out(_summary(tally, elapsed))
     return 1 if tally.violations else 0
 
@@ -279,7 +284,8 @@ def _shrink_and_save(config, result, args) -> None:
 
     invariant = result.violations[0].invariant
     _out(f"  shrinking its {len(result.faults)} faults against {invariant}...")
-    smallest, runs = shrink(config, result.faults, invariant, progress=lambda text: _err("  " + text) if os.environ.get("TALENTNEST_SIM_DEBUG") else None)
+    verbose = bool(os.environ.get("TALENTNEST_SIM_DEBUG"))
+    smallest, runs = shrink(config, result.faults, invariant, progress=(lambda text: _err("  " + text)) if verbose else None)
     args.save.mkdir(parents=True, exist_ok=True)
     path = args.save / f"seed-{config.seed}-{config.nodes}-{config.mode}{'-' + config.mutant if config.mutant else ''}.json"
     path.write_text(faults_mod.dumps(smallest) + "\n")
