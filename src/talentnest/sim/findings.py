@@ -78,12 +78,6 @@ KNOWN: dict[str, Finding] = {
             "(issue 15 case 4)",
             invariants=frozenset({"token_misattributed"}),
         ),
-        Finding(
-            "F7-stalled-sync",
-            "a snapshot request lost in the network holds the node in 'syncing' for the stream's 30 s read "
-            "timeout; nothing retries sooner",
-            trigger="stuck-syncing",
-        ),
     )
 }
 

@@ -26,12 +26,17 @@ def shrink(
 ) -> tuple[list[Fault], int]:
     """The smallest subset of ``faults`` found that still breaks ``invariant``, and the runs it took."""
     runs = 0
+    tried: dict[tuple[int, ...], bool] = {}
+    index = {id(f): i for i, f in enumerate(faults)}
 
     def fails(candidate: list[Fault]) -> bool:
         nonlocal runs
+        key = tuple(sorted(index[id(f)] for f in candidate))
+        if key in tried:
+            return tried[key]
         runs += 1
         result = runner(replace(config, faults=tuple(candidate), keep=None))
-        broken = any(v.invariant == invariant for v in result.violations)
+        broken = tried[key] = any(v.invariant == invariant for v in result.violations)
         if progress is not None:
             progress(f"shrink: {len(candidate)} faults {'still fail' if broken else 'pass'} ({runs} runs)")
         return broken

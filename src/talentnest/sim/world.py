@@ -72,10 +72,12 @@ class RunConfig:
     tolerate: tuple[str, ...] = ()  # known findings this run tolerates (sim.findings)
 
     def schedule(self) -> list[Fault]:
+        """The faults of this run: the given ones, or the seed's; less what a tolerated finding avoids."""
         if self.faults is not None:
-            return list(self.faults)
-        names = [f"n{i + 1}" for i in range(self.nodes)]
-        drawn = faults_mod.generate(self.seed, names, start=FAULTS_START, end=FAULTS_START + self.window)
+            drawn = list(self.faults)
+        else:
+            names = [f"n{i + 1}" for i in range(self.nodes)]
+            drawn = faults_mod.generate(self.seed, names, start=FAULTS_START, end=FAULTS_START + self.window)
         tolerated = findings.resolve(list(self.tolerate))
         dns_modes = frozenset().union(*(f.avoid_dns_modes for f in tolerated))
         skews = [f.max_skew for f in tolerated if f.max_skew is not None]
@@ -584,9 +586,6 @@ class World:
             return
         now = self.clock.now
         incs = [(h, h.incarnation) for h in self.hosts]
-        syncing = [h.name for h, inc in incs if inc is not None and inc.node.syncing]
-        if not self.settled and syncing and self.known_trigger("stuck-syncing", f"{', '.join(syncing)} still syncing"):
-            return
         if not self.settled:
             state = "; ".join(
                 f"{h.name}: down"
@@ -631,6 +630,8 @@ class World:
                 with contextlib.suppress(Exception):
                     inc.db.conn.close()
                 host._bury(inc)
+        self.control.dead = True
+        loops = [self.control, *(inc.loop for inc, _ in self.graveyard)]
         # The abandoned coroutines are finalised now: their finally blocks run against closed
         # databases, and those a crash left unstarted warn. Nothing of that belongs to the run.
         hook = sys.unraisablehook
@@ -638,6 +639,10 @@ class World:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
+                for loop in loops:
+                    for task in asyncio.all_tasks(loop):
+                        with contextlib.suppress(BaseException):
+                            task.get_coro().close()  # now, rather than whenever it is collected
                 self.graveyard.clear()
                 self.scheduler.loops.clear()
                 self.hosts.clear()
