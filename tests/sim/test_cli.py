@@ -43,7 +43,8 @@ def test_a_violation_exits_1_with_the_replay_command_and_a_shrunk_schedule_that_
     saved = tmp_path / "out" / "seed-1-3-async-vote-not-persisted.json"
     assert saved.is_file()
 
-    again = sim("--seed", "1", "--mutant", "vote-not-persisted", "--window", "6", "--schedule", str(saved), "--no-shrink", cwd=tmp_path)
+    replay = ("--seed", "1", "--mutant", "vote-not-persisted", "--window", "6", "--schedule", str(saved), "--no-shrink")
+    again = sim(*replay, cwd=tmp_path)
     assert again.returncode == 1
     assert "VIOLATION vote_not_durable" in again.stdout
 

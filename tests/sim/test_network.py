@@ -92,7 +92,7 @@ def test_a_one_way_cut_loses_the_answer_but_the_callee_did_the_work(world):
 
 
 def test_overlapping_partitions_heal_one_at_a_time(world):
-    scheduler, caller, network, host = world
+    scheduler, caller, network, _ = world
     link = [("10.0.2.1", "10.0.2.2")]
     network.cut(link)
     network.cut(link)
