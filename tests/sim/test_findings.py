@@ -58,4 +58,6 @@ def test_every_known_finding_has_a_replayable_case_that_breaks_what_it_says():
         broken = replay(case, tolerate_it=False)
         assert case["invariant"] in {v.invariant for v in broken.violations}, (name, broken.violations)
         tolerated = replay(case, tolerate_it=True)
-        assert tolerated.ok and tolerated.known, (name, tolerated.violations, tolerated.known)
+        # Tolerated, it is either counted as known or its triggering faults are not played.
+        avoided = [f.to_json() for f in tolerated.faults] != case["faults"]
+        assert tolerated.ok and (tolerated.known or avoided), (name, tolerated.violations, tolerated.known)

@@ -26,6 +26,7 @@ class Finding:
     avoid_dns_modes: frozenset[str] = frozenset()  # ``avoid``: DNS fault modes not generated
     max_skew: float | None = None  # ``avoid``: clock skews kept within this many seconds
     trigger: str | None = None  # ``trigger``: the event the world recognises (see World.known_trigger)
+    only_after_wipe: bool = False  # ``known`` applies only to runs in which a disk was lost
 
     @property
     def how(self) -> str:
@@ -37,7 +38,8 @@ class Finding:
         if self.max_skew is not None:
             parts.append(f"clock skews within {self.max_skew:g} s")
         if self.invariants:
-            parts.append(f"{'/'.join(sorted(self.invariants))} counted as known")
+            after = " after a lost disk" if self.only_after_wipe else ""
+            parts.append(f"{'/'.join(sorted(self.invariants))}{after} counted as known")
         return "; ".join(parts)
 
 
@@ -78,6 +80,13 @@ KNOWN: dict[str, Finding] = {
             "(issue 15 case 4)",
             invariants=frozenset({"token_misattributed"}),
         ),
+        Finding(
+            "F7-amnesiac-voter",
+            "a node that lost its disk votes, and may lead, as soon as it restarts: behind a partition a stale "
+            "candidate wins with its vote and writes a majority acknowledged are lost (quorum mode)",
+            invariants=frozenset({"acked_write_lost"}),
+            only_after_wipe=True,
+        ),
     )
 }
 
@@ -94,6 +103,6 @@ def resolve(names: list[str] | None) -> list[Finding]:
     return [KNOWN[n] for n in names]
 
 
-def known_as(invariant: str, findings: list[Finding]) -> str | None:
+def known_as(invariant: str, findings: list[Finding], *, disk_lost: bool = False) -> str | None:
     """The tolerated finding a violation of ``invariant`` counts as, if any."""
-    return next((f.name for f in findings if invariant in f.invariants), None)
+    return next((f.name for f in findings if invariant in f.invariants and (disk_lost or not f.only_after_wipe)), None)

@@ -205,7 +205,7 @@ class World:
     def violation(self, violation: Violation) -> None:
         if self.closing:
             return
-        finding = findings.known_as(violation.invariant, self.tolerated)
+        finding = findings.known_as(violation.invariant, self.tolerated, disk_lost=bool(self.checker.wiped))
         if finding is not None:
             self.known.append((finding, violation))
             self.trace.add(f"KNOWN {finding}: {violation}")
