@@ -28,6 +28,7 @@ def replay(case: dict, *, tolerate_it: bool):
         nodes=case["nodes"],
         mode=case["mode"],
         faults=tuple(faults_mod.Fault.from_json(f) for f in case["faults"]),
+        window=case["window"],
         tolerate=others,
     )
     return run(config)

@@ -17,15 +17,21 @@ def make_scheduler(*names: str) -> tuple[Scheduler, list[SimLoop]]:
     return scheduler, loops
 
 
-def test_an_hour_of_sleeping_takes_no_real_time_and_the_clock_says_an_hour():
-    scheduler, (loop,) = make_scheduler("a")
+def sleep_on(loop: SimLoop, seconds: float) -> list[float]:
+    """Start a task on ``loop`` that sleeps ``seconds``; the list gets the loop's time when it wakes."""
     woke: list[float] = []
 
     async def sleeper():
-        await asyncio.sleep(3600)
+        await asyncio.sleep(seconds)
         woke.append(loop.time())
 
     loop.create_task(sleeper())
+    return woke
+
+
+def test_an_hour_of_sleeping_takes_no_real_time_and_the_clock_says_an_hour():
+    scheduler, (loop,) = make_scheduler("a")
+    woke = sleep_on(loop, 3600)
     started = time.perf_counter()
     scheduler.run_until(7200)
 
@@ -52,13 +58,7 @@ def test_loops_run_in_the_order_of_their_events_across_processes():
 
 def test_a_paused_loop_runs_nothing_and_its_timers_fire_late_when_resumed():
     scheduler, (loop,) = make_scheduler("a")
-    woke: list[float] = []
-
-    async def sleeper():
-        await asyncio.sleep(1)
-        woke.append(loop.time())
-
-    loop.create_task(sleeper())
+    woke = sleep_on(loop, 1)
     scheduler.run_until(0.5)  # the sleep has begun: its timer is due at 1.0
     loop.paused = True
     scheduler.run_until(5)

@@ -51,7 +51,7 @@ class Client:
     # --- one request -----------------------------------------------------------------------
 
     def _pick(self) -> SimHost:
-        return self.rng.choice(self.world.hosts)
+        return self.rng.choice(self.world.members)
 
     async def call(
         self, host: SimHost, method: str, path: str, payload: Any = None, *, key: str | None = None, min_lsn: int | None = None

@@ -14,7 +14,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-PROCESS_KINDS = ("crash", "pause", "stop", "wipe")
+PROCESS_KINDS = ("crash", "pause", "stop", "wipe", "join")
 PARTITION_KINDS = ("isolate", "split", "cut", "link")
 KINDS = (*PROCESS_KINDS, *PARTITION_KINDS, "net", "dns", "skew")
 DNS_MODES = ("nxdomain", "empty", "partial", "wrong", "timeout")
@@ -22,7 +22,8 @@ DNS_MODES = ("nxdomain", "empty", "partial", "wrong", "timeout")
 
 @dataclass(frozen=True)
 class Fault:
-    """One fault. ``nodes`` names its targets (``n1``..``n5``): the node for process faults and skew;
+    """One fault. ``nodes`` names its targets (``n1``..``n6``): the node for process faults and skew
+    (for ``join``, the spare machine that joins with an empty disk and leaves gracefully at the end);
     for ``split`` one side (the rest is the other); for ``cut`` the sender then the receiver; for
     ``link`` the two ends; for ``dns`` the nodes whose lookups see it. ``params`` holds the rest:
     ``seconds`` (skew), ``loss``/``duplicate``/``delay`` (net), ``mode``/``keep``/``extra`` (dns)."""
@@ -90,8 +91,11 @@ def describe(faults: list[Fault]) -> str:
     return "\n".join(f.describe() for f in faults) if faults else "(no faults)"
 
 
-def generate(seed: int, names: list[str], *, start: float, end: float, count: tuple[int, int] = (3, 8)) -> list[Fault]:
-    """A random schedule within [start, end): every fault has ended by ``end``."""
+def generate(
+    seed: int, names: list[str], *, start: float, end: float, count: tuple[int, int] = (3, 8), spare: str | None = None
+) -> list[Fault]:
+    """A random schedule within [start, end): every fault has ended by ``end``. ``spare`` names a
+    machine outside the cluster that ``join`` faults bring in (none: no joins)."""
     rng = random.Random(f"{seed}:faults")
     busy: dict[str, list[tuple[float, float]]] = {}  # per node (and "net"): intervals taken by exclusive faults
     faults: list[Fault] = []
@@ -99,7 +103,7 @@ def generate(seed: int, names: list[str], *, start: float, end: float, count: tu
     attempts = 0
     while len(faults) < wanted and attempts < wanted * 20:
         attempts += 1
-        fault = _draw(rng, names, start, end)
+        fault = _draw(rng, names, start, end, spare)
         if fault is None:
             continue
         lanes = _lanes(fault)
@@ -153,10 +157,11 @@ _WEIGHTS = {
     "net": 4,
     "dns": 4,
     "skew": 1,
+    "join": 1,
 }
 
 
-def _draw(rng: random.Random, names: list[str], start: float, end: float) -> Fault | None:
+def _draw(rng: random.Random, names: list[str], start: float, end: float, spare: str | None) -> Fault | None:
     kind = rng.choices(list(_WEIGHTS), weights=list(_WEIGHTS.values()))[0]
     at = round(rng.uniform(start, end - 0.5), 3)
     # Short faults bite differently from long ones (a blip inside the suspicion time, or an outage
@@ -168,7 +173,11 @@ def _draw(rng: random.Random, names: list[str], start: float, end: float) -> Fau
     node = rng.choice(names)
     params: dict[str, Any] = {}
     nodes: tuple[str, ...] = (node,)
-    if kind == "split":
+    if kind == "join":
+        if spare is None:
+            return None
+        nodes = (spare,)
+    elif kind == "split":
         size = rng.randint(1, len(names) // 2)
         nodes = tuple(sorted(rng.sample(names, size)))
     elif kind in ("cut", "link"):

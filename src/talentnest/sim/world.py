@@ -44,11 +44,11 @@ from talentnest.sim.net import Conditions, Network
 from talentnest.sim.trace import Trace
 
 BOOTSTRAP = 1.0  # the first node up leads alone until the others start: by design, not a finding
-FAULTS_START = 3.0
+FAULTS_START = 2.5
 CLIENTS_START = 1.5
 FINISH_GRACE = 15.0  # after the window, clients may finish what they started for this long
 CONVERGENCE_POLL = 0.25
-DEFAULT_WINDOW = 10.0
+DEFAULT_WINDOW = 8.0
 DEFAULT_SETTLE = 30.0
 JWT_SECRET = "sim-jwt-secret-0123456789abcdef0123456789abcdef"
 SIM_TIMINGS = {"HEARTBEAT_INTERVAL": "1", "FAILURE_TIMEOUT": "5", "ELECTION_INTERVAL": "5"}
@@ -71,13 +71,21 @@ class RunConfig:
     root: Path | None = None  # where data directories are made (default: /dev/shm when present)
     tolerate: tuple[str, ...] = ()  # known findings this run tolerates (sim.findings)
 
+    @property
+    def spare(self) -> str | None:
+        """The machine ``join`` faults bring in: async mode only (in quorum mode the voters are
+        CLUSTER_SIZE, and a member beyond it is a misconfiguration, not a fault)."""
+        return f"n{self.nodes + 1}" if self.mode == "async" else None
+
     def schedule(self) -> list[Fault]:
         """The faults of this run: the given ones, or the seed's; less what a tolerated finding avoids."""
         if self.faults is not None:
             drawn = list(self.faults)
         else:
             names = [f"n{i + 1}" for i in range(self.nodes)]
-            drawn = faults_mod.generate(self.seed, names, start=FAULTS_START, end=FAULTS_START + self.window)
+            drawn = faults_mod.generate(
+                self.seed, names, start=FAULTS_START, end=FAULTS_START + self.window, spare=self.spare
+            )
         tolerated = findings.resolve(list(self.tolerate))
         dns_modes = frozenset().union(*(f.avoid_dns_modes for f in tolerated))
         skews = [f.max_skew for f in tolerated if f.max_skew is not None]
@@ -171,7 +179,7 @@ class World:
         self.unexpected_answers: list[str] = []
         self.hosts: list[SimHost] = []
         self.watch: dict[int, _Watch] = {}
-        for i in range(config.nodes):
+        for i in range(config.nodes + (config.spare is not None)):
             address = f"10.0.2.{i + 1}"
             data_dir = directory / f"n{i + 1}"
             env = {
@@ -191,8 +199,12 @@ class World:
             self.watch[i] = _Watch()
             self.network.hosts[address] = host
         self.by_name = {h.name: h for h in self.hosts}
+        self.members = self.hosts[: config.nodes]  # the spare, if any, is outside until it joins
+        self.spare = self.hosts[config.nodes] if config.spare is not None else None
         self.clients = [Client(self, i) for i in range(config.clients)]
-        self.window_end = FAULTS_START + config.window
+        # A given schedule may run past the default window: the run waits for its last fault to end.
+        self.schedule = config.schedule()
+        self.window_end = max([FAULTS_START + config.window, *(f.end for f in self.schedule)])
         self.writes_until = self.window_end
         self.clients_until = self.window_end + FINISH_GRACE
         self.active: dict[int, Fault] = {}
@@ -307,7 +319,7 @@ class World:
             return
         watch = self.watch[host.index]
         node, db = inc.node, inc.db
-        role = (node.role, node.state.current.term)
+        role = (node.role, node.term)
         if role != watch.role:
             watch.role = role
             self.trace.add(f"{host.name} is {role[0]} in term {role[1]}")
@@ -318,8 +330,11 @@ class World:
                     if self.known_trigger("alone-at-start", text):
                         return
                 self.checker.leader(self.clock.now, role[1], node.node_id)
-        conn = db._conn
-        if conn is not watch.conn and conn is not None:
+        try:
+            conn = db.conn
+        except RuntimeError:
+            return  # not open yet (or closing): its LSN is not its data's
+        if conn is not watch.conn:
             watch.conn = conn
             self._database_opened(host, inc)
         lsn = db.last_lsn
@@ -422,9 +437,11 @@ class World:
         self.active[fault_id] = fault
         self.trace.add(f"fault begins: {fault.describe()}")
         kind = fault.kind
-        if kind in ("crash", "pause", "stop", "wipe", "skew"):
+        if kind in ("crash", "pause", "stop", "wipe", "skew", "join"):
             host = self.by_name[fault.nodes[0]]
-            if kind == "crash":
+            if kind == "join":
+                self.control.create_task(self._join(host))
+            elif kind == "crash":
                 host.crash()
             elif kind == "pause":
                 host.pause()
@@ -461,6 +478,8 @@ class World:
         kind = fault.kind
         if kind in ("crash", "stop", "wipe"):
             self.control.create_task(self._start_when_down(self.by_name[fault.nodes[0]]))
+        elif kind == "join":
+            self.by_name[fault.nodes[0]].terminate()
         elif kind == "pause":
             self.by_name[fault.nodes[0]].resume()
         elif kind == "skew":
@@ -473,6 +492,13 @@ class World:
             override = self.overrides.pop(fault_id, None)
             if override in self.dns.overrides:
                 self.dns.overrides.remove(override)
+
+    async def _join(self, host: SimHost) -> None:
+        """A new machine joins with an empty disk (once the one before it has left)."""
+        while host.running:
+            await asyncio.sleep(0.05)
+        host.wipe()
+        host.start()
 
     async def _start_when_down(self, host: SimHost) -> None:
         while host.running:  # a graceful stop still draining
@@ -488,7 +514,9 @@ class World:
     def _converged(self) -> bool:
         if not all(c.done for c in self.clients):
             return False
-        incs = [h.incarnation for h in self.hosts]
+        if self.spare is not None and self.spare.running:
+            return False  # it is still leaving
+        incs = [h.incarnation for h in self.members]
         if any(inc is None or not inc.listening or inc.loop.paused for inc in incs):
             return False
         if len({inc.db.last_lsn for inc in incs}) != 1:
@@ -512,7 +540,7 @@ class World:
     def run(self) -> Result:
         started = time.perf_counter()
         config = self.config
-        schedule = config.schedule()
+        schedule = self.schedule
         capture = _LogCapture(self)
         logger = logging.getLogger("talentnest")
         saved = (logger.level, logger.propagate)
@@ -565,7 +593,7 @@ class World:
 
     def _play(self, schedule: list[Fault]) -> None:
         rng_start = __import__("random").Random(f"{self.seed}:start")
-        for host in self.hosts:
+        for host in self.members:
             self.control.call_at(rng_start.uniform(0.0, 0.5), host.start)
         for client in self.clients:
             self.control.call_at(CLIENTS_START + rng_start.uniform(0, 0.5), lambda c=client: self.control.create_task(c.run()))
@@ -585,7 +613,7 @@ class World:
         if self.ended_by is not None or (self.config.fail_fast and self.checker.violations):
             return
         now = self.clock.now
-        incs = [(h, h.incarnation) for h in self.hosts]
+        incs = [(h, h.incarnation) for h in self.members]
         if not self.settled:
             state = "; ".join(
                 f"{h.name}: down"
