@@ -81,7 +81,10 @@ def dumps(faults: list[Fault]) -> str:
 
 
 def loads(text: str) -> list[Fault]:
+    """A schedule from JSON: a list of faults, or an object with one under ``faults`` (a finding's case)."""
     data = json.loads(text)
+    if isinstance(data, dict) and "faults" in data:
+        data = data["faults"]
     if not isinstance(data, list):
         raise ValueError("a schedule is a JSON list of faults")
     return [Fault.from_json(item) for item in data]

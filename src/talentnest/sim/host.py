@@ -128,7 +128,7 @@ class SimHost:
         inc = Incarnation(number, loop, app, app.state.node, app.state.db)
         self.incarnation = inc
         world.scheduler.add(loop)
-        world.observe_start(self, inc)
+        world.watcher.started(self, inc)
         loop.create_task(self._lifespan(inc))
         world.trace.add(f"{self.name} start #{number}")
 
@@ -212,7 +212,6 @@ class SimHost:
         # finally blocks run) in the middle of the run.
         self.world.graveyard.append((inc, list(asyncio.all_tasks(inc.loop))))
         self.incarnation = None
-        self.world.observe_exit(self, inc)
 
     def pause(self) -> None:
         if self.incarnation is not None:
@@ -229,7 +228,7 @@ class SimHost:
         if self.incarnation is None and self.data_dir.exists():
             shutil.rmtree(self.data_dir)
             self.world.trace.add(f"{self.name} wipe")
-            self.world.observe_wipe(self)
+            self.world.watcher.wiped(self)
 
     # --- serving ---------------------------------------------------------------------------
 
@@ -282,5 +281,5 @@ class SimHost:
             return
         else:
             reply = Reply(start["status"], reply_headers(start.get("headers", [])), b"".join(chunks))
-        self.world.observe_answer(self, inc, exchange, reply)
+        self.world.watcher.answered(self, inc, exchange, reply)
         self.world.network.send_back(exchange, reply)
