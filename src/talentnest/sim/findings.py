@@ -69,10 +69,11 @@ KNOWN: dict[str, Finding] = {
             invariants=frozenset({"min_lsn_read_stale"}),
         ),
         Finding(
-            "F5-alone-at-start",
-            "a node that (re)starts while DNS lists only itself (its peers down, or DNS failing on a fresh "
-            "process) leads at once, alone, in a term its peers may already have used",
-            trigger="alone-at-start",
+            "F5-led-alone",
+            "a node that DNS shows alone (its peers stopped, crashed or restarting, or DNS failing on a fresh "
+            "process) leads with a voter set of 1, in a term its unreachable peers may use too: two leaders in one "
+            "term, whose histories then diverge unseen",
+            trigger="led-alone",
         ),
         Finding(
             "F6-token-misattributed",

@@ -136,10 +136,9 @@ class Watcher:
             watch.role = role
             self.world.trace.add(f"{host.name} is {role[0]} in term {role[1]}")
             if role[0] == "leader":
-                as_it_started = inc.started_at is None or inc.started_at == self.world.clock.now
-                if as_it_started and len(self.world.hosts) > 1 and self.world.clock.now > BOOTSTRAP:
-                    text = f"{host.name} led term {role[1]} alone as it started"
-                    if self.world.known_trigger("alone-at-start", text):
+                if node.voters() == 1 and len(self.world.hosts) > 1 and self.world.clock.now > BOOTSTRAP:
+                    text = f"{host.name} leads term {role[1]} with a voter set of 1 (itself)"
+                    if self.world.known_trigger("led-alone", text):
                         return
                 self.world.checker.leader(self.world.clock.now, role[1], node.node_id)
         try:

@@ -298,7 +298,8 @@ class World:
                 "commits": self.checker.commits,
                 "client_requests": sum(c.requests for c in self.clients),
                 "terms": max(self.checker.leaders, default=0),
-                "restarts": sum(1 for _ in self.graveyard),
+                "processes_ended": len(self.graveyard),
+                "trace_events": self.trace.events,
             },
         )
 
