@@ -20,15 +20,14 @@ RUN apt-get update \
 
 WORKDIR /build
 
-# Dependencies first, read from pyproject.toml alone: a change to the source reuses this layer.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > requirements.txt \
- && pip install -r requirements.txt \
- && rm requirements.txt
+# Dependencies first, exactly the locked runtime versions that CI tested, each checked against its
+# sha256 (requirements-runtime.lock, made by .ci/lock): a change to the source reuses this layer.
+COPY requirements-runtime.lock ./
+RUN pip install --require-hashes --no-deps -r requirements-runtime.lock \
+ && rm requirements-runtime.lock
 
 # Then the package itself, without touching the dependencies again.
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY src ./src
 RUN pip install --no-deps . \
  && cd / && rm -rf /build \

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -13,18 +14,22 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute, Match, Mount, Route
 
 from talentnest import __version__, api, http_errors, metrics, web
+from talentnest import openapi as openapi_schema
 from talentnest.cluster import api as cluster_api
+from talentnest.cluster import idempotency
+from talentnest.cluster.forward import ForwardStats
 from talentnest.cluster.metrics import ClusterCollector
 from talentnest.cluster.middleware import ClusterMiddleware
 from talentnest.cluster.node import ClusterNode
 from talentnest.cluster.replication import Replication
 from talentnest.cluster.runtime import Clock, Runtime, SystemClock, real_runtime
 from talentnest.config import Settings
+from talentnest.errors import TalentNestError
 from talentnest.limits import BodyLimit
 from talentnest.logs import NodeContext
 from talentnest.services import AuthService, Passwords, PostService, Tokens, UserService
 from talentnest.services.throttle import LoginThrottle, ThrottlePolicy
-from talentnest.store import Database, Retention
+from talentnest.store import Database, Retention, guard, snapshot, storage_failure
 from talentnest.store.posts import PostRepo
 from talentnest.store.schema import MIGRATIONS
 from talentnest.store.users import UserRepo
@@ -72,33 +77,40 @@ def write_classifier(routes: Sequence[BaseRoute]) -> Callable[[dict], bool]:
     return is_write
 
 
-def find_layer(app: FastAPI, kind: type) -> object | None:
-    """The instance of middleware ``kind`` in the app's built stack (None before the first request)."""
-    layer = app.middleware_stack
-    while layer is not None:
-        if isinstance(layer, kind):
-            return layer
-        layer = getattr(layer, "app", None)
-    return None
-
-
-def create_app(settings: Settings, *, context: NodeContext | None = None, runtime: Runtime | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    context: NodeContext | None = None,
+    runtime: Runtime | None = None,
+    data_lock: guard.DataDirLock | None = None,
+) -> FastAPI:
     """The whole node as one ASGI app; the database opens and the node joins when it starts.
 
     ``runtime`` is the node's outside world (clocks, randomness, network, discovery): the real one
-    unless a caller (the simulation) gives its own.
+    unless a caller (the simulation) gives its own. ``data_lock`` is the data directory's lock when
+    the caller already holds it (the CLI takes it first, to refuse a second process with one line).
     """
     context = context or NodeContext()
     runtime = runtime or real_runtime()
     db = build_database(settings, clock=runtime.clock.wall)
     node = ClusterNode(settings, db, runtime)
-    node.replication = Replication(node, db)
+    replication = Replication(node, db, syncing=lambda: node.worker.syncing, wait_applied=node.waiters.wait)
+    node.replication = replication
+    node.maintenance.append(lambda: idempotency.expire(db, runtime.clock.wall() - idempotency.TTL))
     context.term_of = lambda: node.term
     context.id_of = lambda: node.node_id if node.address else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db.open()
+        lock = data_lock or guard.DataDirLock(settings.data_dir)
+        lock.acquire(owner=f"node at {settings.advertise_address or settings.host}:{settings.port}")
+        snapshot.remove_partial_files(settings.data_dir)
+        guard.check_at_start(settings.data_dir, full=settings.startup_check == "full")
+        try:
+            db.open()
+        except sqlite3.DatabaseError as exc:  # damage the start-up check could not see
+            guard.set_aside(settings.data_dir, f"it cannot be opened ({exc})")
+            db.open()
         log.info("store: opened %s at LSN %d", db.path, db.last_lsn)
         try:
             await node.start()
@@ -109,6 +121,7 @@ def create_app(settings: Settings, *, context: NodeContext | None = None, runtim
         finally:
             await node.stop()
             db.close()
+            lock.release()
             log.info("store: closed %s", db.path)
 
     app = FastAPI(
@@ -116,20 +129,31 @@ def create_app(settings: Settings, *, context: NodeContext | None = None, runtim
         version=__version__,
         description="A talent network's API, served by every node of a replicated SQLite cluster.",
         lifespan=lifespan,
+        # /docs is the node's own page (web/), with Swagger UI served from the package: FastAPI's
+        # loads it from a CDN with an inline script, which the page's CSP refuses. No /redoc.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.db = db
     app.state.node = node
     app.state.product = build_product(settings, db, sharing_nodes=node.members_alive, clock=runtime.clock)
-    http_errors.install(app)
+
+    def classify(exc: Exception) -> TalentNestError | None:
+        failure = storage_failure(exc)
+        if failure is not None:
+            db.report_failure(failure)  # a read met a full disk or a damaged file: the node reacts
+        return failure
+
+    http_errors.install(app, classify=classify)
     app.include_router(api.router)
 
-    @app.get("/healthz", tags=["operations"])
+    @app.get("/healthz", operation_id="getHealth", tags=["operations"])
     async def healthz() -> dict:
         """Alive: the process answers."""
         return {"status": "ok", "node_id": node.node_id}
 
-    @app.get("/readyz", tags=["operations"], responses={503: {"description": "not ready"}})
+    @app.get("/readyz", operation_id="getReadiness", tags=["operations"], responses={503: {"description": "not ready"}})
     async def readyz() -> JSONResponse:
         """Ready to serve: synced with the leader, and a leader is known."""
         ready, reason = node.readiness()
@@ -138,17 +162,15 @@ def create_app(settings: Settings, *, context: NodeContext | None = None, runtim
     registry = metrics.new_registry()
     app.state.metrics_registry = registry
 
-    def forward_counts() -> tuple[int, int]:
-        forwarder = find_layer(app, ClusterMiddleware)
-        return (forwarder.forwarded, forwarder.forward_failures) if forwarder is not None else (0, 0)
-
-    registry.register(ClusterCollector(node, version=__version__, forward_counts=forward_counts))
+    forwards = ForwardStats()
+    registry.register(ClusterCollector(node, replication, forwards, version=__version__))
     request_stats = metrics.RequestStats()
     registry.register(request_stats)
     app.add_api_route(
         "/metrics",
         metrics.metrics_endpoint(registry),
         methods=["GET"],
+        operation_id="getMetrics",
         tags=["operations"],
         summary="Metrics",
         description="This node's metrics in the Prometheus text format: HTTP requests, role, term, LSNs, "
@@ -157,9 +179,17 @@ def create_app(settings: Settings, *, context: NodeContext | None = None, runtim
         responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}},
     )
     # First in the router: node-to-node calls are the hottest path and match on a plain prefix.
-    app.router.routes[:0] = cluster_api.build_routes(node)
+    app.router.routes[:0] = cluster_api.build_routes(node, replication)
     app.router.routes.extend(web.routes())
-    app.add_middleware(ClusterMiddleware, coordinator=node, db=db, is_write=write_classifier(api.router.routes), key=node.key)
+    openapi_schema.install(app)
+    app.add_middleware(
+        ClusterMiddleware,
+        coordinator=node.gate,
+        db=db,
+        is_write=write_classifier(api.router.routes),
+        key=node.key,
+        stats=forwards,
+    )
     app.add_middleware(BodyLimit, timeout=settings.client_timeout)
     # Outermost: times every request, including those the layers below answer themselves. It matches
     # against the routes themselves (the product's router is included as one opaque entry).

@@ -93,6 +93,14 @@ def run_node(environ=None) -> int:
     except ConfigError as exc:
         print(f"talentnest: configuration error: {exc}", file=sys.stderr)
         return 2
+    from talentnest.store.guard import DataDirInUse, DataDirLock
+
+    data_lock = DataDirLock(settings.data_dir)
+    try:
+        data_lock.acquire(owner=f"node on port {settings.port}")
+    except DataDirInUse as exc:
+        print(f"talentnest: {exc}", file=sys.stderr)
+        return 2
     # Imported once the settings are known good, so that a bad one is reported at once.
     from talentnest import logs
     from talentnest.app import create_app
@@ -124,7 +132,7 @@ def run_node(environ=None) -> int:
             settings.argon2_time_cost,
             settings.argon2_memory_kib,
         )
-    app = create_app(settings, context=context)
+    app = create_app(settings, context=context, data_lock=data_lock)
     config = uvicorn.Config(
         app,
         host=settings.host,

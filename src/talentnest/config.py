@@ -21,6 +21,9 @@ _INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _DECIMAL = re.compile(r"([0-9]+(\.[0-9]*)?|\.[0-9]+)", re.ASCII)
 # Below this many bytes an HS256 key is brute-forceable offline from any token (RFC 7518 3.2).
 MIN_SECRET_BYTES = 32
+# How far apart two nodes' clocks may be: signed node-to-node calls, and user tokens' issue times
+# (a token made on one node is good on another as long as their clocks agree this well).
+MAX_CLOCK_SKEW_SECONDS = 30
 # RFC 9106 section 4 recommends argon2id with t=1 and m=2 GiB or, where memory is scarce (the
 # defaults here), t=3, p=4 and m=64 MiB. A node warns when its parameters meet neither.
 RFC9106_TIME_COST, RFC9106_MEMORY_KIB, RFC9106_PARALLELISM = 3, 64 * 1024, 4
@@ -62,6 +65,7 @@ class Settings:
     login_max_failures_per_address: int = 100
     login_window: float = 900.0
     client_timeout: float = 30.0
+    startup_check: str = "quick"
 
     @property
     def has_short_jwt_secret(self) -> bool:
@@ -120,6 +124,7 @@ class Settings:
             login_max_failures_per_address=env.integer("LOGIN_MAX_FAILURES_PER_ADDRESS", 100, low=1, high=1_000_000),
             login_window=env.seconds("LOGIN_WINDOW", 900.0),
             client_timeout=env.seconds("CLIENT_TIMEOUT", 30.0),
+            startup_check=env.choice("STARTUP_CHECK", ("quick", "full"), "quick"),
         )
 
 

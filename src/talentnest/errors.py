@@ -87,6 +87,24 @@ class NoLeader(ClusterError):
     code = "no_leader"
 
 
+class WriterBusy(ClusterError):
+    """The single writer is inside another request's transaction (a write route that awaited with its
+    transaction open); retry in a moment."""
+
+    code = "writer_busy"
+
+
+class StorageFailure(ClusterError):
+    """This node's disk or database file failed (full, I/O error, damaged); nothing was changed.
+    ``damaged`` says the file itself is corrupt (it must be set aside and resynced)."""
+
+    code = "storage_failure"
+
+    def __init__(self, message: str, *, damaged: bool = False, code: str | None = None):
+        super().__init__(message, code=code)
+        self.damaged = damaged
+
+
 class StaleTerm(ClusterError):
     """A message from an older term; the sender must step down and catch up."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -116,8 +116,9 @@ def allowed_methods(routes: Iterable[BaseRoute], scope: Scope) -> list[str]:
     return sorted(methods)
 
 
-def install(app: FastAPI) -> None:
-    """Register the handlers that give every error the same shape."""
+def install(app: FastAPI, *, classify: Callable[[Exception], errors.TalentNestError | None] = lambda exc: None) -> None:
+    """Register the handlers that give every error the same shape. ``classify`` may turn an unexpected
+    exception into a known error (a storage failure becomes a 503), instead of a 500."""
 
     @app.exception_handler(errors.TalentNestError)
     async def _product(request: Request, exc: errors.TalentNestError) -> Response:
@@ -156,5 +157,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
+        known = classify(exc)
+        if known is not None:
+            log.warning("%s %s failed: %s", request.method, request.url.path, known)
+            return respond_to(known)
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(500, "internal_error", "an unexpected error happened; it was logged")

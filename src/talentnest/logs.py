@@ -8,7 +8,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable
 
-from talentnest.store._time import iso_from_epoch
+from talentnest.store import iso_from_epoch
 
 # Tokens and password hashes have recognisable shapes; anything shaped like them is masked even
 # if some code path were to log one by mistake.

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from talentnest.cluster.node import IDEMPOTENCY_TTL
+from talentnest.cluster import idempotency
+from talentnest.cluster.idempotency import TTL as IDEMPOTENCY_TTL
 
 
 def post(client, token: str, key: str, content: str = "once"):
@@ -27,7 +28,10 @@ def test_a_retry_with_the_same_key_gets_the_first_answer_and_writes_nothing(clie
 def test_keys_older_than_a_day_are_forgotten_by_the_leader(client, app, make_member):
     member = make_member()
     first = post(client, member.token, "old-key")
-    expire = app.state.node.expire_idempotency_keys  # run on the app's loop thread, where the node runs it
+
+    def expire(now: float) -> int:  # run on the app's loop thread, where the node runs it
+        return idempotency.expire(app.state.db, now - IDEMPOTENCY_TTL)
+
     assert client.portal.call(expire, time.time()) == 0, "a fresh key must be kept"
     assert client.portal.call(expire, time.time() + IDEMPOTENCY_TTL + 60) == 1
     # Forgotten: the same key is a new request now.

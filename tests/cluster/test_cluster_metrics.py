@@ -71,8 +71,14 @@ def test_metrics_parse_and_follow_writes_lag_and_a_failover(make_cluster):
     written = lsn - lsn_before
     assert written == 5
 
-    on_leader = scrape(leader)
-    assert on_leader.value("talentnest_role", role="leader") == 1 and on_leader.value("talentnest_role", role="follower") == 0
+    # On busy machines a short-heartbeat leader may lose and win back its lease: read it while it leads.
+    on_leader = wait_until(
+        lambda: (scraped := scrape(leader)).value("talentnest_role", role="leader") == 1 and scraped,
+        timeout=10,
+        what=f"{leader.name} to lead again",
+        report=cluster.report,
+    )
+    assert on_leader.value("talentnest_role", role="follower") == 0
     assert on_leader.value("talentnest_is_leader") == 1
     assert on_leader.value("talentnest_leader_id") == leader.node_id
     assert on_leader.value("talentnest_term") == leader.status()["term"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import time
 from pathlib import Path
@@ -10,6 +11,10 @@ import _engine
 import pytest
 import yaml
 from _engine import REPO, get_ok, host_port, http, inspect, poll, sh
+from packaging.utils import canonicalize_name
+from tests._lock import RUNTIME_LOCK, read_lock
+
+import talentnest
 
 pytestmark = pytest.mark.docker
 
@@ -157,3 +162,29 @@ def test_swarm_wrapper_reads_the_secret_file_and_sets_node_id_from_the_slot(run_
     _wait_ready(name, port)
     assert _process_env(name, "NODE_ID") == {"9998"}
     assert _process_env(name, "JWT_SECRET") == {"a-swarm-secret-of-more-than-thirty-two-bytes"}
+
+
+BASE_IMAGE = "python:3.11-slim"  # the Dockerfile's FROM
+_LIST_DISTRIBUTIONS = (
+    "import json, importlib.metadata as m; "
+    "print(json.dumps(sorted({(d.metadata['Name'].lower().replace('_', '-'), d.version) for d in m.distributions()})))"
+)
+
+
+def _distributions(image: str) -> set[tuple[str, str]]:
+    out = sh(f"docker run --rm --entrypoint python {image} -c {shlex.quote(_LIST_DISTRIBUTIONS)}").stdout
+    return {(canonicalize_name(name), version) for name, version in json.loads(out)}
+
+
+def test_image_installs_exactly_the_locked_runtime_versions(image):
+    """What ships is what CI tested: every distribution the Dockerfile added is a pin of requirements-runtime.lock
+    (same version), every pin that applies on Linux is there, and nothing else but the package itself."""
+    assert f"FROM {BASE_IMAGE}" in (REPO / "Dockerfile").read_text()
+    added = _distributions(image) - _distributions(BASE_IMAGE)
+    locked = {(name, pin.version) for name, pin in read_lock(RUNTIME_LOCK).items() if pin.applies_here}
+    assert ("talentnest", talentnest.__version__) in added
+    added.discard(("talentnest", talentnest.__version__))
+    assert added == locked, (
+        f"image {image} (on {BASE_IMAGE}) differs from requirements-runtime.lock: "
+        f"not locked {sorted(added - locked)}, locked but missing {sorted(locked - added)}"
+    )

@@ -8,10 +8,12 @@ leftover of an earlier run first, and everything it made at the end). Where the 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import _engine
 import pytest
-from _engine import cluster_status, container_ip, dump_logs, get_ok, logs, node_id, poll, sh
+from _engine import REPO, cluster_status, container_ip, dump_logs, get_ok, logs, node_id, poll, sh
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -176,6 +178,36 @@ def test_section_4_highest_id_leads_on_every_node(seed):
     assert "election" in logs("backend-1")
 
 
+def talentnest_status(*ports: int) -> subprocess.CompletedProcess:
+    """The operator's `talentnest cluster status --url` from the host, as the README shows it."""
+    urls = [part for port in ports for part in ("--url", f"http://localhost:{port}")]
+    return subprocess.run(
+        [sys.executable, "-m", "talentnest", "cluster", "status", *urls],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO / "src")},
+    )
+
+
+def _status_exits(code: int, *ports: int, says: str = "") -> str:
+    def reached():
+        result = talentnest_status(*ports)
+        assert result.returncode == code and says in result.stdout, f"exit {result.returncode}: {result.stdout}"
+        return result.stdout
+
+    return poll(reached, timeout=ELECTION, what=f"cluster status --url to exit {code} {says!r}", diagnostics=_diagnostics)
+
+
+def test_operator_status_of_the_seed_cluster_is_healthy(seed):
+    # One published port is enough: the nodes' internal addresses answer from the host.
+    out = _status_exits(0, 3001, says="healthy")
+    ids = _ids(NODES)
+    for name in NODES:
+        assert f"node-{ids[name]}" in out
+    assert f"leader node-{ids['backend-3']}" in out
+
+
 def test_section_5_logs_show_the_node(seed):
     result = sh("docker logs --tail 50 backend-1")
     # The node logs to stdout, so the seed's `docker logs ... | grep` pipelines filter its lines.
@@ -253,6 +285,32 @@ def test_scenario_2_leader_failover_and_rejoin_with_sync(seed):
         what="backend-3 leading again",
         diagnostics=_diagnostics,
     )
+
+
+def test_operator_status_exit_codes_for_a_hung_a_stopped_and_a_leaderless_cluster(seed):
+    poll(lambda: _agreed_leader(NODES, expected_total=3), timeout=ELECTION, what="three nodes", diagnostics=_diagnostics)
+    ids = _ids(NODES)
+    # docker pause: the node hangs, stays in Docker's DNS, its peers stop hearing from it.
+    sh("docker pause backend-1")
+    try:
+        _status_exits(1, 3002, says=f"node-{ids['backend-1']} does not answer")
+    finally:
+        sh("docker unpause backend-1")
+    _status_exits(0, 3002)
+    # docker stop: it leaves Docker's DNS at once; the others remember it until FAILURE_TIMEOUT.
+    sh("docker stop backend-1")
+    try:
+        _status_exits(1, 3002, says=f"node-{ids['backend-1']} left")
+    finally:
+        sh("docker start backend-1")
+    _status_exits(0, 3001, 3002, 3003)
+    # Two paused: the survivor still has them in DNS, reaches one of three, and cannot lead.
+    sh("docker pause backend-2 backend-3")
+    try:
+        _status_exits(2, 3001, says="no leader")
+    finally:
+        sh("docker unpause backend-2 backend-3")
+    _status_exits(0, 3001, 3002, 3003)
 
 
 def test_scenario_3_a_fourth_node_joins_and_syncs(seed):

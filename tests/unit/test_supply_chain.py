@@ -1,5 +1,6 @@
-"""The supply chain: requirements.lock pins exactly what this environment runs, and the CI audit
-step fails on a known vulnerability but only warns when the vulnerability service is out of reach."""
+"""The supply chain: the lock files pin the whole closure of pyproject.toml with hashes, this environment
+runs exactly those versions, the image's lock is the runtime part of CI's, and the CI audit step fails
+on a known vulnerability but only warns when the vulnerability service is out of reach."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ import importlib.util
 import subprocess
 import sys
 import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests._lock import FULL_LOCK, ROOT, RUNTIME_LOCK, read_lock
 
 
 def ci_module(name: str):
@@ -23,28 +25,81 @@ def ci_module(name: str):
     return module
 
 
-def pins(text: str) -> dict[str, str]:
-    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
-    return dict(line.split("==", 1) for line in lines)
+def _project() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
-def test_the_lock_pins_every_dependency_of_pyproject():
-    locked = pins((ROOT / "requirements.lock").read_text())
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+def _closure(roots: list[Requirement]) -> set[str]:
+    """Every distribution ``roots`` need on this machine, by installed metadata (with extras)."""
+    seen: set[tuple[str, frozenset[str]]] = set()
+    names: set[str] = set()
+    pending = [(requirement, frozenset()) for requirement in roots]
+    while pending:
+        requirement, parent_extras = pending.pop()
+        environments = [{"extra": extra} for extra in parent_extras | {""}]
+        if requirement.marker is not None and not any(requirement.marker.evaluate(env) for env in environments):
+            continue
+        key = (canonicalize_name(requirement.name), frozenset(requirement.extras))
+        if key in seen:
+            continue
+        seen.add(key)
+        names.add(key[0])
+        requires = metadata.distribution(requirement.name).requires or ()
+        pending.extend((Requirement(text), frozenset(requirement.extras)) for text in requires)
+    return names
 
+
+def test_every_pin_is_exact_and_hashed():
+    for lock in (FULL_LOCK, RUNTIME_LOCK):
+        assert len(read_lock(lock)) > 30, f"{lock.name} looks empty"
+
+
+def test_the_lock_pins_every_dependency_of_pyproject_within_its_range():
+    locked = read_lock(FULL_LOCK)
+    project = _project()
     for text in [*project["dependencies"], *project["optional-dependencies"]["test"]]:
         requirement = Requirement(text)
         name = canonicalize_name(requirement.name)
-        assert name in locked, f"{name} is in pyproject.toml but not in requirements.lock"
-        assert requirement.specifier.contains(locked[name], prereleases=True), (name, locked[name], str(requirement.specifier))
+        assert name in locked, f"{name} is in pyproject.toml but not in requirements.lock: run .ci/lock"
+        assert requirement.specifier.contains(locked[name].version, prereleases=True), (
+            f"{name}=={locked[name].version} is outside pyproject.toml's {requirement.specifier}: run .ci/lock"
+        )
 
 
-def test_the_lock_is_what_this_environment_has_installed():
-    generated = subprocess.run([sys.executable, str(ROOT / ".ci" / "lock.py")], capture_output=True, text=True, check=True)
+@pytest.mark.parametrize(
+    ("lock", "extras"), [(FULL_LOCK, ["test"]), (RUNTIME_LOCK, [])], ids=["requirements.lock", "requirements-runtime.lock"]
+)
+def test_each_lock_holds_exactly_the_closure_of_pyproject(lock: Path, extras: list[str]):
+    project = _project()
+    roots = [Requirement(text) for text in project["dependencies"]]
+    for extra in extras:
+        roots += [Requirement(text) for text in project["optional-dependencies"][extra]]
+    wanted = _closure(roots) - {canonicalize_name(project["name"])}
+    here = {name for name, pin in read_lock(lock).items() if pin.applies_here}
+    assert here >= wanted, f"{lock.name} lacks {sorted(wanted - here)}: run .ci/lock"
+    assert here <= wanted, f"{lock.name} pins what nothing needs: {sorted(here - wanted)}: run .ci/lock"
 
-    assert pins(generated.stdout) == pins((ROOT / "requirements.lock").read_text()), (
-        "requirements.lock is stale: regenerate it with `python .ci/lock.py > requirements.lock`"
-    )
+
+def test_the_image_lock_is_the_runtime_part_of_what_ci_tests():
+    full, runtime = read_lock(FULL_LOCK), read_lock(RUNTIME_LOCK)
+    different = {name: (pin.version, full[name].version if name in full else None) for name, pin in runtime.items()
+                 if name not in full or full[name] != pin}  # fmt: skip
+    assert not different, f"requirements-runtime.lock differs from requirements.lock (runtime, full): {different}"
+
+
+def test_this_environment_runs_the_locked_versions():
+    """./dev installs requirements.lock with --require-hashes: what the tests run on is what is locked."""
+    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    locked = {name: pin.version for name, pin in read_lock(FULL_LOCK).items() if pin.applies_here}
+    different = {name: (version, installed.get(name)) for name, version in locked.items() if installed.get(name) != version}
+    assert not different, f"locked vs installed: {different}; ./dev reinstalls from the lock when it changes"
+
+
+def test_the_lock_script_uses_a_resolver_that_writes_hashes():
+    script = (ROOT / ".ci" / "lock").read_text()
+    assert "uv pip compile" in script.replace('"$UV"', "uv") and "--generate-hashes" in script
+    for lock in (FULL_LOCK, RUNTIME_LOCK):
+        assert "#    .ci/lock" in lock.read_text().splitlines()[1], f"{lock.name} was not made by .ci/lock"
 
 
 REPORTS = {
@@ -75,6 +130,15 @@ def test_the_audit_fails_only_on_a_known_vulnerability(capsys, report: dict, sta
 
     out, err = capsys.readouterr()
     assert said in out + err
+
+
+def test_the_audit_reads_the_hashed_lock(tmp_path):
+    """pip-audit is given the real lock file (hashes and continuation lines) and parses every pin of it."""
+    command = [sys.executable, "-m", "pip_audit", "--requirement", str(RUNTIME_LOCK), "--no-deps", "--disable-pip",
+               "--dry-run", "--progress-spinner", "off"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"Dry run: would have audited {len(read_lock(RUNTIME_LOCK))} packages" in result.stdout + result.stderr
 
 
 def test_the_audit_refuses_a_missing_lock(tmp_path):

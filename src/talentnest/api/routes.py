@@ -49,6 +49,7 @@ def token_optional() -> dict[str, Any]:
 
 @router.post(
     "/auth/signup",
+    operation_id="signup",
     status_code=201,
     response_model=SessionOut,
     tags=["auth"],
@@ -61,7 +62,9 @@ async def signup(body: SignupIn, services: Services) -> dict[str, Any]:
     return session.as_dict()
 
 
-@router.post("/auth/login", response_model=SessionOut, tags=["auth"], responses=errors(400, 401, 413, 415, 422, 429))
+@router.post(
+    "/auth/login", operation_id="login", response_model=SessionOut, tags=["auth"], responses=errors(400, 401, 413, 415, 422, 429)
+)
 async def login(body: LoginIn, services: Services, request: Request) -> dict[str, Any]:
     """Log in with ``password`` and ``username`` or ``email`` (a read: any node answers).
 
@@ -71,7 +74,7 @@ async def login(body: LoginIn, services: Services, request: Request) -> dict[str
     return session.as_dict()
 
 
-@router.get("/auth/me", response_model=MeOut, tags=["auth"], responses=errors(401))
+@router.get("/auth/me", operation_id="getMe", response_model=MeOut, tags=["auth"], responses=errors(401))
 async def me(user: User, services: Services) -> dict[str, Any]:
     """The user whose token this is, with their email."""
     return services.auth.me(user)
@@ -80,7 +83,7 @@ async def me(user: User, services: Services) -> dict[str, Any]:
 # --- users -------------------------------------------------------------------------------------
 
 
-@router.get("/users/search", response_model=UserPage, tags=["users"], responses=errors(422))
+@router.get("/users/search", operation_id="searchUsers", response_model=UserPage, tags=["users"], responses=errors(422))
 async def search_users(
     services: Services,
     query: Annotated[str, Query(min_length=1, max_length=rules.QUERY_MAX, description="words to find")],
@@ -91,40 +94,73 @@ async def search_users(
     return services.users.search(query, limit=limit, cursor=cursor).as_dict()
 
 
-@router.get("/users/me", response_model=MeOut, tags=["users"], responses=errors(401))
+@router.get("/users/me", operation_id="getMyProfile", response_model=MeOut, tags=["users"], responses=errors(401))
 async def my_profile(user: User, services: Services) -> dict[str, Any]:
     """Your own profile, with your email (the same as /api/auth/me)."""
     return services.auth.me(user)
 
 
-@router.patch("/users/me", response_model=MeOut, tags=["users"], responses=errors(400, 401, 413, 415, 422), **writes())
+@router.patch(
+    "/users/me",
+    operation_id="updateMyProfile",
+    response_model=MeOut,
+    tags=["users"],
+    responses=errors(400, 401, 413, 415, 422),
+    **writes(),
+)
 async def update_me(body: ProfileIn, user: User, services: Services) -> dict[str, Any]:
     """Change name, headline, bio, location or skills (omitted fields stay as they are)."""
     return services.users.update_profile(user, body.model_dump(exclude_unset=True, exclude_none=True))
 
 
-@router.get("/users/{username}", response_model=UserOut, tags=["users"], responses=errors(404, 422))
+@router.get("/users/{username}", operation_id="getUser", response_model=UserOut, tags=["users"], responses=errors(404, 422))
 async def get_user(username: Username, services: Services) -> dict[str, Any]:
     return services.users.profile(username)
 
 
-@router.post("/users/{username}/follow", response_model=UserOut, tags=["users"], responses=errors(401, 404, 422), **writes())
+@router.post(
+    "/users/{username}/follow",
+    operation_id="followUser",
+    response_model=UserOut,
+    tags=["users"],
+    responses=errors(401, 404, 422),
+    **writes(),
+)
 async def follow(username: Username, user: User, services: Services) -> dict[str, Any]:
     """Follow a user (following twice changes nothing); answers the followed user."""
     return services.users.follow(user, username)
 
 
-@router.delete("/users/{username}/follow", response_model=UserOut, tags=["users"], responses=errors(401, 404, 422), **writes())
+@router.delete(
+    "/users/{username}/follow",
+    operation_id="unfollowUser",
+    response_model=UserOut,
+    tags=["users"],
+    responses=errors(401, 404, 422),
+    **writes(),
+)
 async def unfollow(username: Username, user: User, services: Services) -> dict[str, Any]:
     return services.users.unfollow(user, username)
 
 
-@router.get("/users/{username}/followers", response_model=UserPage, tags=["users"], responses=errors(404, 422))
+@router.get(
+    "/users/{username}/followers",
+    operation_id="listFollowers",
+    response_model=UserPage,
+    tags=["users"],
+    responses=errors(404, 422),
+)
 async def followers(username: Username, services: Services, limit: Limit = None, cursor: Cursor = None) -> dict[str, Any]:
     return services.users.followers(username, limit=limit, cursor=cursor).as_dict()
 
 
-@router.get("/users/{username}/following", response_model=UserPage, tags=["users"], responses=errors(404, 422))
+@router.get(
+    "/users/{username}/following",
+    operation_id="listFollowing",
+    response_model=UserPage,
+    tags=["users"],
+    responses=errors(404, 422),
+)
 async def following(username: Username, services: Services, limit: Limit = None, cursor: Cursor = None) -> dict[str, Any]:
     return services.users.following(username, limit=limit, cursor=cursor).as_dict()
 
@@ -134,6 +170,7 @@ async def following(username: Username, services: Services, limit: Limit = None,
 
 @router.post(
     "/posts",
+    operation_id="createPost",
     status_code=201,
     response_model=PostOut,
     response_model_exclude_unset=True,
@@ -147,6 +184,7 @@ async def create_post(body: PostIn, user: User, services: Services) -> dict[str,
 
 @router.get(
     "/posts",
+    operation_id="listPosts",
     response_model=PostPage,
     response_model_exclude_unset=True,
     tags=["posts"],
@@ -164,7 +202,14 @@ async def list_posts(
     return services.posts.list(author=author, viewer_id=viewer, limit=limit, cursor=cursor).as_dict()
 
 
-@router.get("/feed", response_model=PostPage, response_model_exclude_unset=True, tags=["posts"], responses=errors(401, 422))
+@router.get(
+    "/feed",
+    operation_id="getFeed",
+    response_model=PostPage,
+    response_model_exclude_unset=True,
+    tags=["posts"],
+    responses=errors(401, 422),
+)
 async def feed(user: User, services: Services, limit: Limit = None, cursor: Cursor = None) -> dict[str, Any]:
     """Posts of the users you follow and your own, newest first."""
     return services.posts.feed(user, limit=limit, cursor=cursor).as_dict()
@@ -172,6 +217,7 @@ async def feed(user: User, services: Services, limit: Limit = None, cursor: Curs
 
 @router.get(
     "/posts/{post_id}",
+    operation_id="getPost",
     response_model=PostOut,
     response_model_exclude_unset=True,
     tags=["posts"],
@@ -184,6 +230,7 @@ async def get_post(post_id: PostId, viewer: Viewer, services: Services) -> dict[
 
 @router.patch(
     "/posts/{post_id}",
+    operation_id="updatePost",
     response_model=PostOut,
     response_model_exclude_unset=True,
     tags=["posts"],
@@ -195,7 +242,13 @@ async def update_post(post_id: PostId, body: PostIn, user: User, services: Servi
 
 
 @router.delete(
-    "/posts/{post_id}", status_code=204, response_class=Response, tags=["posts"], responses=errors(401, 403, 404, 422), **writes()
+    "/posts/{post_id}",
+    operation_id="deletePost",
+    status_code=204,
+    response_class=Response,
+    tags=["posts"],
+    responses=errors(401, 403, 404, 422),
+    **writes(),
 )
 async def delete_post(post_id: PostId, user: User, services: Services) -> Response:
     services.posts.delete(user, post_id)
@@ -204,6 +257,7 @@ async def delete_post(post_id: PostId, user: User, services: Services) -> Respon
 
 @router.post(
     "/posts/{post_id}/like",
+    operation_id="likePost",
     response_model=PostOut,
     response_model_exclude_unset=True,
     tags=["posts"],
@@ -217,6 +271,7 @@ async def like(post_id: PostId, user: User, services: Services) -> dict[str, Any
 
 @router.delete(
     "/posts/{post_id}/like",
+    operation_id="unlikePost",
     response_model=PostOut,
     response_model_exclude_unset=True,
     tags=["posts"],
@@ -229,6 +284,7 @@ async def unlike(post_id: PostId, user: User, services: Services) -> dict[str, A
 
 @router.post(
     "/posts/{post_id}/comments",
+    operation_id="createComment",
     status_code=201,
     response_model=CommentOut,
     tags=["posts"],
@@ -239,7 +295,13 @@ async def comment(post_id: PostId, body: CommentIn, user: User, services: Servic
     return services.posts.comment(user, post_id, body.content)
 
 
-@router.get("/posts/{post_id}/comments", response_model=CommentPage, tags=["posts"], responses=errors(404, 422))
+@router.get(
+    "/posts/{post_id}/comments",
+    operation_id="listComments",
+    response_model=CommentPage,
+    tags=["posts"],
+    responses=errors(404, 422),
+)
 async def comments(post_id: PostId, services: Services, limit: Limit = None, cursor: Cursor = None) -> dict[str, Any]:
     """Oldest first."""
     return services.posts.comments(post_id, limit=limit, cursor=cursor).as_dict()
@@ -247,6 +309,7 @@ async def comments(post_id: PostId, services: Services, limit: Limit = None, cur
 
 @router.delete(
     "/posts/{post_id}/comments/{comment_id}",
+    operation_id="deleteComment",
     status_code=204,
     response_class=Response,
     tags=["posts"],

@@ -1,4 +1,8 @@
-"""The cluster's own endpoints (/cluster/*): status is public, every other one is signed."""
+"""The cluster's own endpoints (/cluster/*): status is public, every other one is signed.
+
+Each handler parses its request into a ``wire`` value (a 400 for anything malformed or out of bounds,
+before the node sees it) and answers the node's reply in its wire form.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,6 @@ import asyncio
 import base64
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,17 +18,19 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from talentnest.cluster import auth
-from talentnest.cluster.replication import human_bytes
+from talentnest.cluster import auth, follower, handover, votes, wire
 from talentnest.errors import InvalidInput, LogTruncated, TalentNestError
 from talentnest.http_errors import error_response, respond_to
 from talentnest.store import iso_from_epoch, snapshot
+from talentnest.units import human_bytes
 
 if TYPE_CHECKING:
     from talentnest.cluster.node import ClusterNode
+    from talentnest.cluster.replication import Replication
 
 log = logging.getLogger("talentnest.cluster")
 Handler = Callable[[Request], Awaitable[Response]]
+LOG_PAGE_MAX = 10_000
 
 
 def request_target(scope: dict) -> str:
@@ -40,9 +44,12 @@ def _json(payload: Any, status: int = 200) -> Response:
     return Response(json.dumps(payload, separators=(",", ":")), status_code=status, media_type="application/json")
 
 
-def build_routes(node: ClusterNode) -> list[Route]:
+def _wire(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
+
+
+def build_routes(node: ClusterNode, replication: Replication) -> list[Route]:
     """The /cluster/* routes of one node."""
-    replication = node.replication
 
     def signed(handler: Handler) -> Handler:
         async def checked(request: Request) -> Response:
@@ -54,33 +61,29 @@ def build_routes(node: ClusterNode) -> list[Route]:
                     request.method,
                     request_target(request.scope),
                     body,
-                    now=node.wall(),
+                    now=node.clock.wall(),
                 )
             except auth.SignatureError as exc:
                 client = request.client.host if request.client else "?"
                 log.warning("security: refused %s %s from %s: %s", request.method, request.url.path, client, exc)
-                return error_response(401, "invalid_signature", str(exc), headers={"WWW-Authenticate": auth.HEADER})
+                # Our clock, so that a peer refused for a stale signature can tell its clock is off.
+                headers = {"WWW-Authenticate": auth.HEADER, "X-Node-Time": str(int(node.clock.wall()))}
+                return error_response(401, "invalid_signature", str(exc), headers=headers)
+            refusal = node.health.refusal()
+            if refusal is not None:
+                return error_response(503, "identity_clash", refusal, headers={"Retry-After": "30"})
             try:
                 return await handler(request)
+            except InvalidInput as exc:
+                # A peer's malformed or out-of-range message: a bad request, and nothing of it used.
+                return error_response(400, "bad_request", exc.message)
             except TalentNestError as exc:
                 return respond_to(exc)
-            except (ValueError, KeyError, TypeError) as exc:
-                return error_response(400, "bad_request", f"malformed cluster request: {exc}")
 
         return checked
 
-    async def read_json(request: Request) -> dict[str, Any]:
-        try:
-            payload = json.loads(await request.body())
-        except ValueError:
-            raise InvalidInput("body is not valid JSON") from None
-        except RecursionError:
-            # Node-to-node bodies skip the client depth check (they are large and signed); a
-            # signed one nested absurdly deep is still only a bad request.
-            raise InvalidInput("body nests too deeply") from None
-        if not isinstance(payload, dict):
-            raise InvalidInput("body must be a JSON object")
-        return payload
+    async def body_of(request: Request) -> dict[str, Any]:
+        return wire.decode(await request.body())
 
     async def status(request: Request) -> Response:
         payload = node.status()
@@ -88,59 +91,49 @@ def build_routes(node: ClusterNode) -> list[Route]:
         return _json(payload)
 
     async def heartbeat(request: Request) -> Response:
-        node.observe(await read_json(request), inbound=True)
-        return _json(node.self_info())
+        node.membership.heard(None, wire.NodeInfo.parse(await body_of(request)))
+        return _wire(node.self_info().to_bytes())
 
     async def vote(request: Request) -> Response:
-        return _json(await node.on_vote(await read_json(request)))
+        reply = await votes.answer_vote(node, wire.VoteRequest.parse(await body_of(request)))
+        return _wire(reply.to_bytes())
 
-    async def handover(request: Request) -> Response:
-        return _json(node.on_handover(await read_json(request)))
+    async def handover_request(request: Request) -> Response:
+        return _wire(handover.on_handover(node, wire.HandoverRequest.parse(await body_of(request))).to_bytes())
 
     async def leave(request: Request) -> Response:
-        node.on_leave(await read_json(request))
+        node.membership.heard(None, wire.NodeInfo.parse({**(await body_of(request)), "leaving": True}))
         return _json({"ok": True})
 
     async def replicate(request: Request) -> Response:
-        return _json(await replication.on_replicate(await read_json(request)))
+        reply = await replication.on_replicate(wire.ReplicateRequest.parse(await body_of(request)))
+        return _wire(reply.to_bytes())
 
     async def log_entries(request: Request) -> Response:
+        after = wire.query_integer(request.query_params, "after", 0)
+        limit = wire.query_integer(request.query_params, "limit", 1000, low=1, high=LOG_PAGE_MAX)
         try:
-            after = int(request.query_params.get("after", "0"))
-            limit = min(10_000, max(1, int(request.query_params.get("limit", "1000"))))
-        except ValueError:
-            raise InvalidInput("after and limit must be whole numbers") from None
-        if after < 0:
-            raise InvalidInput("after must be 0 or more")
-        try:
-            return Response(replication.log_page(after, limit), media_type="application/json")
+            return _wire(follower.log_page(node.db, after, limit))
         except LogTruncated as exc:
             return respond_to(exc)
+
+    async def drain(request: Request) -> Response:
+        drained = wire.flag(await body_of(request), "drained")
+        changed = node.care.drain(drained)
+        return _json({"node_id": node.node_id, "drained": drained, "changed": changed, "role": node.role.value})
 
     async def checksum(request: Request) -> Response:
         return _json({"checksum": node.db.checksum(), "applied_lsn": node.db.last_lsn, "node_id": node.node_id})
 
     async def sync(request: Request) -> Response:
         binary = request.query_params.get("format") == "binary"
-        directory = node.settings.data_dir / "snapshots"
-        directory.mkdir(exist_ok=True)
-        descriptor, name = tempfile.mkstemp(dir=directory, suffix=".snapshot")
-        os.close(descriptor)
-        path = Path(name)
-        started = node.clock()
-        try:
-            info = await asyncio.to_thread(snapshot.take_snapshot, node.db.path, path)
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
+        started = node.clock.monotonic()
+        path, info = await asyncio.to_thread(snapshot.take_to_serve, node.db.path)
         replication.stats.snapshots_served += 1
         replication.stats.snapshot_bytes, replication.stats.snapshot_raw_bytes = info.compressed_bytes, info.raw_bytes
         log.info(
             "sync: serving a snapshot at LSN %d (%s compressed, %s database, made in %.2f s)",
-            info.lsn,
-            human_bytes(info.compressed_bytes),
-            human_bytes(info.raw_bytes),
-            node.clock() - started,
+            *(info.lsn, human_bytes(info.compressed_bytes), human_bytes(info.raw_bytes), node.clock.monotonic() - started),
         )
         headers = {
             "X-Snapshot-Lsn": str(info.lsn),
@@ -159,7 +152,7 @@ def build_routes(node: ClusterNode) -> list[Route]:
             "database": base64.b64encode(data).decode(),
             "leader_id": node.leader_id,
             "node_id": node.node_id,
-            "timestamp": iso_from_epoch(node.wall()),
+            "timestamp": iso_from_epoch(node.clock.wall()),
             "lsn": info.lsn,
             "term": info.term,
             "compression": info.compression,
@@ -171,12 +164,13 @@ def build_routes(node: ClusterNode) -> list[Route]:
         Route("/cluster/status", status, methods=["GET"]),
         Route("/cluster/heartbeat", signed(heartbeat), methods=["POST"]),
         Route("/cluster/vote", signed(vote), methods=["POST"]),
-        Route("/cluster/handover", signed(handover), methods=["POST"]),
+        Route("/cluster/handover", signed(handover_request), methods=["POST"]),
         Route("/cluster/leave", signed(leave), methods=["POST"]),
         Route("/cluster/replicate", signed(replicate), methods=["POST"]),
         Route("/cluster/log", signed(log_entries), methods=["GET"]),
         Route("/cluster/sync", signed(sync), methods=["GET"]),
         Route("/cluster/checksum", signed(checksum), methods=["GET"]),
+        Route("/cluster/drain", signed(drain), methods=["POST"]),
     ]
 
 

@@ -13,8 +13,10 @@ import hmac
 import re
 import time
 
+from talentnest.config import MAX_CLOCK_SKEW_SECONDS
+
 HEADER = "X-Cluster-Signature"
-MAX_SKEW_SECONDS = 30
+MAX_SKEW_SECONDS = MAX_CLOCK_SKEW_SECONDS
 _FORMAT = re.compile(r"^t=(\d{1,12}),s=([0-9a-f]{64})$")
 
 

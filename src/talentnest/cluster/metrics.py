@@ -7,7 +7,7 @@ Nothing here is secret: IDs, addresses, counts and sizes only.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client.metrics_core import (
@@ -21,10 +21,9 @@ from prometheus_client.metrics_core import (
 from talentnest.cluster.types import Role
 
 if TYPE_CHECKING:
+    from talentnest.cluster.forward import ForwardStats
     from talentnest.cluster.node import ClusterNode
-
-# (writes forwarded to the leader, forwards that failed), as the forwarding middleware counts them.
-ForwardCounts = Callable[[], tuple[int, int]]
+    from talentnest.cluster.replication import Replication
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
@@ -43,15 +42,15 @@ def _file_size(path) -> int:
 
 
 class ClusterCollector:
-    """A prometheus_client collector over one ``ClusterNode`` (and its ``Replication``).
-
-    ``collect`` never raises for a node mid-change: every value is read once, as it is.
+    """A prometheus_client collector over one ``ClusterNode``, its ``Replication`` and the forwarder's
+    counts. ``collect`` never raises for a node mid-change: every value is read once, as it is.
     """
 
-    def __init__(self, node: ClusterNode, *, version: str, forward_counts: ForwardCounts):
+    def __init__(self, node: ClusterNode, replication: Replication, forwards: ForwardStats, *, version: str):
         self.node = node
+        self.replication = replication
+        self.forwards = forwards
         self.version = version
-        self.forward_counts = forward_counts
 
     def describe(self) -> list[Metric]:
         # Registering must not call collect() (the node has not started yet).
@@ -80,14 +79,14 @@ class ClusterCollector:
         yield role
         yield _gauge("talentnest_is_leader", "1 if this node leads (with or without a valid lease), else 0.", is_leader)
         yield _gauge("talentnest_term", "The current term (raised by every change of leader).", node.term)
-        leader = node.node_id if is_leader else (node.leader_id if node.leader_alive() else None)
+        leader = node.node_id if is_leader else (node.leader_id if node.current_leader_url() else None)
         yield _gauge(
             "talentnest_leader_id",
             "The ID of the leader this node follows (its own if it leads); -1 if none.",
             -1 if leader is None else leader,
         )
-        yield _gauge("talentnest_ready", "1 if this node is ready to serve (synced, leader known), else 0.", node.ready)
-        yield _gauge("talentnest_syncing", "1 while this node installs a snapshot or catches up, else 0.", node.syncing)
+        yield _gauge("talentnest_ready", "1 if this node is ready to serve (synced, leader known), else 0.", node.readiness()[0])
+        yield _gauge("talentnest_syncing", "1 while this node installs a snapshot or catches up, else 0.", node.worker.syncing)
         yield _gauge("talentnest_applied_lsn", "The LSN of the last entry this node has applied.", applied)
         last = applied if is_leader else max(applied, self._leader_lsn())
         yield _gauge("talentnest_last_lsn", "The cluster's last LSN as this node knows it (the leader's last entry).", last)
@@ -103,20 +102,21 @@ class ClusterCollector:
         yield _gauge("talentnest_quorum_voters", "Members that count for a majority (this node included).", view.voters)
         yield _gauge("talentnest_quorum_reachable", "Members this node reaches now (itself included).", view.reachable)
         healthy = GaugeMetricFamily(
-            "talentnest_peer_healthy", "1 if this node hears from the listed peer, else 0.", labels=("peer_id", "address")
+            "talentnest_peer_healthy", "1 if this node hears from the member, else 0.", labels=("peer_id", "address")
         )
         for peer in view.peers:
-            if peer.listed:
-                healthy.add_metric((str(peer.id), peer.url), 1.0 if peer.alive else 0.0)
+            healthy.add_metric((str(peer.id), peer.url), 1.0 if peer.alive else 0.0)
         yield healthy
+        yield self._departed()
 
         yield from self._followers(is_leader)
         yield from self._replication_counters()
 
-        forwarded, failures = self.forward_counts()
-        yield _counter("talentnest_forwarded_writes", "Writes this node forwarded to the leader.", forwarded)
+        yield _counter("talentnest_forwarded_writes", "Writes this node forwarded to the leader.", self.forwards.forwarded)
         yield _counter(
-            "talentnest_forwarded_write_failures", "Forwarded writes the leader did not answer (the client got 503).", failures
+            "talentnest_forwarded_write_failures",
+            "Forwarded writes the leader did not answer (the client got 503).",
+            self.forwards.failures,
         )
         elections = CounterMetricFamily(
             "talentnest_elections",
@@ -130,11 +130,24 @@ class ClusterCollector:
             "talentnest_leader_changes", "Times the leader this node knows changed to another node.", node.leader_changes
         )
 
+    def _departed(self) -> Metric:
+        """Members that stopped being members (they left, or died and discovery dropped them), for
+        FAILURE_TIMEOUT after: a stopped node leaves /cluster/status at once, and this is where it can
+        still be seen."""
+        departed = GaugeMetricFamily(
+            "talentnest_peer_departed_seconds",
+            "Members that stopped being members within FAILURE_TIMEOUT: seconds since each departed.",
+            labels=("peer_id", "address"),
+        )
+        now = self.node.clock.monotonic()
+        for peer, since in list(self.node.membership.departed.values()):
+            departed.add_metric((str(peer.id), peer.url), max(0.0, now - since))
+        return departed
+
     def _leader_lsn(self) -> int:
         node = self.node
-        told = node.replication.leader_last_lsn if node.replication is not None else 0
-        leader = next((p for p in node.peers.values() if p.id == node.leader_id), None)
-        return max(told, leader.last_lsn if leader is not None else 0)
+        leader = node.membership.by_id(node.leader_id)
+        return max(self.replication.follower.leader_last_lsn, leader.last_lsn if leader is not None else 0)
 
     def _db_size(self) -> int:
         path = self.node.db.path
@@ -156,13 +169,11 @@ class ClusterCollector:
         failing = GaugeMetricFamily(
             "talentnest_follower_send_failures", "On the leader: failed sends in a row to each follower.", labels=labels
         )
-        replication = self.node.replication
-        if is_leader and replication is not None:
-            now = self.node.clock()
+        if is_leader:
+            now = self.node.clock.monotonic()
             last = self.node.db.last_lsn
-            for address, stream in list(replication.streams.items()):
-                peer = self.node.peers.get(address)
-                key = (str(peer.id) if peer is not None else "", stream.url)
+            for stream in list(self.replication.leader.streams.values()):
+                key = (str(stream.node_id), stream.url)
                 match.add_metric(key, stream.match_lsn)
                 lag.add_metric(key, max(0, last - stream.match_lsn))
                 lag_seconds.add_metric(key, stream.lag_seconds(now))
@@ -170,9 +181,7 @@ class ClusterCollector:
         yield from (match, lag, lag_seconds, failing)
 
     def _replication_counters(self) -> Iterator[Metric]:
-        if self.node.replication is None:
-            return
-        stats = self.node.replication.stats
+        stats = self.replication.stats
         yield _counter("talentnest_replication_entries_sent", "Log entries the leader sent to followers.", stats.entries_sent)
         yield _counter(
             "talentnest_replication_bytes_sent",

@@ -1,4 +1,4 @@
-"""Value types of the cluster: roles, what a node knows of its peers, and election decisions."""
+"""Value types of the cluster: roles, what a node knows of its peers, election decisions and cycles."""
 
 from __future__ import annotations
 
@@ -26,7 +26,6 @@ class PeerView:
 
     id: int
     url: str
-    listed: bool  # in the current DNS answer (or PEERS)
     alive: bool  # answered recently and did not refuse since
     term: int = 0
     role: str = Role.FOLLOWER
@@ -35,6 +34,7 @@ class PeerView:
     last_term: int = 0
     ready: bool = False
     alive_for: float = 0.0  # seconds it has been answering without a miss
+    eligible: bool = True  # it may lead (its own health says so)
 
     @property
     def log_position(self) -> tuple[int, int]:
@@ -52,10 +52,13 @@ class ClusterView:
     last_lsn: int
     last_term: int
     peers: tuple[PeerView, ...] = ()
-    voters: int = 1  # members whose majority is needed (listed members, or CLUSTER_SIZE)
+    voters: int = 1  # members whose majority is needed (this node and its peers, or CLUSTER_SIZE)
     leader_alive: bool = False  # a follower has heard from its leader recently
     lease_valid: bool = False  # a leader has heard from a majority within the lease
     syncing: bool = False
+    eligible: bool = True  # this node may lead (health.Health)
+    not_eligible_because: str = ""
+    drained: bool = False  # an operator's drain is the only reason: hand over, but never just step down
     discovering: bool = False  # just started: peers not probed yet
     periodic: bool = False  # this cycle is the periodic election (every ELECTION_INTERVAL)
     handover_settle: float = 2.0  # seconds a higher-ID peer must have been alive before a handover
@@ -70,8 +73,8 @@ class ClusterView:
 
     @property
     def reachable(self) -> int:
-        """Members this node reaches, itself included (only listed peers count)."""
-        return 1 + sum(1 for p in self.peers if p.alive and p.listed)
+        """Members this node reaches, itself included."""
+        return 1 + sum(1 for p in self.peers if p.alive)
 
     @property
     def has_majority(self) -> bool:
@@ -87,22 +90,12 @@ class Decision:
     target: int | None = None
 
 
-@dataclass
-class PeerState:
-    """Mutable tracking of one peer by the membership loop."""
+@dataclass(frozen=True)
+class Cycle:
+    """What one cycle of the control loop actually did (not what it decided and then skipped)."""
 
-    id: int
-    address: str
-    url: str
-    listed: bool = True
-    last_ok: float | None = None  # monotonic time of the last good answer
-    alive_since: float | None = None
-    refused: bool = False  # the last attempt found nobody listening
-    first_seen: float = 0.0
-    term: int = 0
-    role: str = Role.FOLLOWER
-    leader_id: int | None = None
-    last_lsn: int = 0
-    last_term: int = 0
-    ready: bool = False
-    lease_ack: float | None = None  # send time of the newest probe it answered (for the leader's lease)
+    action: Action
+    text: str
+
+    def __str__(self) -> str:
+        return self.text

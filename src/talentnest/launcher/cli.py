@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.live import Live
 
 from talentnest.launcher import _control, probe, render
+from talentnest.launcher import remote as remote_status
 from talentnest.launcher.errors import LaunchError, NoCluster, UnknownNode
 from talentnest.launcher.supervisor import (
     DEFAULT_STATE_DIR,
@@ -88,7 +89,7 @@ def add_parser(subparsers) -> None:
         "node i published on localhost:300i.",
     )
     commands = cluster.add_subparsers(
-        dest="cluster_command", metavar="{up,status,watch,stop,kill,start,pause,unpause,add,logs,down}"
+        dest="cluster_command", metavar="{up,status,verify,watch,stop,kill,start,pause,unpause,add,logs,down}"
     )
     up = commands.add_parser(
         "up", parents=[common, layout], help="start the cluster and wait for a leader", description="Start the cluster."
@@ -98,8 +99,41 @@ def add_parser(subparsers) -> None:
     supervise = commands.add_parser("supervise", parents=[common, layout])  # what `up --detach` runs in the background
     supervise.add_argument("--timeout", type=float, default=90.0)
 
-    status = commands.add_parser("status", parents=[common], help="each node's view of the cluster, as a table")
+    remote = argparse.ArgumentParser(add_help=False)
+    remote.add_argument(
+        "--url",
+        action="append",
+        metavar="URL",
+        help="a node of any deployment (http://host:port; repeatable) instead of the local cluster; the internal "
+        "addresses the nodes report are used where they answer",
+    )
+    remote.add_argument(
+        "--timeout", type=float, default=remote_status.DEFAULT_TIMEOUT, help="seconds to wait for each node's answer"
+    )
+    status = commands.add_parser(
+        "status",
+        parents=[common, remote],
+        help="each node's view of the cluster, as a table; exit 0 healthy, 1 degraded, 2 no leader or nothing answered",
+        description="Each node's view of the cluster. Exit status: 0 healthy; 1 degraded (a node hung, lagging, not "
+        "ready, cut off, or gone within FAILURE_TIMEOUT); 2 no leader, or no node answered.",
+    )
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    status.add_argument(
+        "--max-lag-seconds",
+        type=float,
+        default=remote_status.DEFAULT_MAX_LAG_SECONDS,
+        help=f"a follower further behind the leader is degraded (default {remote_status.DEFAULT_MAX_LAG_SECONDS:g})",
+    )
+    verify = commands.add_parser(
+        "verify",
+        parents=[common, remote],
+        help="compare every node's database checksum at one LSN (signed: CLUSTER_SECRET or JWT_SECRET from the environment)",
+        description="Compare every node's database checksum at one LSN over the signed /cluster/checksum. The key is "
+        "derived from CLUSTER_SECRET, else JWT_SECRET, read from the environment (never from an argument); for the "
+        "local cluster, from its state directory. Exit status: 0 all equal; 1 a node differs (named); 2 no node "
+        "answered or the key is wrong; 3 not compared (a node silent, or never one LSN while writes went on).",
+    )
+    verify.add_argument("--within", type=float, default=30.0, help="seconds to wait for the nodes to be at one LSN (default 30)")
     watch = commands.add_parser("watch", parents=[common], help="the status table, refreshed live (Ctrl-C quits)")
     watch.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default 1)")
 
@@ -152,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
         "up": _up,
         "supervise": _supervise,
         "status": _status,
+        "verify": _verify,
         "watch": _watch,
         "stop": _node_action,
         "kill": _node_action,
@@ -164,7 +199,9 @@ def run(args: argparse.Namespace) -> int:
     }
     handler = handlers.get(args.cluster_command)
     if handler is None:
-        errors.print("usage: talentnest cluster {up,status,watch,stop,kill,start,pause,unpause,add,logs,down} ... (see --help)")
+        errors.print(
+            "usage: talentnest cluster {up,status,verify,watch,stop,kill,start,pause,unpause,add,logs,down} ... (see --help)"
+        )
         return 2
     try:
         return handler(args)
@@ -174,6 +211,9 @@ def run(args: argparse.Namespace) -> int:
     except LaunchError as exc:
         errors.print(f"[red]error:[/] {exc}", highlight=False)
         return 1
+    except remote_status.RemoteError as exc:
+        errors.print(f"[red]error:[/] {exc}", highlight=False)
+        return 2
     except KeyboardInterrupt:
         return 130
 
@@ -342,14 +382,72 @@ def _wait_for_supervisor(state_dir: Path, supervisor: subprocess.Popen, log_path
 
 
 def _status(args: argparse.Namespace) -> int:
+    if args.url:
+        return _remote_status(args)
+    info = _control.request(args.dir, "info")
+    statuses = asyncio.run(probe.fetch_all(render.probe_urls(info["nodes"])))
+    found = asyncio.run(remote_status.survey(render.probe_urls(info["nodes"]).values(), timeout=args.timeout))
+    result = remote_status.verdict(found, max_lag_seconds=args.max_lag_seconds)
     if args.json:
-        info = _control.request(args.dir, "info")
-        statuses = asyncio.run(probe.fetch_all(render.probe_urls(info["nodes"])))
         nodes = [{**node, "status": statuses.get(node["name"])} for node in info["nodes"]]
-        print(json.dumps({**info, "nodes": nodes}, indent=2))
-        return 0
-    _print_status(args.dir)
-    return 0
+        verdict = {key: value for key, value in remote_status.as_json(found, result).items() if key != "nodes"}
+        print(json.dumps({**info, "nodes": nodes, **verdict}, indent=2))
+        return result.code
+    console.print(render.status_view(info, statuses, console.width))
+    _print_verdict(result)
+    return result.code
+
+
+def _remote_status(args: argparse.Namespace) -> int:
+    found = asyncio.run(remote_status.survey(args.url, timeout=args.timeout))
+    result = remote_status.verdict(found, max_lag_seconds=args.max_lag_seconds)
+    if args.json:
+        print(json.dumps(remote_status.as_json(found, result), indent=2))
+        return result.code
+    if found.members:
+        console.print(render.status_table(remote_status.as_info(found), remote_status.statuses_of(found), console.width))
+    _print_verdict(result)
+    return result.code
+
+
+def _print_verdict(result: remote_status.Verdict) -> None:
+    style = {0: "green", 1: "yellow", 2: "bold red"}[result.code]
+    for problem in result.problems:
+        console.print(f"[{style}]-[/] {problem}", highlight=False)
+    for note in result.notes:
+        console.print(f"[dim]- {note}[/]", highlight=False)
+    console.print(f"[{style}]{result.summary}[/] (exit {result.code})", highlight=False)
+
+
+def _cluster_key_from_environment() -> bytes:
+    from talentnest.cluster.auth import cluster_key
+
+    cluster_secret, jwt_secret = os.environ.get("CLUSTER_SECRET"), os.environ.get("JWT_SECRET")
+    if not cluster_secret and not jwt_secret:
+        raise remote_status.RemoteError(
+            "cluster verify signs its calls with the cluster's key: set CLUSTER_SECRET (or JWT_SECRET, when the "
+            "cluster has no CLUSTER_SECRET) in the environment, e.g. `read -rs JWT_SECRET; export JWT_SECRET`"
+        )
+    return cluster_key(jwt_secret=jwt_secret or "", cluster_secret=cluster_secret)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    if args.url:
+        key, urls = _cluster_key_from_environment(), args.url
+    else:
+        from talentnest.cluster.auth import cluster_key
+
+        info = _control.request(args.dir, "info")
+        urls = list(render.probe_urls(info["nodes"]).values())
+        secret = (Path(args.dir) / SECRET_FILE).read_text().strip()
+        key = cluster_key(jwt_secret=secret, cluster_secret=os.environ.get("CLUSTER_SECRET"))
+    with console.status("asking every node for its checksum at one LSN ..."):
+        found = asyncio.run(remote_status.survey(urls, timeout=args.timeout))
+        comparison = asyncio.run(remote_status.verify(found, key, within=args.within, timeout=args.timeout))
+    style = {0: "green", 1: "bold red", 2: "bold red", 3: "yellow"}[comparison.code]
+    for line in comparison.lines:
+        console.print(f"[{style}]{line}[/]", highlight=False)
+    return comparison.code
 
 
 def _print_status(state_dir: Path) -> None:
@@ -390,26 +488,27 @@ def _node_action(args: argparse.Namespace) -> int:
     with console.status(f"{args.cluster_command} {label} ..."):
         node = _control.request(args.dir, op, timeout=120, **fields)["node"]
     if op in ("start", "add"):
-        _wait_healthy(node)
+        _wait_ready(node)
     state = node["state"] + (f" ({node['exit']})" if node.get("exit") else "")
     where = f"{node['url']} -> {node['address']}:{node['port']}" if node["url"] else f"{node['address']}:{node['port']}"
     console.print(f"{node['name']} ({node['id']}): {state}   {where}", highlight=False)
     return 0
 
 
-def _wait_healthy(node: Mapping) -> None:
+def _wait_ready(node: Mapping) -> None:
+    """Until the node is ready to serve (synced, leader known: /readyz 200), not merely alive."""
     import urllib.error
     import urllib.request
 
-    url = f"{node['internal_url']}/healthz"
+    url = f"{node['internal_url']}/readyz"
     deadline = time.monotonic() + READY_TIMEOUT
-    with console.status(f"waiting for {node['name']} to answer {url} ..."):
+    with console.status(f"waiting for {node['name']} to be ready ({url}) ..."):
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError, urllib.error.URLError), urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
                     return
             time.sleep(0.2)
-    errors.print(f"[yellow]warning:[/] {node['name']} did not answer {url} within {READY_TIMEOUT:g} s; see {node['log']}")
+    errors.print(f"[yellow]warning:[/] {node['name']} was not ready ({url}) within {READY_TIMEOUT:g} s; see {node['log']}")
 
 
 def _log_path(state_dir: Path, name: str) -> Path:

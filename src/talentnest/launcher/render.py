@@ -35,6 +35,10 @@ def _role_cell(node: Mapping, status: dict | None) -> Text:
     if status is not None:
         role = str(status.get("current_role"))
         return Text(role, style=_ROLE_STYLES.get(role, ""))
+    seen = node.get("seen")
+    if seen and seen.get("healthy"):
+        # Not reachable from here (an internal address), but a peer hears from it.
+        return Text(f"{seen.get('role')} (per node-{seen.get('by')})", style="dim")
     if node["state"] == "exited" and node.get("exit_code") is not None:
         return Text(f"down (exit {node['exit_code']})", style="bold red")
     if node["state"] in ("stopped", "paused", "created"):
@@ -62,9 +66,12 @@ def node_lag(node_id: int, status: dict | None, leader: dict | None) -> int | No
     return None
 
 
-def _healthy_cell(status: dict | None) -> Text:
+def _healthy_cell(status: dict | None, node: Mapping | None = None) -> Text:
     """Healthy as the dashboard means it: the node answers; and ready, or why not."""
     if status is None:
+        seen = (node or {}).get("seen")
+        if seen and seen.get("healthy"):
+            return Text("yes (per peer)", style="dim")
         return Text("no", style="bold red")
     if status.get("ready", True):
         return Text("yes", style="green")
@@ -103,7 +110,7 @@ def status_table(info: Mapping, statuses: Statuses, width: int = COMPACT_WIDTH) 
         address = [] if compact else [f"{node['address']}:{node['port']}"]
         table.add_row(
             node["name"],
-            (node["url"].removeprefix("http://") if compact else node["url"]) if node["url"] else "-",
+            (node["url"].removeprefix("http://") if compact else node["url"]) if node.get("url") else "-",
             *address,
             str(node["id"]),
             _role_cell(node, statuses.get(node["name"])),
@@ -111,7 +118,7 @@ def status_table(info: Mapping, statuses: Statuses, width: int = COMPACT_WIDTH) 
             str(status.get("term", "")),
             str(status.get("applied_lsn", "")),
             "" if lag is None else str(lag),
-            _healthy_cell(answer),
+            _healthy_cell(answer, node),
         )
     return table
 

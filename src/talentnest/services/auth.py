@@ -12,6 +12,7 @@ from typing import Any
 import argon2
 import jwt
 
+from talentnest.config import MAX_CLOCK_SKEW_SECONDS
 from talentnest.errors import ClusterError, Conflict, InvalidInput, Unauthorized
 from talentnest.services import _render, rules
 from talentnest.services.throttle import LoginThrottle, ThrottlePolicy
@@ -76,7 +77,7 @@ class Tokens:
                 algorithms=[TOKEN_ALGORITHM],
                 issuer=TOKEN_ISSUER,
                 options={"require": ["exp", "iat", "sub", "iss"]},
-                leeway=5,
+                leeway=MAX_CLOCK_SKEW_SECONDS,
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("token has expired; log in again", code="token_expired") from None

@@ -2,7 +2,7 @@
 (change capture, ordered apply, the log, snapshots, divergence archives) that knows no product."""
 
 from talentnest.store._context import WriteReceipt, current_receipt
-from talentnest.store._db import DB_FILENAME, ApplyResult, Database, LogEntry, Retention
+from talentnest.store._db import DB_FILENAME, ApplyResult, Database, LogEntry, Retention, storage_failure
 from talentnest.store._time import iso_from_epoch, iso_now
 
 __all__ = [
@@ -15,4 +15,5 @@ __all__ = [
     "current_receipt",
     "iso_from_epoch",
     "iso_now",
+    "storage_failure",
 ]

@@ -11,8 +11,6 @@ class WriteReceipt:
     """Filled in by ``Database.write`` for the request that set it: the last LSN committed."""
 
     lsn: int = 0
-    idempotency_key: str | None = None
-    idempotency_recorded: bool = False
 
 
 current_receipt: ContextVar[WriteReceipt | None] = ContextVar("talentnest_write_receipt", default=None)

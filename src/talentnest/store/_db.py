@@ -7,9 +7,16 @@ log (``_tn_log``) with the next LSN and the current term, in the same SQLite tra
 data. Followers apply entries with ``Database.apply()``, strictly in LSN order, idempotently,
 with the capture triggers removed, so applying never captures.
 
+Each entry also carries its leader's *epoch*: a random number the leader draws when it starts leading
+a term. Two processes never share one, so two logs that differ at an LSN differ in their term history
+``(term, epoch, start_lsn)`` even when two leaders somehow wrote in the same term (issue 15, case 2).
+
 The triggers live on this connection only (they are not in the file): a snapshot carries no
 trigger, and a follower that never writes never pays for them. Product triggers must not write
 to replicated tables: the leader captures their effect, and a follower would run them again.
+
+A *request transaction* (``Database.request_transaction``) lets one request's writes and a last
+statement of its caller (the answer kept for an Idempotency-Key) form one transaction and one entry.
 
 All methods are synchronous and meant to be called from one thread (the event loop's); long
 work (snapshots) opens its own connections elsewhere.
@@ -17,6 +24,7 @@ work (snapshots) opens its own connections elsewhere.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -25,22 +33,18 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from talentnest.errors import InvalidInput, LogDiverged, LogTruncated, SnapshotError, StaleTerm
+from talentnest.errors import InvalidInput, LogDiverged, LogTruncated, SnapshotError, StaleTerm, StorageFailure, WriterBusy
 from talentnest.store._context import WriteReceipt, current_receipt
 from talentnest.store._time import iso_from_epoch
-
-if TYPE_CHECKING:
-    from talentnest.store.snapshot import PreparedSnapshot, SnapshotInfo
 
 log = logging.getLogger("talentnest.store")
 
 DB_FILENAME = "talentnest.db"
-# Files beside the database that a crash may leave behind (a snapshot being received or unpacked).
-PARTIAL_PREFIXES = (f"{DB_FILENAME}.incoming-", f"{DB_FILENAME}.download-")
+MAX_INT64 = 2**63 - 1
 # Tables of the store itself that are never captured: the log, the term history, local metadata.
 LOCAL_TABLES = ("_tn_log", "_tn_terms", "_tn_meta")
 # _tn_meta keys that travel with a snapshot; every other key belongs to the node that wrote it.
@@ -51,9 +55,10 @@ CREATE TABLE IF NOT EXISTS _tn_log (
     term INTEGER NOT NULL,
     ts TEXT NOT NULL,
     schema_version INTEGER NOT NULL,
-    changes TEXT NOT NULL
+    changes TEXT NOT NULL,
+    epoch INTEGER NOT NULL DEFAULT 0
 );
-CREATE TABLE IF NOT EXISTS _tn_terms (term INTEGER PRIMARY KEY, start_lsn INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS _tn_terms (term INTEGER PRIMARY KEY, start_lsn INTEGER NOT NULL, epoch INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS _tn_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS _tn_requests (
     key TEXT PRIMARY KEY,
@@ -64,8 +69,34 @@ CREATE TABLE IF NOT EXISTS _tn_requests (
     body TEXT
 );
 """
-_INSERT_LOG = "INSERT INTO _tn_log(lsn, term, ts, schema_version, changes) VALUES (?, ?, ?, ?, ?)"
-_INSERT_TERM = "INSERT OR IGNORE INTO _tn_terms(term, start_lsn) VALUES (?, ?)"
+_INSERT_LOG = "INSERT INTO _tn_log(lsn, term, ts, schema_version, changes, epoch) VALUES (?, ?, ?, ?, ?, ?)"
+_INSERT_TERM = "INSERT OR IGNORE INTO _tn_terms(term, start_lsn, epoch) VALUES (?, ?, ?)"
+# Columns later releases added to the store's own tables (an older file gains them when it opens).
+_ADDED_COLUMNS = (("_tn_log", "epoch", "INTEGER NOT NULL DEFAULT 0"), ("_tn_terms", "epoch", "INTEGER NOT NULL DEFAULT 0"))
+_SELECT_ENTRIES = "SELECT lsn, term, ts, schema_version, changes, epoch FROM _tn_log"
+# SQLite's primary result codes that blame the disk or the file, not the statement.
+_STORAGE_CODES = {
+    sqlite3.SQLITE_FULL: "the disk is full",
+    sqlite3.SQLITE_IOERR: "a disk I/O error",
+    sqlite3.SQLITE_READONLY: "the database file is read-only",
+    sqlite3.SQLITE_CANTOPEN: "the database file cannot be opened",
+    sqlite3.SQLITE_CORRUPT: "the database file is damaged",
+    sqlite3.SQLITE_NOTADB: "the database file is damaged",
+}
+_DAMAGE_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+# What the writability check writes (and deletes): enough that a nearly full disk fails it too.
+_WRITABLE_PROBE_BYTES = 256 * 1024
+
+
+def storage_failure(exc: BaseException) -> StorageFailure | None:
+    """``exc`` as a StorageFailure when SQLite blames the disk or the file for it, else None."""
+    if isinstance(exc, StorageFailure):
+        return exc
+    code = getattr(exc, "sqlite_errorcode", None) if isinstance(exc, sqlite3.Error) else None
+    if code is None or (code & 0xFF) not in _STORAGE_CODES:
+        return None
+    primary = code & 0xFF
+    return StorageFailure(f"{_STORAGE_CODES[primary]} ({exc})", damaged=primary in _DAMAGE_CODES)
 
 
 @dataclass(frozen=True)
@@ -81,10 +112,16 @@ class LogEntry:
     timestamp: str
     schema_version: int
     changes: str
+    epoch: int = 0  # the random identity of the leader that wrote it (0: written before epochs)
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """(term, epoch): which leader's history this entry belongs to."""
+        return (self.term, self.epoch)
 
     def to_json(self) -> str:
         return (
-            f'{{"lsn":{self.lsn},"term":{self.term},"timestamp":{json.dumps(self.timestamp)},'
+            f'{{"lsn":{self.lsn},"term":{self.term},"epoch":{self.epoch},"timestamp":{json.dumps(self.timestamp)},'
             f'"schema_version":{self.schema_version},"changes":{self.changes}}}'
         )
 
@@ -96,10 +133,17 @@ class LogEntry:
             changes = item["changes"]
             timestamp = item.get("timestamp") or ""
             schema_version = item.get("schema_version", 1)
+            epoch = item.get("epoch", 0)
         except (KeyError, TypeError, AttributeError):
             raise InvalidInput("log entry needs lsn, term and changes") from None
-        if not (_is_int(lsn) and _is_int(term) and _is_int(schema_version) and lsn > 0 and term >= 0):
-            raise InvalidInput("log entry lsn, term and schema_version must be integers")
+        if not (_is_int(lsn) and _is_int(term) and _is_int(schema_version) and _is_int(epoch)):
+            raise InvalidInput("log entry lsn, term, epoch and schema_version must be integers")
+        if not 0 <= epoch <= MAX_INT64:
+            raise InvalidInput(f"log entry epoch must be 64-bit, got {epoch}")
+        if not (0 < lsn <= MAX_INT64 and 0 <= term <= MAX_INT64 and 0 <= schema_version <= MAX_INT64):
+            raise InvalidInput(
+                f"log entry lsn (from 1), term and schema_version must be 64-bit, got {lsn}, {term}, {schema_version}"
+            )
         if not isinstance(changes, list) or not isinstance(timestamp, str):
             raise InvalidInput("log entry changes must be a list")
         for change in changes:
@@ -111,7 +155,7 @@ class LogEntry:
             ):
                 raise InvalidInput("each change needs operation INSERT/UPDATE/DELETE, table and data")
         text = json.dumps(changes, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        return cls(lsn, term, timestamp, schema_version, text)
+        return cls(lsn, term, timestamp, schema_version, text, epoch)
 
 
 @dataclass(frozen=True)
@@ -236,6 +280,7 @@ class Database:
         self.synchronous = synchronous
         self.capture = capture
         self.term = 0
+        self.epoch = 0  # set with ``term`` by whoever leads: the leader's random identity for this term
         self.write_guard: Callable[[], None] | None = None
         self._conn: sqlite3.Connection | None = None
         self._tables: dict[str, _Table] = {}
@@ -243,14 +288,16 @@ class Database:
         # The triggers append to this very list (its bound append is the SQL function).
         self._pending: list[str] = []
         self._listeners: list[Callable[[int], None]] = []
+        self._failure_listeners: list[Callable[[StorageFailure], None]] = []
         self._last_lsn = 0
         self._last_term = 0
+        self._last_epoch = 0
         self._first_lsn = 0
         self._log_bytes = 0
         self._writes_since_trim = 0
         self._functions: dict[str, tuple[int, Callable]] = {}
-        self._opened_before = False
         self._checksum: tuple[int, str] | None = None
+        self._request: ContextVar[RequestTransaction | None] = ContextVar(f"talentnest_request_{id(self)}", default=None)
 
     def now(self) -> str:
         """The current time as it is stored (ISO 8601 UTC, milliseconds), from this database's clock."""
@@ -266,9 +313,6 @@ class Database:
 
     def open(self) -> Database:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        if not self._opened_before:
-            self._remove_partial_files()
-            self._opened_before = True
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
@@ -286,6 +330,7 @@ class Database:
         self._triggers_installed = False
         self._checksum = None
         conn.executescript(INTERNAL_SCHEMA)
+        self._add_internal_columns()
         self._migrate()
         self._drop_stored_triggers()
         self._load_tables()
@@ -312,12 +357,6 @@ class Database:
             raise RuntimeError("database is closed")
         return self._conn
 
-    def _remove_partial_files(self) -> None:
-        for path in self.data_dir.iterdir():
-            if path.name.startswith(PARTIAL_PREFIXES):
-                log.warning("store: removing %s, left by an interrupted snapshot transfer", path)
-                path.unlink(missing_ok=True)
-
     def _migrate(self) -> None:
         current = int(self.get_meta("schema_version") or 0)
         if current > self.schema_version:
@@ -339,6 +378,12 @@ class Database:
                     (str(version),),
                 )
             log.info("store: migrated %s to schema version %d", self.path, version)
+
+    def _add_internal_columns(self) -> None:
+        for table, column, declaration in _ADDED_COLUMNS:
+            if column not in {r["name"] for r in self.conn.execute(f"PRAGMA main.table_info({table})")}:
+                with self._transaction() as conn:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
     def _drop_stored_triggers(self) -> None:
         """Remove capture triggers an older version stored in the file (they are TEMP now)."""
@@ -405,7 +450,7 @@ class Database:
         self._first_lsn = row[0] or 0
         self._last_lsn = row[1] or 0
         self._log_bytes = row[2]
-        self._last_term = self.term_at(self._last_lsn)
+        self._last_term, self._last_epoch = self.position_at(self._last_lsn)
 
     @property
     def replicated_tables(self) -> list[str]:
@@ -426,7 +471,8 @@ class Database:
             (key, value),
         )
 
-    def _local_meta(self) -> list[tuple[str, str]]:
+    def local_meta(self) -> list[tuple[str, str]]:
+        """This node's own metadata (not replicated, kept across a snapshot install)."""
         marks = ", ".join("?" for _ in SHARED_META)
         return [
             (r[0], r[1]) for r in self.conn.execute(f"SELECT key, value FROM _tn_meta WHERE key NOT IN ({marks})", SHARED_META)
@@ -439,70 +485,146 @@ class Database:
         """One write transaction. Raises what ``write_guard`` raises (NotLeader) before any work.
 
         On success the row changes are committed together with their log entry; on any
-        exception everything, data and entry, is rolled back.
+        exception everything, data and entry, is rolled back. Inside a request transaction of
+        this context, the write joins it instead (and commits with it).
         """
+        request = self._request.get()
+        if request is not None:
+            with request.join() as conn:
+                yield conn
+            return
+        conn = self._begin()
+        try:
+            yield conn
+        except BaseException as exc:
+            self._abort(conn)
+            self._raise_failure(exc)
+            raise
+        self._finish(conn)
+
+    def _begin(self) -> sqlite3.Connection:
         if self.write_guard is not None:
             self.write_guard()
         if self.term < self._last_term:
             raise StaleTerm(f"writing in term {self.term}, but the log already holds term {self._last_term}")
+        if self.term == self._last_term and self.epoch != self._last_epoch:
+            raise StaleTerm(f"the log already holds term {self.term} from another leader")
         conn = self.conn
         if conn.in_transaction:
-            raise RuntimeError("write transactions do not nest")
-        if self.capture and not self._triggers_installed:
-            self._set_triggers(True)
-        pending = self._pending
-        receipt = current_receipt.get()
-        conn.execute("BEGIN IMMEDIATE")
-        pending.clear()
-        entry_size = 0
+            raise WriterBusy("another request's write transaction is open; retry")
         try:
-            yield conn
-            if pending:
-                entry_size = self._append_entry(conn, pending, receipt)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            if self.capture and not self._triggers_installed:
+                self._set_triggers(True)
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._raise_failure(exc)
             raise
-        finally:
-            pending.clear()
-        if entry_size:
-            self._committed(entry_size, receipt)
+        self._pending.clear()
+        return conn
 
-    def _append_entry(self, conn: sqlite3.Connection, pending: list[str], receipt: WriteReceipt | None) -> int:
+    def _raise_failure(self, exc: BaseException) -> None:
+        """Raise a storage failure (full disk, I/O error, damaged file) as StorageFailure, after telling
+        the failure listeners; return for any other exception (the caller re-raises it as it is)."""
+        failure = storage_failure(exc)
+        if failure is None:
+            return
+        self.report_failure(failure)
+        if failure is exc:
+            raise failure
+        raise failure from exc
+
+    def report_failure(self, failure: StorageFailure) -> None:
+        """Tell the failure listeners of a storage failure met outside the write path (a read)."""
+        for listener in list(self._failure_listeners):
+            listener(failure)
+
+    def add_failure_listener(self, listener: Callable[[StorageFailure], None]) -> None:
+        """Call ``listener(failure)`` whenever a write or an apply fails for a reason of storage."""
+        self._failure_listeners.append(listener)
+
+    def check_writable(self) -> None:
+        """Raise StorageFailure unless a write of a few hundred KiB commits here now (and is undone)."""
+        try:
+            for value in (os.urandom(_WRITABLE_PROBE_BYTES // 2).hex(), None):
+                with self._transaction() as conn:
+                    if value is None:
+                        conn.execute("DELETE FROM _tn_meta WHERE key = 'writable_probe'")
+                    else:
+                        conn.execute("INSERT OR REPLACE INTO _tn_meta(key, value) VALUES ('writable_probe', ?)", (value,))
+        except sqlite3.Error as exc:
+            self._raise_failure(exc)
+            raise
+
+    @contextmanager
+    def request_transaction(self) -> Iterator[RequestTransaction]:
+        """Make every ``write()`` of this context (one request) part of one transaction, committed by
+        ``RequestTransaction.commit`` with a last statement of the caller; rolled back otherwise."""
+        request = RequestTransaction(self)
+        token = self._request.set(request)
+        try:
+            yield request
+        finally:
+            self._request.reset(token)
+            request.rollback()
+
+    def _finish(self, conn: sqlite3.Connection, last: Callable[[sqlite3.Connection, int], None] | None = None) -> int:
+        """Commit the open transaction with its entry (running ``last(conn, lsn)`` in it first, when
+        it changed anything); roll everything back on any failure. The entry's LSN, or 0 if none."""
+        receipt = current_receipt.get()
+        size = 0
+        try:
+            if self._pending:
+                if last is not None:
+                    last(conn, self._last_lsn + 1)
+                size = self._append_entry(conn, self._pending)
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            self._abort(conn)
+            self._raise_failure(exc)
+            raise
+        self._pending.clear()
+        if not size:
+            return 0
+        self._committed(size, receipt)
+        return self._last_lsn
+
+    def _abort(self, conn: sqlite3.Connection) -> None:
+        self._pending.clear()
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:  # the failure being handled says more than this one
+                log.warning("store: rollback failed: %s", exc)
+
+    def _append_entry(self, conn: sqlite3.Connection, pending: list[str]) -> int:
         """Add the open transaction's entry (LSN last + 1) to the log; return its size."""
         lsn = self._last_lsn + 1
-        if receipt is not None and receipt.idempotency_key and not receipt.idempotency_recorded:
-            # Recorded (and captured) in the same transaction as the data, so a retry after
-            # any crash, on any node, sees it.
-            conn.execute(
-                "INSERT INTO _tn_requests(key, lsn, created) VALUES (?, ?, ?)",
-                (receipt.idempotency_key, lsn, self.clock()),
-            )
         changes = "[" + ",".join(pending) + "]"
-        conn.execute(_INSERT_LOG, (lsn, self.term, iso_from_epoch(self.clock()), self.schema_version, changes))
-        if self.term != self._last_term:
-            conn.execute(_INSERT_TERM, (self.term, lsn))
+        conn.execute(_INSERT_LOG, (lsn, self.term, iso_from_epoch(self.clock()), self.schema_version, changes, self.epoch))
+        if (self.term, self.epoch) != (self._last_term, self._last_epoch):
+            conn.execute(_INSERT_TERM, (self.term, lsn, self.epoch))
         return len(changes)
 
     def _committed(self, entry_size: int, receipt: WriteReceipt | None) -> None:
         """The entry of a write is durable: advance the log state (only now, so a failed COMMIT changes nothing)."""
         lsn = self._last_lsn = self._last_lsn + 1
-        self._last_term = self.term
+        self._last_term, self._last_epoch = self.term, self.epoch
         self._log_bytes += entry_size
         if not self._first_lsn:
             self._first_lsn = lsn
         if receipt is not None:
             receipt.lsn = lsn
-            if receipt.idempotency_key:
-                receipt.idempotency_recorded = True
         self._after_commit(lsn)
 
     def _after_commit(self, lsn: int) -> None:
         self._writes_since_trim += 1
         if self._writes_since_trim >= 64:
             self._writes_since_trim = 0
-            self.trim_log()
+            try:
+                self.trim_log()
+            except sqlite3.Error as exc:
+                # The entry is committed: a failed trim must not make its write look failed.
+                log.warning("store: could not trim the log: %s", exc)
         for listener in list(self._listeners):
             listener(lsn)
 
@@ -520,6 +642,10 @@ class Database:
     @property
     def last_term(self) -> int:
         return self._last_term
+
+    @property
+    def last_epoch(self) -> int:
+        return self._last_epoch
 
     @property
     def first_lsn(self) -> int:
@@ -540,10 +666,10 @@ class Database:
         entries: list[LogEntry] = []
         size = 0
         for row in self.conn.execute(
-            "SELECT lsn, term, ts, schema_version, changes FROM _tn_log WHERE lsn > ? ORDER BY lsn LIMIT ?",
+            f"{_SELECT_ENTRIES} WHERE lsn > ? ORDER BY lsn LIMIT ?",
             (lsn, max_entries),
         ):
-            entry = LogEntry(row[0], row[1], row[2], row[3], row[4])
+            entry = LogEntry(*row)
             if entries and size + len(entry.changes) > max_bytes:
                 break
             entries.append(entry)
@@ -552,16 +678,20 @@ class Database:
 
     def term_at(self, lsn: int) -> int:
         """The term of the entry at ``lsn`` (0 for LSN 0), from the term history."""
-        if lsn <= 0:
-            return 0
-        row = self.conn.execute(
-            "SELECT term FROM _tn_terms WHERE start_lsn <= ? ORDER BY start_lsn DESC, term DESC LIMIT 1", (lsn,)
-        ).fetchone()
-        return 0 if row is None else row[0]
+        return self.position_at(lsn)[0]
 
-    def term_history(self) -> list[tuple[int, int]]:
-        """Each term this log holds entries of, with the LSN it started at, oldest first."""
-        return [(r[0], r[1]) for r in self.conn.execute("SELECT term, start_lsn FROM _tn_terms ORDER BY start_lsn, term")]
+    def position_at(self, lsn: int) -> tuple[int, int]:
+        """(term, epoch) of the entry at ``lsn`` ((0, 0) for LSN 0), from the term history."""
+        if lsn <= 0:
+            return (0, 0)
+        row = self.conn.execute(
+            "SELECT term, epoch FROM _tn_terms WHERE start_lsn <= ? ORDER BY start_lsn DESC, term DESC LIMIT 1", (lsn,)
+        ).fetchone()
+        return (0, 0) if row is None else (row[0], row[1])
+
+    def term_history(self) -> list[tuple[int, int, int]]:
+        """Each stretch of this log written by one leader: (term, start LSN, epoch), oldest first."""
+        return [tuple(r) for r in self.conn.execute("SELECT term, start_lsn, epoch FROM _tn_terms ORDER BY start_lsn, term")]
 
     def trim_log(self) -> int:
         """Drop the oldest entries beyond the retention window; the last entry is always kept.
@@ -611,30 +741,37 @@ class Database:
             raise StaleTerm(f"entries sent in term {sender_term}, this node is in term {current_term}")
         todo: list[LogEntry] = []
         expected = self._last_lsn + 1
-        prev_term = self._last_term
+        prev = (self._last_term, self._last_epoch)
         gap = False
         for entry in sorted(entries, key=lambda e: e.lsn):
             if entry.lsn < expected:
-                if entry.lsn == self._last_lsn and entry.term != self._last_term:
+                if entry.lsn == self._last_lsn and entry.position != prev:
                     raise LogDiverged(
-                        f"entry {entry.lsn} arrived with term {entry.term}, but this node holds it with term {self._last_term}"
+                        f"entry {entry.lsn} arrived from term {entry.term} (epoch {entry.epoch}), but this node holds it "
+                        f"from term {prev[0]} (epoch {prev[1]})"
                     )
                 continue
             if entry.lsn > expected:
                 gap = True
                 break
-            if entry.term < prev_term:
-                raise StaleTerm(f"entry {entry.lsn} has term {entry.term}, older than the term {prev_term} before it")
+            if entry.term < prev[0]:
+                raise StaleTerm(f"entry {entry.lsn} has term {entry.term}, older than the term {prev[0]} before it")
+            if entry.term == prev[0] and entry.epoch != prev[1] and expected > 1:
+                raise LogDiverged(f"entry {entry.lsn} is of term {entry.term} from another leader than the entry before it")
             if entry.schema_version > self.schema_version:
                 raise InvalidInput(
                     f"entry {entry.lsn} was written with schema version {entry.schema_version}; "
                     f"this node has {self.schema_version}: upgrade it"
                 )
             todo.append(entry)
-            prev_term = entry.term
+            prev = entry.position
             expected += 1
         if todo:
-            self._apply_entries(todo)
+            try:
+                self._apply_entries(todo)
+            except sqlite3.Error as exc:
+                self._raise_failure(exc)
+                raise
         return ApplyResult(self._last_lsn, len(todo), gap)
 
     def _apply_entries(self, entries: list[LogEntry]) -> None:
@@ -648,21 +785,23 @@ class Database:
         added = 0
         try:
             with self._transaction() as conn:
-                term = self._last_term
+                position = (self._last_term, self._last_epoch)
                 for entry in entries:
                     for change in json.loads(entry.changes):
                         self._apply_change(conn, change)
-                    conn.execute(_INSERT_LOG, (entry.lsn, entry.term, entry.timestamp, entry.schema_version, entry.changes))
-                    if entry.term != term:
-                        conn.execute(_INSERT_TERM, (entry.term, entry.lsn))
-                        term = entry.term
+                    conn.execute(
+                        _INSERT_LOG, (entry.lsn, entry.term, entry.timestamp, entry.schema_version, entry.changes, entry.epoch)
+                    )
+                    if entry.position != position:
+                        conn.execute(_INSERT_TERM, (entry.term, entry.lsn, entry.epoch))
+                        position = entry.position
                     added += len(entry.changes)
         finally:
             conn.execute("PRAGMA foreign_keys=ON")
         last = entries[-1]
         self._log_bytes += added
         self._last_lsn = last.lsn
-        self._last_term = last.term
+        self._last_term, self._last_epoch = last.position
         if not self._first_lsn:
             self._first_lsn = entries[0].lsn
         self._after_commit(last.lsn)
@@ -683,26 +822,23 @@ class Database:
                 )
             conn.execute(table.upsert_sql, [data[c] for c in table.columns])
 
-    # --- snapshots -------------------------------------------------------------------------
+    # --- the file --------------------------------------------------------------------------
 
-    def install_snapshot(self, prepared: PreparedSnapshot) -> SnapshotInfo:
-        """Replace this database by a prepared (verified) snapshot, and continue from its LSN.
+    def replace_file(self, source: Path) -> None:
+        """Replace this database by the SQLite file ``source`` (beside it), and continue from its log.
 
-        The quick part, on the owner's thread: this node's own metadata is copied into the new
-        file, the old database is closed out of WAL mode (so it is whole in its one file and
-        no stale WAL can ever be replayed onto the new one), the new file is renamed over it,
-        the directory is synced, and the database reopens (migrations, triggers, log state).
-        A crash at any point leaves either the old or the new database whole. Raises
-        SnapshotError, leaving the old database open and unchanged, when another connection
-        holds the file.
+        The old database is closed out of WAL mode (so it is whole in its one file and no stale WAL
+        can ever be replayed onto the new one), the new file is renamed over it, the directory is
+        synced, and the database reopens (migrations, triggers, log state). A crash at any point
+        leaves either the old or the new database whole. Raises SnapshotError, leaving the old
+        database open and unchanged, when another connection holds the file.
         """
-        source = Path(prepared.path)
+        source = Path(source)
         if source.parent.resolve() != self.data_dir.resolve():
-            raise SnapshotError(f"snapshot {source} must be prepared in {self.data_dir} to be renamed into place")
+            raise SnapshotError(f"{source} must be in {self.data_dir} to be renamed into place")
         conn = self.conn
         if conn.in_transaction:
-            raise RuntimeError("install_snapshot inside a transaction")
-        _replace_local_meta(source, self._local_meta())
+            raise RuntimeError("replace_file inside a transaction")
         conn.execute("PRAGMA busy_timeout=0")
         try:
             mode = conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
@@ -720,29 +856,6 @@ class Database:
         os.replace(source, self.path)
         self.fsync_dir()
         self.open()
-        log.info("store: installed snapshot at LSN %d term %d", self._last_lsn, self._last_term)
-        return prepared.info
-
-    # --- idempotent requests ---------------------------------------------------------------
-
-    def find_request(self, key: str) -> sqlite3.Row | None:
-        """The recorded request with this idempotency key (status/body are NULL until saved)."""
-        return self.conn.execute("SELECT key, lsn, status, headers, body FROM _tn_requests WHERE key = ?", (key,)).fetchone()
-
-    def save_response(self, key: str, status: int, headers: dict[str, str], body: str) -> None:
-        """Store the answer of a recorded request, so a retry gets the same answer anywhere."""
-        with self.write() as conn:
-            conn.execute(
-                "UPDATE _tn_requests SET status = ?, headers = ?, body = ? WHERE key = ?",
-                (status, json.dumps(headers), body, key),
-            )
-
-    def expire_requests(self, older_than: float) -> int:
-        """Delete recorded requests older than ``older_than`` (a replicated write, only if any)."""
-        if self.conn.execute("SELECT 1 FROM _tn_requests WHERE created < ? LIMIT 1", (older_than,)).fetchone() is None:
-            return 0
-        with self.write() as conn:
-            return conn.execute("DELETE FROM _tn_requests WHERE created < ?", (older_than,)).rowcount
 
     # --- content ---------------------------------------------------------------------------
 
@@ -783,22 +896,6 @@ def _has_text_affinity(declared: str | None) -> bool:
     return "INT" not in declared and any(word in declared for word in ("CHAR", "CLOB", "TEXT"))
 
 
-def _replace_local_meta(path: Path, local: list[tuple[str, str]]) -> None:
-    """Give the snapshot file at ``path`` this node's own metadata instead of its sender's."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("BEGIN IMMEDIATE")
-        marks = ", ".join("?" for _ in SHARED_META)
-        conn.execute(f"DELETE FROM _tn_meta WHERE key NOT IN ({marks})", SHARED_META)
-        conn.executemany("INSERT INTO _tn_meta(key, value) VALUES (?, ?)", local)
-        conn.execute("COMMIT")
-    except sqlite3.Error as exc:
-        raise SnapshotError(f"cannot prepare {path} for installation: {exc}") from exc
-    finally:
-        conn.close()
-
-
 def _split_sql(script: str) -> list[str]:
     """Split a migration into statements (triggers with inner semicolons are kept whole)."""
     statements, buffer = [], ""
@@ -811,3 +908,56 @@ def _split_sql(script: str) -> list[str]:
     if buffer.strip():
         statements.append(buffer.strip())
     return statements
+
+
+class RequestTransaction:
+    """One request's writes as one transaction: the first ``write()`` begins it, later ones join it,
+    and ``commit`` ends it with a last statement of the caller in the same log entry.
+
+    The transaction stays open across the request's code between its first write and its answer,
+    which must not await meanwhile: no other request may use the writer then (a write from another
+    request is refused with WriterBusy). ``suspended`` tells whether the event loop ran anything else
+    while it was open, so that the caller can report a route that breaks the rule.
+    """
+
+    def __init__(self, db: Database):
+        self.db = db
+        self.is_open = False
+        self.suspended = False
+
+    @contextmanager
+    def join(self) -> Iterator[sqlite3.Connection]:
+        db = self.db
+        if not self.is_open:
+            db._begin()
+            self.is_open = True
+            self._watch()
+        try:
+            yield db.conn
+        except BaseException:
+            self.rollback()
+            raise
+
+    def _watch(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        loop.call_soon(self._ran_while_open)
+
+    def _ran_while_open(self) -> None:
+        if self.is_open:
+            self.suspended = True
+
+    def commit(self, last: Callable[[sqlite3.Connection, int], None]) -> int:
+        """Run ``last(conn, lsn)`` and commit, all in the entry at ``lsn``; the LSN, or 0 when the
+        request changed nothing (then nothing is written, ``last`` included)."""
+        if not self.is_open:
+            return 0
+        self.is_open = False
+        return self.db._finish(self.db.conn, last)
+
+    def rollback(self) -> None:
+        if self.is_open:
+            self.is_open = False
+            self.db._abort(self.db.conn)

@@ -1,11 +1,13 @@
 """Where this node's log parts from the leader's, and the archive of the entries only it holds.
 
-Each log is described by its term history, ``[(term, start_lsn), ...]`` oldest first, and its
-last LSN: the term of an LSN is the term of the last history item starting at or before it.
-As in Raft's log matching (Kafka's leader epochs), two entries with the same LSN and term are
-the same entry, and so is everything before them; so the logs agree up to the end of their last
-common stretch of terms. What this node holds beyond that point the leader never had: it is
-written to ``DATA_DIR/archive/`` before the node resyncs, never dropped silently.
+Each log is described by its term history, ``[(term, start_lsn, epoch), ...]`` oldest first, and
+its last LSN: the position of an LSN is the (term, epoch) of the last history item starting at or
+before it. As in Raft's log matching (Kafka's leader epochs), two entries with the same LSN and
+position are the same entry, and so is everything before them; so the logs agree up to the end of
+their last common stretch. The epoch is a random number each leader draws for its term, so even two
+leaders of one term (a duplicated node ID) make different histories. What this node holds beyond
+that point the leader never had: it is written to ``DATA_DIR/archive/`` before the node resyncs,
+never dropped silently.
 """
 
 from __future__ import annotations
@@ -22,17 +24,24 @@ from talentnest.store._time import iso_from_epoch
 
 log = logging.getLogger("talentnest.store")
 
-TermHistory = Sequence[tuple[int, int]]
+TermHistory = Sequence[tuple[int, ...]]  # (term, start_lsn) or (term, start_lsn, epoch)
 ARCHIVE_DIR = "archive"
+
+
+def position_at(history: TermHistory, lsn: int) -> tuple[int, int]:
+    """The (term, epoch) of ``lsn`` in a log with this history ((0, 0) before its first term); an item
+    without an epoch (from a release before epochs) has epoch 0."""
+    best = (0, 0, 0)  # (start, term, epoch)
+    for item in history:
+        term, start, epoch = item[0], item[1], item[2] if len(item) > 2 else 0
+        if start <= lsn and (start, term) >= best[:2]:
+            best = (start, term, epoch)
+    return (best[1], best[2])
 
 
 def term_at(history: TermHistory, lsn: int) -> int:
     """The term of ``lsn`` in a log with this history (0 before its first term)."""
-    term, start = 0, 0
-    for item_term, item_start in history:
-        if item_start <= lsn and (item_start, item_term) >= (start, term):
-            term, start = item_term, item_start
-    return term
+    return position_at(history, lsn)[0]
 
 
 def common_lsn(local_history: TermHistory, local_last_lsn: int, leader_history: TermHistory, leader_last_lsn: int) -> int:
@@ -44,9 +53,9 @@ def common_lsn(local_history: TermHistory, local_last_lsn: int, leader_history: 
     limit = min(local_last_lsn, leader_last_lsn)
     if limit <= 0:
         return 0
-    starts = sorted({1} | {s for _, s in local_history if 1 < s <= limit} | {s for _, s in leader_history if 1 < s <= limit})
+    starts = sorted({1} | {h[1] for h in (*local_history, *leader_history) if 1 < h[1] <= limit})
     for start in starts:
-        if term_at(local_history, start) != term_at(leader_history, start):
+        if position_at(local_history, start) != position_at(leader_history, start):
             return start - 1
     return limit
 
@@ -65,7 +74,7 @@ def archive_divergent(db: Database, after_lsn: int, reason: str) -> Path:
     first_kept = db.first_lsn
     trimmed = after_lsn + 1 < first_kept
     history = db.term_history()
-    terms = sorted({term_at(history, after_lsn + 1)} | {t for t, s in history if after_lsn < s <= last})
+    terms = sorted({position_at(history, after_lsn + 1)[0]} | {h[0] for h in history if after_lsn < h[1] <= last})
     count = db.conn.execute("SELECT COUNT(*) FROM _tn_log WHERE lsn > ?", (after_lsn,)).fetchone()[0]
     now = db.clock()
     header = {
@@ -73,7 +82,7 @@ def archive_divergent(db: Database, after_lsn: int, reason: str) -> Path:
         "from_lsn": after_lsn + 1,
         "to_lsn": last,
         "terms": terms,
-        "term_history": [{"term": t, "start_lsn": s} for t, s in history],
+        "term_history": [{"term": t, "start_lsn": s, "epoch": e} for t, s, e in history],
         "reason": reason,
         "trimmed": trimmed,
         "first_archived_lsn": max(after_lsn + 1, first_kept) if count else None,
@@ -88,7 +97,7 @@ def archive_divergent(db: Database, after_lsn: int, reason: str) -> Path:
     with partial.open("w", encoding="utf-8") as out:
         out.write(json.dumps(header, ensure_ascii=False) + "\n")
         rows = db.conn.execute(
-            "SELECT lsn, term, ts, schema_version, changes FROM _tn_log WHERE lsn > ? ORDER BY lsn", (after_lsn,)
+            "SELECT lsn, term, ts, schema_version, changes, epoch FROM _tn_log WHERE lsn > ? ORDER BY lsn", (after_lsn,)
         )
         for row in rows:
             out.write(LogEntry(*row).to_json() + "\n")

@@ -5,15 +5,18 @@
 content checksum on) or, when zstandard is not importable, gzip. Its LSN and term are read from
 the copy's own ``_tn_log`` and ``_tn_terms``, so they match its data exactly.
 
-``prepare_snapshot`` unpacks a received snapshot beside the database and verifies it; the owner
-then swaps it in with ``Database.install_snapshot`` (the quick, atomic part). The slow functions
-here are synchronous and thread-safe: the caller runs them in a worker thread.
+``SnapshotDownload`` receives one in chunks beside the database; ``prepare_snapshot`` unpacks it
+there and verifies it; ``install`` swaps it in (the quick, atomic part, on the owner's thread). The
+slow functions here are synchronous and thread-safe: the caller runs them in a worker thread.
+Every file they write beside the database starts with one of ``PARTIAL_PREFIXES``, so that what an
+interrupted transfer leaves behind is removed at the node's next start (``remove_partial_files``).
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import logging
 import os
 import shutil
 import sqlite3
@@ -26,13 +29,18 @@ from pathlib import Path
 from typing import BinaryIO
 
 from talentnest.errors import SnapshotError
-from talentnest.store._db import DB_FILENAME, PARTIAL_PREFIXES
+from talentnest.store._db import DB_FILENAME, SHARED_META, Database
 
 try:
     import zstandard
 except ImportError:  # pragma: no cover - zstandard is a declared dependency
     zstandard = None
 
+log = logging.getLogger("talentnest.store")
+
+# Files beside the database that a crash may leave behind: a snapshot being unpacked, received, or
+# made for another node.
+PARTIAL_PREFIXES = (f"{DB_FILENAME}.incoming-", f"{DB_FILENAME}.download-", f"{DB_FILENAME}.serving-")
 CHUNK = 1024 * 1024
 SQLITE_MAGIC = b"SQLite format 3\x00"
 REQUIRED_TABLES = ("_tn_log", "_tn_terms", "_tn_meta")
@@ -78,6 +86,46 @@ class PreparedSnapshot:
         _remove_with_sidecars(self.path)
 
 
+def remove_partial_files(data_dir: Path) -> list[Path]:
+    """Remove what interrupted transfers left beside the database (at a node's start, before it
+    opens its database); the paths removed."""
+    removed = []
+    data_dir = Path(data_dir)
+    if data_dir.is_dir():
+        for path in data_dir.iterdir():
+            if path.name.startswith(PARTIAL_PREFIXES):
+                log.warning("store: removing %s, left by an interrupted snapshot transfer", path)
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
+def install(db: Database, prepared: PreparedSnapshot) -> SnapshotInfo:
+    """Replace ``db`` by a prepared (verified) snapshot and continue from its LSN; the snapshot keeps
+    this node's own metadata. Raises SnapshotError, with the old database left open and unchanged,
+    when it cannot be swapped in (the prepared file stays: retry, or ``discard`` it)."""
+    _replace_local_meta(prepared.path, db.local_meta())
+    db.replace_file(prepared.path)
+    log.info("store: installed snapshot at LSN %d term %d", db.last_lsn, db.last_term)
+    return prepared.info
+
+
+def _replace_local_meta(path: Path, local: list[tuple[str, str]]) -> None:
+    """Give the snapshot file at ``path`` this node's own metadata instead of its sender's."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("BEGIN IMMEDIATE")
+        marks = ", ".join("?" for _ in SHARED_META)
+        conn.execute(f"DELETE FROM _tn_meta WHERE key NOT IN ({marks})", SHARED_META)
+        conn.executemany("INSERT INTO _tn_meta(key, value) VALUES (?, ?)", local)
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        raise SnapshotError(f"cannot prepare {path} for installation: {exc}") from exc
+    finally:
+        conn.close()
+
+
 # --- taking ------------------------------------------------------------------------------------
 
 
@@ -111,6 +159,14 @@ def take_snapshot(db_path: Path, dest: Path, *, compression: str | None = None) 
     finally:
         _remove_with_sidecars(raw)
     return SnapshotInfo(lsn, term, schema_version, raw_bytes, writer.size, compression, writer.digest.hexdigest())
+
+
+def take_to_serve(db_path: Path) -> tuple[Path, SnapshotInfo]:
+    """A snapshot of the database at ``db_path`` in a new file beside it, for another node to fetch
+    (the caller removes the file once sent; a crash leaves it to ``remove_partial_files``)."""
+    db_path = Path(db_path)
+    dest = db_path.with_name(f"{PARTIAL_PREFIXES[2]}{uuid.uuid4().hex}")
+    return dest, take_snapshot(db_path, dest)
 
 
 def _backup(db_path: Path, raw: Path) -> None:
@@ -349,12 +405,16 @@ class _HashingReader:
 
 __all__ = [
     "DB_FILENAME",
+    "PARTIAL_PREFIXES",
     "PreparedSnapshot",
     "SnapshotDownload",
     "SnapshotInfo",
     "available_compressions",
+    "install",
     "iter_file",
     "prepare_snapshot",
+    "remove_partial_files",
     "take_snapshot",
+    "take_to_serve",
     "write_chunks",
 ]

@@ -1,7 +1,9 @@
-"""The cluster dashboard: one HTML page and its static files, served as they are (no build step).
+"""The node's pages: the cluster dashboard (``/``) and the API docs (``/docs``), with their static files
+served as they are (no build step).
 
-The page polls ``cluster/status`` of the node that served it; it loads nothing from elsewhere,
-which its Content-Security-Policy enforces.
+The dashboard polls ``cluster/status`` of the node that served it; ``/docs`` is Swagger UI (shipped
+in ``static/swagger-ui/``, see its SOURCE.txt) over ``/openapi.json``. Neither loads anything from
+elsewhere, which their Content-Security-Policy enforces.
 """
 
 from __future__ import annotations
@@ -25,14 +27,19 @@ PAGE_HEADERS = {
 }
 
 
+def _page(filename: str):
+    body = (STATIC_DIR / filename).read_bytes()
+
+    async def page(request: Request) -> Response:
+        return Response(body, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
+    return page
+
+
 def routes() -> list[BaseRoute]:
-    """``GET /`` (the page) and ``/static/*`` (its script, style sheet and icon)."""
-    page = (STATIC_DIR / "index.html").read_bytes()
-
-    async def dashboard(request: Request) -> Response:
-        return Response(page, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
-
+    """``GET /`` (the dashboard), ``GET /docs`` (the API docs) and ``/static/*`` (their scripts, styles, icons)."""
     return [
-        Route("/", dashboard, methods=["GET"]),
+        Route("/", _page("index.html"), methods=["GET"]),
+        Route("/docs", _page("docs.html"), methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]

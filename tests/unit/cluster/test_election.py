@@ -11,13 +11,10 @@ from talentnest.cluster.election import elect
 from talentnest.cluster.types import Action, ClusterView, PeerView, Role
 
 
-def peer(
-    id: int, *, alive: bool = True, listed: bool = True, lsn: int = 10, term: int = 1, ready: bool = True, alive_for: float = 60.0
-) -> PeerView:
+def peer(id: int, *, alive: bool = True, lsn: int = 10, term: int = 1, ready: bool = True, alive_for: float = 60.0) -> PeerView:
     return PeerView(
         id=id,
         url=f"http://10.0.{id // 256}.{id % 256}:3000",
-        listed=listed,
         alive=alive,
         term=term,
         last_lsn=lsn,
@@ -105,7 +102,7 @@ def test_a_lower_id_waits_for_the_highest_live_one():
     assert decision.action == Action.NONE and "node 514" in decision.reason
 
 
-def test_a_node_cut_off_from_its_listed_peers_never_stands():
+def test_a_node_cut_off_from_its_peers_never_stands():
     view = make_view(515, peers=[peer(513, alive=False), peer(514, alive=False)])
     decision = elect(view)
     assert decision.action == Action.NONE
@@ -121,9 +118,16 @@ def test_quorum_mode_counts_the_configured_cluster_size_not_the_listing():
     assert elect(view).action == Action.NONE
 
 
-def test_unlisted_or_dead_higher_ids_do_not_count():
-    view = make_view(514, peers=[peer(513), peer(515, listed=False), peer(516, alive=False)], voters=3)
+def test_dead_higher_ids_do_not_count():
+    view = make_view(514, peers=[peer(513), peer(516, alive=False)], voters=3)
     assert elect(view).action == Action.CAMPAIGN
+
+
+def test_no_one_stands_while_a_leader_was_heard_from_even_in_a_later_term_without_a_leader_yet():
+    # Leader stickiness: adopting a later term does not make the old leader's lease any shorter.
+    view = make_view(515, peers=[peer(513), peer(514)], leader_id=None, leader_alive=True, term=4)
+    decision = elect(view)
+    assert decision.action == Action.NONE and "heard from" in decision.reason
 
 
 def test_the_winner_catches_up_from_the_most_advanced_peer_before_standing():
@@ -146,7 +150,6 @@ peers_strategy = st.lists(
         peer,
         st.integers(1, 600),
         alive=st.booleans(),
-        listed=st.booleans(),
         lsn=st.integers(0, 20),
         term=st.integers(0, 3),
         ready=st.booleans(),
@@ -167,21 +170,20 @@ peers_strategy = st.lists(
 )
 def test_no_decision_ever_breaks_the_rules(self_id, peers, lsn, term, extra_voters, leader_alive):
     peers = [p for p in peers if p.id != self_id]
-    listed = sum(1 for p in peers if p.listed)
     view = make_view(
         self_id,
         peers=peers,
         lsn=lsn,
         term=term,
-        voters=1 + listed + extra_voters,
+        voters=1 + len(peers) + extra_voters,
         leader_id=(peers[0].id if peers else None),
         leader_alive=leader_alive and bool(peers),
     )
     decision = elect(view)
-    live_listed = [p for p in peers if p.alive and p.listed]
+    live = [p for p in peers if p.alive]
     if decision.action in (Action.CAMPAIGN, Action.CATCH_UP):
         assert view.reachable > view.voters // 2, "stood without a majority"
-        assert all(p.id < self_id for p in live_listed), "stood with a higher live ID around"
+        assert all(p.id < self_id for p in live), "stood with a higher live ID around"
         assert not view.leader_alive
     if decision.action == Action.CAMPAIGN:
         assert all(p.log_position <= view.log_position for p in peers if p.alive), "stood with stale data"

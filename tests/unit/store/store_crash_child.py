@@ -12,7 +12,7 @@ from pathlib import Path
 import talentnest.store._db as store_db
 from talentnest.store import Database, LogEntry
 from talentnest.store.schema import MIGRATIONS
-from talentnest.store.snapshot import prepare_snapshot
+from talentnest.store.snapshot import install, prepare_snapshot
 
 
 def say(**fields) -> None:
@@ -77,7 +77,7 @@ def install_and_stop(data_dir: Path, snapshot: Path, point: str) -> None:
             real_fsync_dir(path)
 
         store_db.fsync_dir = fsync_dir
-    db.install_snapshot(prepared)
+    install(db, prepared)
     say(event="finished")
 
 

@@ -9,6 +9,7 @@ from talentnest.services import PostService, UserService
 from talentnest.store import Database, LogEntry, Retention
 from talentnest.store.posts import PostRepo
 from talentnest.store.schema import MIGRATIONS
+from talentnest.store.snapshot import remove_partial_files
 from talentnest.store.users import UserRepo
 
 
@@ -45,5 +46,6 @@ class Node:
 def make_node(path: Path, *, migrations=MIGRATIONS, retention: Retention | None = None, capture: bool = True) -> Node:
     db = Database(path, migrations, retention=retention, capture=capture)
     users, posts = UserRepo(db), PostRepo(db)
+    remove_partial_files(path)  # as a node does when it starts (app.py)
     db.open()
     return Node(db, users, posts, UserService(db, users), PostService(db, posts, users))

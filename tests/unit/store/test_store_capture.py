@@ -186,10 +186,24 @@ def test_entries_carry_the_term_and_the_history_records_each_term(nodes):
     node.signup("cyd")
 
     assert [(e.lsn, e.term) for e in node.all_entries()] == [(1, 3), (2, 3), (3, 5)]
-    assert node.db.term_history() == [(3, 1), (5, 3)]
+    assert node.db.term_history() == [(3, 1, 0), (5, 3, 0)]
     assert [node.db.term_at(lsn) for lsn in (0, 1, 2, 3)] == [0, 3, 3, 5]
     node.db.term = 4
     with pytest.raises(StaleTerm), node.db.write() as conn:
+        conn.execute("DELETE FROM users")
+
+
+def test_each_leader_stretch_records_its_epoch_and_another_leader_of_the_same_term_cannot_write(nodes):
+    node = nodes("leader")
+    node.db.term, node.db.epoch = 3, 111
+    node.signup("ada")
+    node.db.term, node.db.epoch = 4, 222
+    node.signup("bob")
+    assert node.db.term_history() == [(3, 1, 111), (4, 2, 222)]
+    assert [e.epoch for e in node.all_entries()] == [111, 222]
+    assert node.db.position_at(2) == (4, 222)
+    node.db.epoch = 333  # a second process leading term 4 (a duplicated node ID)
+    with pytest.raises(StaleTerm, match="another leader"), node.db.write() as conn:
         conn.execute("DELETE FROM users")
 
 
@@ -204,17 +218,36 @@ def test_log_state_survives_a_restart(nodes):
     assert node.db.last_lsn == 3
 
 
-def test_an_idempotency_key_is_recorded_in_the_same_entry(nodes):
+def test_a_request_transaction_and_its_last_statement_are_one_entry(nodes):
+    """An Idempotency-Key's answer is kept in the write's own transaction: one entry, one LSN."""
     node = nodes("leader")
-    receipt = WriteReceipt(idempotency_key="retry-me")
+    receipt = WriteReceipt()
     token = current_receipt.set(receipt)
     try:
-        node.signup("ada")
+        with node.db.request_transaction() as request:
+            node.signup("ada")
+            node.signup("bob")  # a second write of the same request joins the first
+            lsn = request.commit(
+                lambda conn, lsn: conn.execute("INSERT INTO _tn_requests(key, lsn, created) VALUES ('retry-me', ?, 0)", (lsn,))
+            )
     finally:
         current_receipt.reset(token)
-    assert receipt.lsn == 1
-    assert sorted(ops(changes_of(node, 1))) == [("INSERT", "_tn_requests"), ("INSERT", "users")]
-    assert node.db.find_request("retry-me")["lsn"] == 1
+    assert lsn == receipt.lsn == node.db.last_lsn == 1
+    assert sorted(ops(changes_of(node, 1))) == [("INSERT", "_tn_requests"), ("INSERT", "users"), ("INSERT", "users")]
+    assert node.db.conn.execute("SELECT lsn FROM _tn_requests WHERE key = 'retry-me'").fetchone()[0] == 1
+
+
+def test_a_request_transaction_that_fails_or_is_not_committed_leaves_nothing(nodes):
+    node = nodes("leader")
+    with pytest.raises(RuntimeError, match="boom"), node.db.request_transaction():
+        node.signup("ada")
+        raise RuntimeError("boom")
+    with node.db.request_transaction():
+        node.signup("bob")  # never committed
+    assert node.db.last_lsn == 0
+    assert node.db.conn.execute("SELECT COUNT(*) FROM users").fetchone()[0] == 0
+    node.signup("cy")  # the writer is free again
+    assert node.db.last_lsn == 1
 
 
 def test_capture_lives_on_the_connection_not_in_the_file(nodes):
@@ -245,3 +278,28 @@ def test_a_reused_checksum_follows_the_lsn(nodes):
     assert node.db.checksum(reuse=True) == first == node.db.checksum()
     node.signup("bob")
     assert node.db.checksum(reuse=True) == node.db.checksum() != first
+
+
+def test_a_file_from_before_epochs_gains_them_when_it_opens(tmp_path):
+    import sqlite3 as sqlite
+
+    from talentnest.store import Database
+    from talentnest.store.schema import MIGRATIONS
+
+    old = sqlite.connect(tmp_path / "talentnest.db")
+    old.executescript(
+        "CREATE TABLE _tn_log (lsn INTEGER PRIMARY KEY, term INTEGER NOT NULL, ts TEXT NOT NULL, "
+        "schema_version INTEGER NOT NULL, changes TEXT NOT NULL);"
+        "CREATE TABLE _tn_terms (term INTEGER PRIMARY KEY, start_lsn INTEGER NOT NULL);"
+        "INSERT INTO _tn_log VALUES (1, 2, 't', 1, '[]'); INSERT INTO _tn_terms VALUES (2, 1);"
+    )
+    old.commit()
+    old.close()
+    db = Database(tmp_path, MIGRATIONS)
+    db.open()
+    try:
+        assert db.term_history() == [(2, 1, 0)]
+        assert (db.last_lsn, db.last_term, db.last_epoch) == (1, 2, 0)
+        assert db.entries_after(0)[0].epoch == 0
+    finally:
+        db.close()

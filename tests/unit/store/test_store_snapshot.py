@@ -15,6 +15,7 @@ from talentnest.store.schema import MIGRATIONS
 from talentnest.store.snapshot import (
     SnapshotDownload,
     available_compressions,
+    install,
     iter_file,
     prepare_snapshot,
     take_snapshot,
@@ -57,7 +58,7 @@ def test_snapshot_installs_on_an_empty_node_and_the_log_continues(nodes, tmp_pat
         leader.post(1, f"after the snapshot {n}")
 
     empty = nodes("new")
-    installed = empty.db.install_snapshot(prepare(empty, tmp_path / "snap", info))
+    installed = install(empty.db, prepare(empty, tmp_path / "snap", info))
     assert installed == info
     assert (empty.db.last_lsn, empty.db.last_term) == (info.lsn, 2)
     result = empty.db.apply(leader.db.entries_after(empty.db.last_lsn))
@@ -106,7 +107,7 @@ def test_snapshot_taken_while_another_thread_writes_is_consistent(nodes, tmp_pat
     entries = leader.all_entries()
     reference.db.apply([e for e in entries if e.lsn <= info.lsn])
     fresh = nodes("fresh")
-    fresh.db.install_snapshot(prepare(fresh, tmp_path / "snap", info))
+    install(fresh.db, prepare(fresh, tmp_path / "snap", info))
     assert fresh.db.checksum() == reference.db.checksum()
     fresh.catch_up_from(leader)
     assert fresh.db.checksum() == leader.db.checksum()
@@ -121,7 +122,7 @@ def test_installing_over_a_node_with_data_replaces_it_and_keeps_local_metadata(n
     stale.db.conn.execute("PRAGMA wal_autocheckpoint=0")
     stale.post(1, "only in the WAL")
 
-    stale.db.install_snapshot(prepare(stale, tmp_path / "snap", info))
+    install(stale.db, prepare(stale, tmp_path / "snap", info))
     assert stale.db.checksum() == leader.db.checksum()
     assert stale.db.get_meta("voted_for") == "513"
     assert stale.db.get_meta("schema_version") == str(len(MIGRATIONS))
@@ -231,12 +232,12 @@ def test_install_refuses_while_another_connection_holds_the_file(nodes, tmp_path
     reader.execute("SELECT COUNT(*) FROM users").fetchone()
     try:
         with pytest.raises(SnapshotError, match="another connection"):
-            node.db.install_snapshot(prepared)
+            install(node.db, prepared)
     finally:
         reader.close()
     assert node.db.checksum() == before
     assert node.post(1, "still writable") > 0
-    node.db.install_snapshot(prepared)
+    install(node.db, prepared)
     assert node.db.checksum() == leader.db.checksum()
 
 
@@ -246,7 +247,7 @@ def test_a_snapshot_travels_in_chunks(nodes, tmp_path):
     node = nodes("node")
     path, sha256, size = write_chunks(node.db.data_dir, iter_file(tmp_path / "snap", chunk_size=1000))
     assert (sha256, size) == (info.sha256, info.compressed_bytes)
-    node.db.install_snapshot(prepare(node, path, info))
+    install(node.db, prepare(node, path, info))
     assert node.db.checksum() == leader.db.checksum()
 
     download = SnapshotDownload(node.db.data_dir)
@@ -255,7 +256,7 @@ def test_a_snapshot_travels_in_chunks(nodes, tmp_path):
     abandoned = SnapshotDownload(node.db.data_dir)
     abandoned.write(b"left by a crash")
     node.db.close()
-    node.db.open()  # the first open of a new process removes leftovers; a reopen keeps them
+    node.db.open()  # a node's start removes leftovers (remove_partial_files); a reopen keeps them
     assert abandoned.path.exists()
     fresh = nodes("node")
     assert not abandoned.path.exists()
@@ -267,7 +268,7 @@ def test_a_snapshot_of_an_older_schema_is_migrated_as_it_is_installed(nodes, tmp
     info = take_snapshot(leader.db.path, tmp_path / "snap")
     newer_schema = [*MIGRATIONS, (len(MIGRATIONS) + 1, "CREATE TABLE badges (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")]
     newer = nodes("newer", migrations=newer_schema)
-    newer.db.install_snapshot(prepare(newer, tmp_path / "snap", info))
+    install(newer.db, prepare(newer, tmp_path / "snap", info))
     assert newer.db.get_meta("schema_version") == str(len(newer_schema))
     assert "badges" in newer.db.replicated_tables
     assert newer.db.last_lsn == info.lsn

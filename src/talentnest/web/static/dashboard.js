@@ -264,7 +264,14 @@
   function describeHealth(n) {
     if (!n.listed) return `Down · not listed since ${clock(n.goneAt)}`;
     if (!n.healthy) return typeof n.seenAt === "number" ? `Down · not answering for ${lastSeen(n)}` : "Down · not answering yet";
-    if (n.self) return "Healthy · serves this page";
+    if (n.self) {
+      const s = lastStatus || {};
+      if (s.clock && s.clock.beyond_window) return `Clock off · ${s.clock.note}`;
+      const problems = Object.values((s.health && s.health.problems) || {});
+      if (problems.length) return `Unhealthy · ${problems[0]}`;
+      return "Healthy · serves this page";
+    }
+    if (n.refuses_us) return `Refuses this node · ${n.refuses_us}`;
     return "Healthy";
   }
 

@@ -1,0 +1,163 @@
+"""The node as the owner of role, term and leader: what each cycle does, the lease, stickiness, the write gate."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from tests.unit.cluster.fakes import info, make_rig, reply, started
+
+from talentnest.cluster import votes
+from talentnest.cluster.types import Action, Role
+from talentnest.cluster.wire import VoteRequest
+from talentnest.cluster.work import Job
+from talentnest.errors import NotLeader
+
+A, B, C = "10.0.2.1", "10.0.2.2", "10.0.2.3"
+
+
+def peers_answer(rig, *, grant: bool = True, term_of=lambda: 1):
+    """Members A and B answer heartbeats (as followers) and grant or refuse votes."""
+
+    def handler(call):
+        address = call.url[7:].split(":")[0]
+        node_id = 512 + int(address.split(".")[-1])
+        if call.target == "/cluster/vote":
+            return reply({"term": rig.node.term, "granted": grant, "reason": "granted" if grant else "no"})
+        return reply(info(node_id, address, term=rig.node.term, leader_id=rig.node.leader_id))
+
+    rig.transport.handler = handler
+
+
+async def leader_rig(tmp_path):
+    rig = await started(make_rig(tmp_path, address=C, peers=[A, B]))
+    peers_answer(rig)
+    await rig.node.membership.probe_all()
+    assert await votes.campaign(rig.node, handover_from=None)
+    return rig
+
+
+async def test_a_node_alone_leads_from_its_start(tmp_path):
+    rig = await started(make_rig(tmp_path, address=C))
+    assert rig.node.role == Role.LEADER and rig.node.term == 1
+    rig.node.gate.guard_write()
+
+
+async def test_the_highest_id_campaigns_and_the_cycle_says_so(tmp_path):
+    rig = await started(make_rig(tmp_path, address=C, peers=[A, B]))
+    peers_answer(rig)
+    first = await rig.node.run_cycle()
+    assert first.action == Action.NONE and "discovering" in first.text
+    second = await rig.node.run_cycle()
+    assert second.action == Action.CAMPAIGN
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert rig.node.role == Role.LEADER
+    assert "elected with 2 of 3 votes" in rig.node.events[-1]["text"], "votes stop at a majority"
+
+
+async def test_a_decision_skipped_because_a_job_runs_is_reported_as_nothing_done(tmp_path):
+    rig = await started(make_rig(tmp_path, address=C, peers=[A, B]))
+    peers_answer(rig)
+    await rig.node.run_cycle()
+    blocked = asyncio.Event()
+    rig.node.run_job(Job.HANDOVER, blocked.wait())
+    cycle = await rig.node.run_cycle()
+    assert cycle.action == Action.NONE and "not yet: handover is running" in cycle.text
+    await rig.node.worker.stop()
+
+
+async def test_a_leader_whose_majority_stops_answering_steps_down_when_its_lease_ends(tmp_path):
+    rig = await leader_rig(tmp_path)
+    assert rig.node.lease_valid()
+    rig.transport.handler = None  # nobody answers any more (refused)
+    rig.clock.advance(2.4)
+    assert rig.node.gate.accepting_writes(), "the lease of the vote round still holds"
+    rig.clock.advance(0.2)
+    with pytest.raises(NotLeader, match="lost its majority"):
+        rig.node.gate.guard_write()
+    cycle = await rig.node.run_cycle()
+    assert cycle.action == Action.STEP_DOWN and "lease lapsed" in cycle.text
+    assert rig.node.role == Role.FOLLOWER
+
+
+async def test_heartbeat_answers_renew_the_lease_only_for_probes_sent_as_leader(tmp_path):
+    rig = await started(make_rig(tmp_path, address=C, peers=[A, B]))
+    peers_answer(rig)
+    await rig.node.membership.probe_all()  # sent as a follower
+    assert not rig.node.lease._acks, "a follower's probe answered in its term is no lease"
+    assert await votes.campaign(rig.node, handover_from=None)
+    rig.clock.advance(2.0)
+    await rig.node.membership.probe_all()  # sent as leader
+    rig.clock.advance(2.0)
+    assert rig.node.lease_valid(), "renewed by the answers to the leader's probes"
+
+
+async def test_adopting_a_later_term_does_not_free_this_nodes_vote_while_its_leader_was_just_heard(tmp_path):
+    rig = await started(make_rig(tmp_path, address=A, peers=[B, C]))
+    peers_answer(rig)
+    rig.node.heard_from_leader(515, f"http://{C}:3000")
+    rig.node.adopt_term(7, "a restarted node is in term 7")
+    assert rig.node.leader_id is None and rig.node.leader_alive()
+    answer = await votes.answer_vote(rig.node, VoteRequest(8, 514, f"http://{B}:3000", 0, 0))
+    assert not answer.granted and "alive" in answer.reason
+    rig.clock.advance(3.1)
+    answer = await votes.answer_vote(rig.node, VoteRequest(8, 514, f"http://{B}:3000", 0, 0))
+    assert answer.granted, "after three heartbeats without the leader the vote is free"
+
+
+async def test_the_gate_says_why_a_write_is_refused(tmp_path):
+    rig = await started(make_rig(tmp_path, address=A, peers=[B, C]))
+    with pytest.raises(NotLeader, match="is not the leader"):
+        rig.node.gate.guard_write()
+    assert rig.node.readiness() == (False, "no leader known")
+    rig.node.heard_from_leader(515, f"http://{C}:3000")
+    assert rig.node.current_leader_url() == f"http://{C}:3000"
+    assert rig.node.readiness() == (False, "catching up with the leader")
+    rig.replication.follower.in_sync = True
+    assert rig.node.readiness() == (True, "following leader 515")
+
+
+async def test_a_leader_hands_over_nothing_while_stopping_and_refuses_writes(tmp_path):
+    rig = await leader_rig(tmp_path)
+    rig.node.stopping = True
+    with pytest.raises(NotLeader, match="handing over"):
+        rig.node.gate.guard_write()
+
+
+async def test_a_forward_to_a_leader_that_becomes_suspected_ends_at_once(tmp_path):
+    rig = await started(make_rig(tmp_path, address=A, peers=[B, C]))
+    never = asyncio.get_running_loop().create_future()
+    call = asyncio.ensure_future(never)
+    lost = rig.node.gate.watch_leader(f"http://{C}:3000", call)
+    other = asyncio.ensure_future(asyncio.get_running_loop().create_future())
+    rig.node.gate.watch_leader(f"http://{B}:3000", other)
+    rig.node.gate.leader_suspected(f"http://{C}:3000")
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert lost() and not other.done(), "only the forwards to the suspected leader end"
+    other.cancel()
+
+
+async def test_a_node_cut_off_from_a_majority_expects_no_leader(tmp_path):
+    rig = await started(make_rig(tmp_path, address=A, peers=[B, C]))
+    assert not rig.node.gate.leader_expected(), "it reaches 1 of 3"
+    peers_answer(rig)
+    await rig.node.membership.probe_all()
+    assert rig.node.gate.leader_expected()
+
+
+async def test_an_lsn_held_in_another_history_does_not_satisfy_a_min_lsn_read(tmp_path):
+    """A deposed leader holds LSNs the new leader wrote again: until its history is confirmed it waits."""
+    rig = await started(make_rig(tmp_path, address=A, peers=[B, C]))
+    rig.node.heard_from_leader(515, f"http://{C}:3000")
+    rig.db.apply([_entry(1)])
+    assert await rig.node.gate.wait_applied(1, 0.05) is False, "held, but not known to be the leader's"
+    rig.replication.follower.confirmed = (rig.node.term, 515)
+    assert await rig.node.gate.wait_applied(1, 0.05) is True
+
+
+def _entry(lsn):
+    from talentnest.store import LogEntry
+
+    return LogEntry(lsn, 1, "t", 1, "[]")

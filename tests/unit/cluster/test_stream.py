@@ -1,0 +1,159 @@
+"""The leader's stream to one follower: a window of batches, backoff while it is away, resend from gaps."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from tests.unit.cluster.fakes import FakeClock, reply
+
+from talentnest.cluster import stream as stream_module
+from talentnest.cluster.stats import Stats
+from talentnest.cluster.stream import FollowerStream
+from talentnest.cluster.wire import ReplicateReply, decode
+from talentnest.errors import PeerUnreachable
+from talentnest.store import Database
+from talentnest.store.schema import MIGRATIONS
+
+
+class Node:
+    node_id, url, heartbeat = 515, "http://10.0.2.3:3000", 1.0
+
+    def __init__(self, transport):
+        self.transport = transport
+        self.clock = FakeClock()
+        self.term = 2
+        self.adopted: list[int] = []
+        self.acks: list[tuple[str, float]] = []
+
+    def adopt_term(self, term, why):
+        self.adopted.append(term)
+
+    def lease_acknowledged(self, address, sent_at):
+        self.acks.append((address, sent_at))
+
+
+class Sender:
+    def __init__(self, node, db):
+        self.node, self.db, self.stats = node, db, Stats()
+        self.acknowledgements = 0
+        self._event = asyncio.Event()
+
+    def now(self):
+        return self.node.clock.monotonic()
+
+    def commit_time(self, lsn):
+        return None
+
+    def new_entries_event(self):
+        return self._event
+
+    def reported_lsn(self, address):
+        return 0
+
+    def acknowledged(self):
+        self.acknowledgements += 1
+
+
+class Holding:
+    """A follower that takes requests and answers only when told."""
+
+    def __init__(self):
+        self.requests: list[tuple[dict, asyncio.Future]] = []
+
+    async def call(self, method, base_url, target, *, body=b"", timeout, headers=None, sign=True):
+        future = asyncio.get_running_loop().create_future()
+        self.requests.append((decode(body), future))
+        return await future
+
+
+@pytest.fixture
+def leader_db(tmp_path):
+    db = Database(tmp_path, MIGRATIONS)
+    db.open()
+    db.term = 2
+    for n in range(20):
+        with db.write() as conn:
+            conn.execute(
+                "INSERT INTO users(username, email, name, password_hash, created_at, updated_at) "
+                "VALUES (?, ?, 'n', 'x', 't', 't')",
+                (f"u{n}", f"u{n}@x"),
+            )
+    yield db
+    db.close()
+
+
+def make(leader_db, transport):
+    node = Node(transport)
+    sender = Sender(node, leader_db)
+    return FollowerStream(sender, "10.0.2.1", "http://10.0.2.1:3000", 513), sender, node
+
+
+async def test_up_to_four_batches_are_in_flight_once_the_history_is_confirmed(leader_db, monkeypatch):
+    monkeypatch.setattr(stream_module, "BATCH_ENTRIES", 2)
+    transport = Holding()
+    s, _sender, _node = make(leader_db, transport)
+    s.next_lsn = 1
+    assert s._fill() == 1, "one request at a time until the follower has checked our history"
+    await asyncio.sleep(0)
+    assert transport.requests[0][0]["history"] == [[2, 1, 0]], "the first batch carries the history"
+    transport.requests[0][1].set_result(reply({"term": 2, "success": True, "applied_lsn": 2, "reason": "applied"}))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert s.confirmed and s.match_lsn == 2
+    assert s._fill() == 4
+    await asyncio.sleep(0)
+    assert len(s._inflight) == 4 == FollowerStream.WINDOW
+    assert [r["prev_lsn"] for r, _ in transport.requests[1:]] == [2, 4, 6, 8]
+    assert all(r["history"] is None for r, _ in transport.requests[1:])
+    assert s._fill() == 0, "the window is full"
+    await s.stop()
+
+
+async def test_backoff_doubles_from_50_ms_to_1_s_and_resends_from_what_the_follower_holds(leader_db):
+    class Away:
+        async def call(self, *args, **kwargs):
+            raise PeerUnreachable("no route to host")
+
+    s, sender, node = make(leader_db, Away())
+    s.match_lsn = 5
+    waits = []
+    for _ in range(7):
+        await s._request(b"{}", 3, s._epoch, node.term)
+        waits.append(round(s._retry_at - node.clock.monotonic(), 3))
+    assert waits == [0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+    assert s.next_lsn == 6, "everything after the follower's position is sent again"
+    assert sender.stats.send_failures == 7
+    s.retry_now()
+    assert s.failures == 0 and not s.confirmed, "a peer back from the dead is checked again at once"
+
+
+async def test_a_gap_resets_the_stream_to_the_followers_position_and_ignores_older_answers(leader_db):
+    s, _sender, node = make(leader_db, Holding())
+    s.next_lsn, s.match_lsn, s.confirmed = 11, 8, True
+    epoch = s._epoch
+    s.handle(ReplicateReply(2, False, 6, "gap"), epoch, 0.0, 2)
+    assert (s.next_lsn, s.match_lsn) == (7, 6), "the follower's own word, even when lower"
+    s.handle(ReplicateReply(2, True, 10, "applied"), epoch, 0.0, 2)
+    assert (s.next_lsn, s.match_lsn) == (7, 6), "an answer to a request sent before the reset moves nothing"
+    assert node.acks, "but it still shows the follower accepts this leader"
+
+
+async def test_a_follower_in_a_later_term_makes_the_leader_adopt_it_and_renews_nothing(leader_db):
+    s, _sender, node = make(leader_db, Holding())
+    s.handle(ReplicateReply(5, False, 0, "stale_term"), s._epoch, 1.0, 2)
+    assert node.adopted == [5] and node.acks == []
+
+
+async def test_a_success_in_this_term_renews_the_lease_and_releases_quorum_waiters(leader_db):
+    s, sender, node = make(leader_db, Holding())
+    s.next_lsn = 1
+    s.handle(ReplicateReply(2, True, 12, "applied"), s._epoch, 123.0, 2)
+    assert node.acks == [("10.0.2.1", 123.0)]
+    assert s.match_lsn == 12 and s.next_lsn == 13 and sender.acknowledgements == 1
+
+
+async def test_an_answer_sent_for_an_older_term_renews_no_lease(leader_db):
+    s, _sender, node = make(leader_db, Holding())
+    s.handle(ReplicateReply(2, True, 3, "applied"), s._epoch, 1.0, term=1)
+    assert node.acks == []
