@@ -1,6 +1,7 @@
-"""The simulated users: each signs up, then writes posts with numbered contents through random
-nodes, each with an Idempotency-Key, retrying with the same key (through any node) after a 503, a
-timeout or an "outcome unknown" answer; and reads its writes back, with and without X-Min-LSN.
+"""The simulated users: each signs up, then writes posts with numbered contents and updates its
+profile through random nodes, each write with an Idempotency-Key, retrying with the same key (through
+any node) after a 503, a timeout or an "outcome unknown" answer; and reads its posts back, with and
+without X-Min-LSN.
 
 What they are told feeds the invariants: every acknowledged write (``AckedWrite``), every read of
 one (``Read``), a token that acts as someone else, a token refused by a node.
@@ -44,6 +45,7 @@ class Client:
         self.username = ""
         self.token: str | None = None
         self.written = 0
+        self.updates = 0
         self.own: list[_Own] = []
         self.done = False
         self.requests = 0
@@ -101,8 +103,11 @@ class Client:
             while self._may_start:
                 if self.token is None and not await self.sign_up():
                     continue
-                if self.own and self.rng.random() < 0.3:
+                dice = self.rng.random()
+                if self.own and dice < 0.25:
                     await self.read_back()
+                elif dice < 0.4:
+                    await self.update_profile()
                 else:
                     await self.write()
                 await self._pause(0.1, 1.1)
@@ -141,45 +146,58 @@ class Client:
             await self._pause(0.1, 1.0)
         return False
 
+    async def send_write(self, method: str, path: str, payload: Any, key: str) -> tuple[SimHost, Reply] | None:
+        """Send a write with its Idempotency-Key through random nodes until one answers it for good
+        (not a 503, a 500 or no answer); the node and its answer, or None if the client gave up. A
+        client whose account is gone signs up again and goes on (the key is per account, so the
+        write is a new one then)."""
+        while self._may_retry and self.token is not None:
+            host = self._pick()
+            reply = await self.call(host, method, path, payload, key=key)
+            if reply is None or reply.status == 503 or reply.status >= 500:
+                await self._pause(0.1, 1.0)  # a 500 is counted where it was answered (server_error)
+                continue
+            if reply.status != 401:
+                return host, reply
+            if "no longer exists" in _error_message(reply):
+                self.world.trace.add(f"{self.name} account {self.username} is gone; signing up again")
+                self.token = None
+                if not await self.sign_up():
+                    return None
+                continue
+            self.world.violation(
+                Violation(
+                    "token_refused", f"node {_node(reply)} refused {self.name}'s token: {_error_message(reply)}", self.world.clock.now
+                )
+            )
+            await self._pause(0.2, 1.0)
+        return None
+
+    def _done(self, what: str, reply: Reply, ok: int) -> bool:
+        """Whether the answer says the write happened (``ok``, or its key was used already)."""
+        if reply.status == ok or (reply.status == 409 and _error_code(reply) == "idempotency_key_used"):
+            return True
+        self.world.unexpected(self.name, f"{what} answered {reply.status}: {reply.body[:200]!r}")
+        return False
+
     async def write(self) -> None:
+        """A post with the next numbered content."""
         self.written += 1
         content = f"{self.name}-{self.written}"
         key = f"post-{self.name}-{self.written}"
         sent = self.world.clock.now
-        while self._may_retry and self.token is not None:
-            host = self._pick()
-            reply = await self.call(host, "POST", "/api/posts", {"content": content}, key=key)
-            if reply is None or reply.status == 503:
-                await self._pause(0.1, 1.0)
-                continue
-            if reply.status in (201, 409):
-                code = _error_code(reply)
-                if reply.status == 409 and code != "idempotency_key_used":
-                    self.world.unexpected(self.name, f"POST /api/posts answered 409 {code}")
-                    return
-                self._acknowledged(host, content, key, reply, sent)
-                return
-            if reply.status == 401:
-                if "no longer exists" in _error_message(reply):
-                    self.world.trace.add(f"{self.name} account {self.username} is gone; signing up again")
-                    self.token = None
-                    if not await self.sign_up():
-                        return
-                    continue
-                self.world.violation(
-                    Violation(
-                        "token_refused",
-                        f"node {_node(reply)} refused {self.name}'s token: {_error_message(reply)}",
-                        self.world.clock.now,
-                    )
-                )
-                await self._pause(0.2, 1.0)
-                continue
-            if reply.status >= 500:
-                await self._pause(0.1, 1.0)  # counted where it was answered (server_error)
-                continue
-            self.world.unexpected(self.name, f"POST /api/posts answered {reply.status}: {reply.body[:200]!r}")
-            return
+        answered = await self.send_write("POST", "/api/posts", {"content": content}, key)
+        if answered is not None and self._done("POST /api/posts", answered[1], 201):
+            self._acknowledged(answered[0], content, key, answered[1], sent)
+
+    async def update_profile(self) -> None:
+        """A new headline: the same row written again and again (what a re-applied old entry would undo)."""
+        self.updates += 1
+        headline = f"{self.username} v{self.updates}"
+        key = f"profile-{self.name}-{self.updates}"
+        answered = await self.send_write("PATCH", "/api/users/me", {"headline": headline}, key)
+        if answered is not None:
+            self._done("PATCH /api/users/me", answered[1], 200)
 
     def _acknowledged(self, host: SimHost, content: str, key: str, reply: Reply, sent: float) -> None:
         lsn = _int(reply.headers.get("X-Cluster-LSN"))

@@ -47,49 +47,15 @@ KNOWN: dict[str, Finding] = {
     f.name: f
     for f in (
         Finding(
-            "F1-dns-alone",
-            "an empty, NXDOMAIN, partial or wrong DNS answer makes nodes count only the listed members as voters "
-            "and lead alone (issue 15 case 1)",
-            avoid_dns_modes=frozenset({"nxdomain", "empty", "partial", "wrong"}),
-        ),
-        Finding(
-            "F2-unchecked-apply-wait",
-            "a follower answers a forwarded write before it holds it (the apply wait's result is ignored), "
-            "and a lost replicate request stalls the stream for 5 s after a heal (issue 15 case 5)",
-            invariants=frozenset({"read_your_writes"}),
-        ),
-        Finding(
-            "F3-token-leeway",
-            "a token issued on a node whose clock is 5-30 s ahead is refused elsewhere (issue 15 case 6)",
-            max_skew=4.0,
-        ),
-        Finding(
-            "F4-min-lsn-divergent",
-            "a deposed leader not yet resynced answers X-Min-LSN reads from its divergent log",
-            invariants=frozenset({"min_lsn_read_stale"}),
-        ),
-        Finding(
-            "F5-led-alone",
-            "a node that DNS shows alone (its peers stopped, crashed or restarting, or DNS failing on a fresh "
-            "process) leads with a voter set of 1, in a term its unreachable peers may use too: two leaders in one "
-            "term, whose histories then diverge unseen",
-            trigger="led-alone",
-        ),
-        Finding(
             "F6-token-misattributed",
             "after an acknowledged signup is lost (async mode), its token acts as whoever gets that user id next "
             "(issue 15 case 4)",
             invariants=frozenset({"token_misattributed"}),
         ),
-        Finding(
-            "F7-amnesiac-voter",
-            "a node that lost its disk votes, and may lead, as soon as it restarts: behind a partition a stale "
-            "candidate wins with its vote and writes a majority acknowledged are lost (quorum mode)",
-            invariants=frozenset({"acked_write_lost"}),
-            only_after_wipe=True,
-        ),
     )
 }
+# Fixed on main (05ec5f9), their cases in tests/sim/findings/ kept as regression tests: F1-dns-alone,
+# F2-unchecked-apply-wait, F3-token-leeway, F4-min-lsn-divergent, F5-led-alone, F7-amnesiac-voter.
 
 
 def resolve(names: list[str] | None) -> list[Finding]:

@@ -27,6 +27,7 @@ from talentnest.errors import PeerUnreachable
 from talentnest.sim.dns import discovery_for
 from talentnest.sim.loop import SimLoop
 from talentnest.sim.net import PORT, Exchange, SimTransport, http_scope, reply_headers
+from talentnest.store import guard
 
 if TYPE_CHECKING:
     from talentnest.sim.world import World
@@ -62,6 +63,7 @@ class Incarnation:
     app: Any
     node: Any  # app.state.node, app.state.db: the objects the simulation watches
     db: Any
+    lock: Any  # its DATA_DIR lock (store.guard.DataDirLock)
     listening: bool = False
     started: bool = False
     started_at: float | None = None  # when its lifespan startup completed
@@ -124,8 +126,12 @@ class SimHost:
             resolver=lambda settings: discovery_for(settings, world.dns, self.address),
         )
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        app = create_app(self.settings, runtime=runtime)
-        inc = Incarnation(number, loop, app, app.state.node, app.state.db)
+        # The process takes its data directory's lock first, as the CLI does; the kernel lets go of
+        # a killed process's lock, so a crash releases it here.
+        lock = guard.DataDirLock(self.data_dir)
+        lock.acquire(owner=f"simulated node at {self.address}")
+        app = create_app(self.settings, runtime=runtime, data_lock=lock)
+        inc = Incarnation(number, loop, app, app.state.node, app.state.db, lock)
         self.incarnation = inc
         world.scheduler.add(loop)
         world.watcher.started(self, inc)
@@ -160,6 +166,7 @@ class SimHost:
             return
         inc.exited = True
         inc.listening = False
+        inc.lock.release()  # a process that exits lets go of its lock, whatever the app did
         self._reset_open(inc)
         self._bury(inc)
         self.world.trace.add(f"{self.name} exited #{inc.number}")
@@ -193,6 +200,7 @@ class SimHost:
         self._reset_open(inc)
         with contextlib.suppress(Exception):
             inc.db.conn.close()  # what the kernel does to a killed process's file: uncommitted work rolls back
+        inc.lock.release()
         self._bury(inc)
         self.world.trace.add(f"{self.name} crash #{inc.number}")
 

@@ -358,6 +358,7 @@ class World:
                 inc.loop.dead = True
                 with contextlib.suppress(Exception):
                     inc.db.conn.close()
+                inc.lock.release()
                 host._bury(inc)
         self.control.dead = True
         loops = [self.control, *(inc.loop for inc, _ in self.graveyard)]
