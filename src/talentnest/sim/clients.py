@@ -165,11 +165,8 @@ class Client:
                 if not await self.sign_up():
                     return None
                 continue
-            self.world.violation(
-                Violation(
-                    "token_refused", f"node {_node(reply)} refused {self.name}'s token: {_error_message(reply)}", self.world.clock.now
-                )
-            )
+            refused = f"node {_node(reply)} refused {self.name}'s token: {_error_message(reply)}"
+            self.world.violation(Violation("token_refused", refused, self.world.clock.now))
             await self._pause(0.2, 1.0)
         return None
 

@@ -17,13 +17,16 @@ from typing import Any
 PROCESS_KINDS = ("crash", "pause", "stop", "wipe", "join")
 PARTITION_KINDS = ("isolate", "split", "cut", "link")
 KINDS = (*PROCESS_KINDS, *PARTITION_KINDS, "net", "dns", "skew")
+LEADER = "leader"  # a target: the node leading when the fault begins (the highest ID up, if none leads)
+LEADER_KINDS = ("crash", "pause", "stop", "wipe", "isolate", "split", "skew")
 DNS_MODES = ("nxdomain", "empty", "partial", "wrong", "timeout")
 
 
 @dataclass(frozen=True)
 class Fault:
-    """One fault. ``nodes`` names its targets (``n1``..``n6``): the node for process faults and skew
-    (for ``join``, the spare machine that joins with an empty disk and leaves gracefully at the end);
+    """One fault. ``nodes`` names its targets (``n1``..``n6``, or ``leader``: whichever node leads when
+    the fault begins): the node for process faults and skew (for ``join``, the spare machine that joins
+    with an empty disk and leaves gracefully at the end);
     for ``split`` one side (the rest is the other); for ``cut`` the sender then the receiver; for
     ``link`` the two ends; for ``dns`` the nodes whose lookups see it. ``params`` holds the rest:
     ``seconds`` (skew), ``loss``/``duplicate``/``delay`` (net), ``mode``/``keep``/``extra`` (dns)."""
@@ -109,7 +112,7 @@ def generate(
         fault = _draw(rng, names, start, end, spare)
         if fault is None:
             continue
-        lanes = _lanes(fault)
+        lanes = _lanes(fault, names)
         if any(_overlaps(busy.get(lane, []), fault.at, fault.end) for lane in lanes):
             continue
         for lane in lanes:
@@ -133,11 +136,12 @@ def without(faults: list[Fault], *, dns_modes: frozenset[str] = frozenset(), max
     return kept
 
 
-def _lanes(fault: Fault) -> list[str]:
-    if fault.kind in PROCESS_KINDS:
-        return [f"proc:{fault.nodes[0]}"]
-    if fault.kind == "skew":
-        return [f"skew:{fault.nodes[0]}"]
+def _lanes(fault: Fault, names: list[str]) -> list[str]:
+    if fault.kind in PROCESS_KINDS or fault.kind == "skew":
+        lane = "proc" if fault.kind in PROCESS_KINDS else "skew"
+        if fault.nodes[0] == LEADER:  # whoever leads then: it may be any of them
+            return [f"{lane}:{n}" for n in (*names, LEADER)]
+        return [f"{lane}:{fault.nodes[0]}", f"{lane}:{LEADER}"]
     if fault.kind == "net":
         return ["net"]
     return []
@@ -153,8 +157,8 @@ _WEIGHTS = {
     "pause": 3,
     "stop": 2,
     "wipe": 1,
-    "isolate": 3,
-    "split": 2,
+    "isolate": 5,
+    "split": 3,
     "cut": 2,
     "link": 2,
     "net": 4,
@@ -173,14 +177,17 @@ def _draw(rng: random.Random, names: list[str], start: float, end: float, spare:
     duration = round(min(longest, rng.choice((rng.uniform(0.2, 2.5), rng.uniform(2.5, 9.0)))), 3)
     if duration < 0.1:
         return None
-    node = rng.choice(names)
+    # Half the faults that hit one node hit the one leading when the fault begins (as Jepsen's
+    # nemeses target the primary): the leader is where a fault tests the most.
+    targeted = kind in LEADER_KINDS and rng.random() < 0.5
+    node = LEADER if targeted else rng.choice(names)
     params: dict[str, Any] = {}
     nodes: tuple[str, ...] = (node,)
     if kind == "join":
         if spare is None:
             return None
         nodes = (spare,)
-    elif kind == "split":
+    elif kind == "split" and not targeted:
         size = rng.randint(1, len(names) // 2)
         nodes = tuple(sorted(rng.sample(names, size)))
     elif kind in ("cut", "link"):

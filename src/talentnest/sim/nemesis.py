@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from talentnest.sim import faults as faults_mod
@@ -27,6 +28,7 @@ class Nemesis:
         self.world = world
         self.active: dict[int, Fault] = {}
         self.overrides: dict[int, Override] = {}
+        self.targets: dict[int, tuple[str, ...]] = {}  # what each fault's "leader" turned out to be
         self._ids = itertools.count()
 
     def schedule(self, faults: list[Fault]) -> None:
@@ -36,6 +38,20 @@ class Nemesis:
             fault_id = next(self._ids)
             control.call_at(fault.at, self.begin, fault_id, fault)
             control.call_at(fault.end, self.end, fault_id)
+
+    def _resolve(self, fault_id: int, fault: Fault) -> Fault:
+        """The fault with ``leader`` replaced by the node leading now (the same one at its end)."""
+        if fault_id not in self.targets:
+            self.targets[fault_id] = tuple(self._leader_name() if n == faults_mod.LEADER else n for n in fault.nodes)
+        return replace(fault, nodes=self.targets[fault_id])
+
+    def _leader_name(self) -> str:
+        members = self.world.members
+        leading = [h for h in members if h.incarnation is not None and h.incarnation.node.role == "leader"]
+        if leading:
+            return max(leading, key=lambda h: h.incarnation.node.term).name
+        running = [h for h in members if h.running]
+        return max(running or members, key=lambda h: h.address.split(".")[-1].zfill(3)).name
 
     def _addresses(self, names) -> list[str]:
         return [self.world.by_name[n].address for n in names]
@@ -53,8 +69,10 @@ class Nemesis:
         return [(a, b)] if fault.kind == "cut" else [(a, b), (b, a)]
 
     def begin(self, fault_id: int, fault: Fault) -> None:
+        targeted = faults_mod.LEADER in fault.nodes
+        fault = self._resolve(fault_id, fault)
         self.active[fault_id] = fault
-        self.world.trace.add(f"fault begins: {fault.describe()}")
+        self.world.trace.add(f"fault begins: {fault.describe()}{' (the leader)' if targeted else ''}")
         kind = fault.kind
         if kind in ("crash", "pause", "stop", "wipe", "skew", "join"):
             host = self.world.by_name[fault.nodes[0]]
