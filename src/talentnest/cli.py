@@ -1,4 +1,5 @@
-"""The ``talentnest`` command: ``node`` runs one node; ``cluster ...`` runs a local cluster."""
+"""The ``talentnest`` command: ``node`` runs one node; ``cluster ...`` runs a local cluster; ``sim``
+runs the deterministic simulation."""
 
 from __future__ import annotations
 
@@ -205,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     from talentnest.launcher import cli as launcher_cli
 
     launcher_cli.add_parser(commands)
+    from talentnest.sim import cli as sim_cli
+
+    sim_cli.add_parser(commands)
     return parser
 
 
@@ -217,5 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from talentnest.launcher import cli as launcher_cli
 
         return launcher_cli.run(args)
+    if args.command == "sim":
+        from talentnest.sim import cli as sim_cli
+
+        return sim_cli.run(args)
     parser.print_help()
     return 2

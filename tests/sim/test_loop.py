@@ -1,0 +1,110 @@
+"""The simulation's event loops: virtual time, the order they are stepped in, pauses, inline threads."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from talentnest.sim.loop import Scheduler, SimLoop, VirtualClock
+
+
+def make_scheduler(*names: str) -> tuple[Scheduler, list[SimLoop]]:
+    clock = VirtualClock()
+    scheduler = Scheduler(clock)
+    loops = [SimLoop(clock, name) for name in names]
+    for loop in loops:
+        scheduler.add(loop)
+    return scheduler, loops
+
+
+def sleep_on(loop: SimLoop, seconds: float) -> list[float]:
+    """Start a task on ``loop`` that sleeps ``seconds``; the list gets the loop's time when it wakes."""
+    woke: list[float] = []
+
+    async def sleeper():
+        await asyncio.sleep(seconds)
+        woke.append(loop.time())
+
+    loop.create_task(sleeper())
+    return woke
+
+
+def test_an_hour_of_sleeping_takes_no_real_time_and_the_clock_says_an_hour():
+    scheduler, (loop,) = make_scheduler("a")
+    woke = sleep_on(loop, 3600)
+    started = time.perf_counter()
+    scheduler.run_until(7200)
+
+    assert woke == [3600.0]
+    assert time.perf_counter() - started < 1.0
+    assert scheduler.clock.now == 7200
+
+
+def test_loops_run_in_the_order_of_their_events_across_processes():
+    scheduler, (a, b) = make_scheduler("a", "b")
+    order: list[tuple[str, float]] = []
+
+    async def ticker(loop: SimLoop, name: str, period: float):
+        for _ in range(3):
+            await asyncio.sleep(period)
+            order.append((name, loop.time()))
+
+    a.create_task(ticker(a, "a", 1.0))
+    b.create_task(ticker(b, "b", 1.5))
+    scheduler.run_until(10)
+
+    assert order == [("a", 1.0), ("b", 1.5), ("a", 2.0), ("a", 3.0), ("b", 3.0), ("b", 4.5)]
+
+
+def test_a_paused_loop_runs_nothing_and_its_timers_fire_late_when_resumed():
+    scheduler, (loop,) = make_scheduler("a")
+    woke = sleep_on(loop, 1)
+    scheduler.run_until(0.5)  # the sleep has begun: its timer is due at 1.0
+    loop.paused = True
+    scheduler.run_until(5)
+    assert woke == []
+    loop.paused = False
+    scheduler.run_until(6)
+
+    assert woke == [5.0]
+
+
+def test_a_dead_loop_is_never_stepped_again():
+    scheduler, (loop,) = make_scheduler("a")
+    ran: list[float] = []
+    loop.call_at(2.0, lambda: ran.append(loop.time()))
+    loop.dead = True
+    scheduler.run_until(5)
+
+    assert ran == []
+
+
+def test_to_thread_runs_inline_and_hands_back_its_result_and_its_error():
+    scheduler, (loop,) = make_scheduler("a")
+    results: list[object] = []
+
+    def fails():
+        raise ValueError("from the worker")
+
+    async def main():
+        results.append(await asyncio.to_thread(lambda: 6 * 7))
+        try:
+            await asyncio.to_thread(fails)
+        except ValueError as exc:
+            results.append(str(exc))
+
+    loop.create_task(main())
+    scheduler.run_until(1)
+
+    assert results == [42, "from the worker"]
+
+
+def test_the_wire_delivers_in_time_order_before_loops_at_the_same_instant():
+    scheduler, (loop,) = make_scheduler("a")
+    seen: list[str] = []
+    scheduler.wire.call_at(2.0, seen.append, "wire at 2")
+    loop.call_at(2.0, lambda: seen.append("loop at 2"))
+    scheduler.wire.call_at(1.0, seen.append, "wire at 1")
+    scheduler.run_until(3)
+
+    assert seen == ["wire at 1", "wire at 2", "loop at 2"]
