@@ -66,6 +66,10 @@ class Settings:
     login_window: float = 900.0
     client_timeout: float = 30.0
     startup_check: str = "quick"
+    archive_dir: Path | None = None
+    archive_interval: float = 10.0
+    archive_snapshot_interval: int = 86400
+    archive_retention: int = 7 * 86400
 
     @property
     def has_short_jwt_secret(self) -> bool:
@@ -125,6 +129,10 @@ class Settings:
             login_window=env.seconds("LOGIN_WINDOW", 900.0),
             client_timeout=env.seconds("CLIENT_TIMEOUT", 30.0),
             startup_check=env.choice("STARTUP_CHECK", ("quick", "full"), "quick"),
+            archive_dir=Path(env.raw("ARCHIVE_DIR")) if env.raw("ARCHIVE_DIR") else None,
+            archive_interval=env.seconds("ARCHIVE_INTERVAL", 10.0),
+            archive_snapshot_interval=env.integer("ARCHIVE_SNAPSHOT_INTERVAL", 86400, low=1, high=365 * 86400),
+            archive_retention=env.integer("ARCHIVE_RETENTION", 7 * 86400, low=60, high=10 * 365 * 86400),
         )
 
 
