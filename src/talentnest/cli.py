@@ -224,7 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     point.add_argument(
         "--to-time", metavar="T", help="the data as of time T (ISO 8601, e.g. 2026-12-02T14:02:00Z; no zone: local time)"
     )
-    restore.add_argument("--data-dir", required=True, type=Path, help="the data directory to prepare (empty, or see --replace)")
+    restore.add_argument(
+        "--data-dir",
+        required=True,
+        action="append",
+        type=Path,
+        help="a data directory to prepare (empty, or see --replace); repeat it for several nodes (the same restored data)",
+    )
     restore.add_argument("--replace", action="store_true", help="move what DATA_DIR holds aside (DATA_DIR/replaced-<time>/)")
     restore.add_argument("--node", type=int, metavar="ID", help="whose archive to use (default: the freshest)")
     restore.add_argument(

@@ -10,12 +10,14 @@ are archived in their ``DATA_DIR/archive/``, never merged) and install its snaps
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import secrets
 import shutil
 import sqlite3
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +27,7 @@ from talentnest.cluster.state import STATE_FILENAME, DurableState
 from talentnest.cluster.wire import MAX_TERM
 from talentnest.errors import InvalidInput, SnapshotError
 from talentnest.store import DB_FILENAME, Database, LogEntry, archive, guard, iso_from_epoch, snapshot
-from talentnest.store._db import SHARED_META
+from talentnest.store._db import SHARED_META, fsync_dir
 from talentnest.store.schema import MIGRATIONS
 
 GENERATION_TERMS = 2**32
@@ -241,19 +243,8 @@ def _prepare_dir(data_dir: Path, *, replace: bool, now: float) -> list[str]:
     return [f"moved what {data_dir} held into {aside}"]
 
 
-def restore(
-    plan: Plan,
-    data_dir: Path,
-    *,
-    replace: bool = False,
-    generation: int | None = None,
-    now: float | None = None,
-) -> Restored:
-    """Carry out ``plan`` into ``data_dir`` (see the module): the data directory a node starts from."""
-    import time
-
-    now = time.time() if now is None else now
-    data_dir = Path(data_dir)
+@contextlib.contextmanager
+def _locked(data_dir: Path) -> Iterator[None]:
     data_dir.mkdir(parents=True, exist_ok=True)
     lock = guard.DataDirLock(data_dir)
     try:
@@ -261,7 +252,53 @@ def restore(
     except guard.DataDirInUse as exc:
         raise RestoreError(f"{exc}: stop the node first") from None
     try:
+        yield
+    finally:
+        lock.release()
+
+
+def restore(
+    plan: Plan,
+    data_dir: Path,
+    *,
+    replace: bool = False,
+    generation: int | None = None,
+    now: float | None = None,
+    copies: Sequence[Path] = (),
+) -> Restored:
+    """Carry out ``plan`` into ``data_dir`` (see the module): the data directory a node starts from; then the
+    same restored files (the same generation entry) into each of ``copies``, for the other nodes."""
+    import time
+
+    now = time.time() if now is None else now
+    data_dir = Path(data_dir)
+    with _locked(data_dir):
+        done = _restore_into(plan, data_dir, replace=replace, generation=generation, now=now)
+    notes = list(done.notes)
+    for other in copies:
+        other = Path(other)
+        with _locked(other):
+            notes += _prepare_dir(other, replace=replace, now=now)
+            for name in (DB_FILENAME, STATE_FILENAME):
+                _copy_durably(data_dir / name, other / name)
+            notes.append(f"copied the restored data into {other}")
+    return dataclasses.replace(done, notes=tuple(notes))
+
+
+def _copy_durably(source: Path, dest: Path) -> None:
+    tmp = dest.with_name(f"{dest.name}.tmp")
+    shutil.copyfile(source, tmp)
+    with tmp.open("rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, dest)
+    fsync_dir(dest.parent)
+
+
+def _restore_into(plan: Plan, data_dir: Path, *, replace: bool, generation: int | None, now: float) -> Restored:
+    moved: list[str] = []
+    try:
         notes = list(plan.notes) + _prepare_dir(data_dir, replace=replace, now=now)
+        moved = notes[len(plan.notes) :]
         source = plan.fetch(data_dir)
         newest = max(v for v, _ in MIGRATIONS)
         try:
@@ -276,11 +313,14 @@ def restore(
         os.replace(prepared.path, data_dir / DB_FILENAME)
         return _finish(plan, data_dir, notes, generation=generation, now=now)
     except BaseException:
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            (data_dir / f"{DB_FILENAME}{suffix}").unlink(missing_ok=True)
+        for name in (DB_FILENAME, f"{DB_FILENAME}-wal", f"{DB_FILENAME}-shm", f"{DB_FILENAME}-journal", STATE_FILENAME):
+            (data_dir / name).unlink(missing_ok=True)
+        if moved:  # put back what --replace moved aside
+            aside = sorted(p for p in data_dir.iterdir() if p.name.startswith("replaced-"))[-1]
+            for path in aside.iterdir():
+                shutil.move(str(path), data_dir / path.name)
+            aside.rmdir()
         raise
-    finally:
-        lock.release()
 
 
 def _finish(plan: Plan, data_dir: Path, notes: list[str], *, generation: int | None, now: float) -> Restored:
@@ -354,7 +394,7 @@ def run_restore(args, stream: TextIO | None = None) -> int:
     out = stream or sys.stdout
     source = Path(args.source)
     to_time = parse_time(args.to_time) if args.to_time is not None else None
-    data_dir = Path(args.data_dir)
+    data_dir, *copies = [Path(d) for d in args.data_dir]
     if not source.exists():
         raise RestoreError(f"{source} does not exist (give a backup file or an archive directory)")
     if source.is_dir():
@@ -362,7 +402,7 @@ def run_restore(args, stream: TextIO | None = None) -> int:
     else:
         plan = plan_backup(source, to_lsn=args.to_lsn, to_time=to_time)
     print(f"restore: from {plan.description}", file=out, flush=True)
-    done = restore(plan, data_dir, replace=args.replace, generation=args.generation)
+    done = restore(plan, data_dir, replace=args.replace, generation=args.generation, copies=copies)
     for note in done.notes:
         print(f"restore: note: {note}", file=out)
     when = f" ({done.last_entry_time})" if done.last_entry_time else ""
@@ -372,8 +412,8 @@ def run_restore(args, stream: TextIO | None = None) -> int:
         file=out,
     )
     print(
-        "restore: start one node on it first, alone (it leads its generation); then start the others, empty or with "
-        "their old data: they sync from it, and what they hold after the restore point is archived, never merged",
+        "restore: start the nodes on these data directories (a majority of the cluster's, at least); nodes started "
+        "empty sync from them, and an old node's entries after the restore point are archived, never merged",
         file=out,
     )
     return 0
