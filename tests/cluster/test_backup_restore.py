@@ -115,14 +115,19 @@ def test_undo_a_bad_delete_into_a_new_cluster_and_the_old_history_is_archived_ne
     wait_until(lambda: time.time() > before + 0.005, timeout=1, what="the clock to move on")
     for post_id in doomed:
         assert leader.request("DELETE", f"/api/posts/{post_id}", token=token).status == 204
-    last = old.post(token, "written after the delete", node=leader).lsn
+    # A failover after the delete: the old history's terms go past the restore point's.
+    leader.stop()
+    successor = old.wait_for_leader(exclude=[leader])
+    last = old.post(token, "written after the delete", node=successor).lsn
+    leader.start()
     old.wait_for_applied(last)
 
     def archived() -> bool:
         return all(f"talentnest_archive_lsn {last}.0" in old.http.get(f"{node.url}/metrics").text for node in old.nodes)
 
     wait_until(archived, timeout=20, what=f"every node's archive at LSN {last}", report=old.report)
-    old_leader_dir = leader.data_dir
+    assert successor.status()["term"] > 1
+    old_leader_dir = successor.data_dir
     old.close()
 
     moment = iso_from_epoch(before)
@@ -136,7 +141,8 @@ def test_undo_a_bad_delete_into_a_new_cluster_and_the_old_history_is_archived_ne
         assert post_contents(node) == every_row, f"{node.name} should hold the moment before the delete, and nothing after"
     assert len(kept) == 6
 
-    # The old leader comes back with its old history (the delete and the write after it): it is archived, not merged.
+    # The last leader of the old history comes back with it (the delete, the write after, a later term than the
+    # restore point's): its entries after the restore point are archived, never merged.
     back_dir = tmp_path / "cluster-2" / "backend-4" / "data"
     shutil.copytree(old_leader_dir, back_dir, ignore=shutil.ignore_patterns("talentnest.lock"))
     returned = new.add_node("backend-4")
