@@ -118,7 +118,8 @@ def run(args, workdir: Path) -> dict:
         run_wrk(args.wrk, leader.url, scenario, seconds=1, **options)  # warm-up
 
         def slices(count: int) -> list[float]:
-            return [run_wrk(args.wrk, leader.url, scenario, seconds=args.slice, **options).requests_per_second for _ in range(count)]
+            runs = [run_wrk(args.wrk, leader.url, scenario, seconds=args.slice, **options) for _ in range(count)]
+            return [run.requests_per_second for run in runs]
 
         before = slices(args.baseline_slices)
         print(f"  leader writes before: {before} req/s", flush=True)

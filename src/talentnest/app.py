@@ -44,7 +44,8 @@ def build_database(settings: Settings, *, clock: Callable[[], float] = time.time
 
 
 def build_archiver(settings: Settings, db: Database, *, wall: Callable[[], float]) -> Archiver | None:
-    """The continuous archiver when ``ARCHIVE_DIR`` is set (store/archiver.py), else None."""
+    """The continuous archiver when ``ARCHIVE_DIR`` is set (store/archiver.py), else None. A bucket's credentials
+    are read from the environment (once, here; config.py checked that they are there)."""
     if settings.archive_dir is None:
         return None
     timing = ArchiveSettings(

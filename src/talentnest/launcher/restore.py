@@ -137,9 +137,14 @@ def _freshest_node(store: archive.ArchiveStore, chains: list[archive.Chain]) -> 
     return best[1]
 
 
-def plan_archive(location: Path, *, to_lsn: int | None, to_time: float | None, node_id: int | None, scratch: Path) -> Plan:
-    store = archive.open_store(location)
-    every = archive.read_chains(store)
+def plan_archive(location: str | Path, *, to_lsn: int | None, to_time: float | None, node_id: int | None) -> Plan:
+    try:
+        store = archive.open_store(location)
+        every = archive.read_chains(store)
+    except ValueError as exc:
+        raise RestoreError(str(exc)) from None
+    except OSError as exc:
+        raise RestoreError(f"cannot read the archive {location}: {exc}") from None
     if not every:
         raise RestoreError(f"{location} holds no archive (no node-<id>/chain-<n>/ with a snapshot)")
     highest = max(
@@ -392,15 +397,18 @@ def _entry_time(db: Database, lsn: int) -> str:
 def run_restore(args, stream: TextIO | None = None) -> int:
     """The ``restore`` command."""
     out = stream or sys.stdout
-    source = Path(args.source)
     to_time = parse_time(args.to_time) if args.to_time is not None else None
     data_dir, *copies = [Path(d) for d in args.data_dir]
-    if not source.exists():
-        raise RestoreError(f"{source} does not exist (give a backup file or an archive directory)")
-    if source.is_dir():
-        plan = plan_archive(source, to_lsn=args.to_lsn, to_time=to_time, node_id=args.node, scratch=data_dir)
+    if archive.is_bucket(args.source):
+        plan = plan_archive(args.source, to_lsn=args.to_lsn, to_time=to_time, node_id=args.node)
     else:
-        plan = plan_backup(source, to_lsn=args.to_lsn, to_time=to_time)
+        source = Path(args.source)
+        if not source.exists():
+            raise RestoreError(f"{source} does not exist (give a backup file, an archive directory or s3://BUCKET/PREFIX)")
+        if source.is_dir():
+            plan = plan_archive(source, to_lsn=args.to_lsn, to_time=to_time, node_id=args.node)
+        else:
+            plan = plan_backup(source, to_lsn=args.to_lsn, to_time=to_time)
     print(f"restore: from {plan.description}", file=out, flush=True)
     done = restore(plan, data_dir, replace=args.replace, generation=args.generation, copies=copies)
     for note in done.notes:

@@ -11,8 +11,8 @@ the retained log), so two histories are never mixed::
     ROOT/node-<id>/chain-<000001>/snapshot-<lsn:020>.json       its position, size, SHA-256 and times
     ROOT/node-<id>/chain-<000001>/entries-<first:020>-<last:020>.jsonl.zst   log entries, one JSON line each
 
-The storage is behind ``ArchiveStore`` (a directory here: a mounted volume). Everything in this module is
-synchronous and meant for a worker thread.
+The storage is behind ``ArchiveStore``: a directory (a mounted volume) or an S3-compatible bucket
+(``store/_s3.py``). Everything in this module is synchronous and meant for a worker thread.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -125,8 +125,18 @@ class DirectoryStore:
                 break
 
 
-def open_store(location: str | Path) -> ArchiveStore:
-    """The store an ``ARCHIVE_DIR`` or a ``talentnest restore`` argument names."""
+def is_bucket(location: str | Path) -> bool:
+    return str(location).startswith("s3://")
+
+
+def open_store(location: str | Path, environ: Mapping[str, str] | None = None) -> ArchiveStore:
+    """The store an ``ARCHIVE_DIR`` or a ``talentnest restore`` argument names: a directory, or ``s3://BUCKET/PREFIX``
+    (with ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``ARCHIVE_S3_ENDPOINT``, ``ARCHIVE_S3_REGION`` from
+    ``environ``). Raises ValueError naming what is missing."""
+    if is_bucket(location):
+        from talentnest.store._s3 import S3Store
+
+        return S3Store.from_url(str(location), os.environ if environ is None else environ)
     return DirectoryStore(Path(location))
 
 

@@ -58,7 +58,7 @@ def test_restore_to_any_lsn_of_the_archive_and_start_a_new_generation(tmp_path):
     assert archiver.stats.archived_lsn == node.db.last_lsn and archiver.stats.segments == 2
     before_delete = node.db.last_lsn - 1
 
-    plan = restoring.plan_archive(store.root, to_lsn=before_delete, to_time=None, node_id=None, scratch=tmp_path)
+    plan = restoring.plan_archive(store.root, to_lsn=before_delete, to_time=None, node_id=None)
     done = restoring.restore(plan, tmp_path / "restored")
     checksum, last_lsn, last_term = restored_checksum(tmp_path / "restored")
     assert checksum == replay_checksum(tmp_path / "replay", node, before_delete)
@@ -83,12 +83,12 @@ def test_restore_to_a_time_stops_at_the_last_entry_written_by_then(tmp_path):
         node.post(user, f"minute {i}")
     asyncio.run(archiver.archive_once())
     moment = clock[0] - 90  # between the 2nd and 3rd post
-    plan = restoring.plan_archive(store.root, to_lsn=None, to_time=moment, node_id=None, scratch=tmp_path)
+    plan = restoring.plan_archive(store.root, to_lsn=None, to_time=moment, node_id=None)
     done = restoring.restore(plan, tmp_path / "restored")
     assert done.lsn == 3  # the signup and the first two posts
     assert restored_checksum(tmp_path / "restored")[0] == replay_checksum(tmp_path / "replay", node, 3)
     with pytest.raises(restoring.RestoreError, match="before the archive's window"):
-        restoring.plan_archive(store.root, to_lsn=None, to_time=moment - 3600, node_id=None, scratch=tmp_path)
+        restoring.plan_archive(store.root, to_lsn=None, to_time=moment - 3600, node_id=None)
     node.db.close()
 
 
@@ -111,7 +111,7 @@ def test_a_replaced_history_starts_a_new_chain_and_restores_follow_the_newest(tm
     asyncio.run(archiver.archive_once())
     chains = archive.read_chains(store, 7)
     assert [c.number for c in chains] == [1, 2]
-    plan = restoring.plan_archive(store.root, to_lsn=None, to_time=None, node_id=7, scratch=tmp_path)
+    plan = restoring.plan_archive(store.root, to_lsn=None, to_time=None, node_id=7)
     restoring.restore(plan, tmp_path / "restored")
     assert restored_checksum(tmp_path / "restored")[0] == other.db.checksum()
     node.db.close()
