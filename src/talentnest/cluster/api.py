@@ -128,6 +128,9 @@ def build_routes(node: ClusterNode, replication: Replication) -> list[Route]:
     async def backup(request: Request) -> Response:
         """An operator's backup (``talentnest backup``): this node's database as one consistent compressed
         snapshot (store/snapshot.py's format), streamed with its position in the headers."""
+        ready, reason = node.readiness()
+        if not ready:  # its data may be behind or set aside: a backup of it would mislead
+            return error_response(503, "not_ready", f"node {node.node_id} is not ready ({reason}); back up another node")
         started = node.clock.monotonic()
         path, info = await asyncio.to_thread(snapshot.take_to_serve, node.db.path)
         log.info(

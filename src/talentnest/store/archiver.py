@@ -26,8 +26,9 @@ from talentnest.store._time import iso_from_epoch
 
 log = logging.getLogger("talentnest.store")
 
-SEGMENT_MAX_BYTES = 16 * 1024 * 1024
-READ_MAX_BYTES = 4 * 1024 * 1024
+# One segment is one bounded read of the log: what a busy node commits in a few seconds at most.
+SEGMENT_MAX_ENTRIES = 10_000
+SEGMENT_MAX_BYTES = 4 * 1024 * 1024
 MAX_BACKOFF = 60.0
 
 
@@ -160,29 +161,22 @@ class Archiver:
         return True
 
     def _read_segment(self) -> list[LogEntry] | None:
-        entries: list[LogEntry] = []
-        size = 0
+        """The next segment's entries: one bounded read of the log (on the event loop's thread, which owns the
+        connection; a few milliseconds), or None when the chain cannot go on."""
         after = self._position[0]
         if not self._continues():
             return None
-        while size < SEGMENT_MAX_BYTES:
-            try:
-                batch = self.db.entries_after(after, max_bytes=READ_MAX_BYTES)
-            except LogTruncated:
-                self.stats.gaps += 1
-                log.warning(
-                    "archive: fell behind the retained log: entries after LSN %d were trimmed before they were "
-                    "archived (the log starts at %d); a restore cannot reach a point between them. Starting a new "
-                    "chain from a snapshot; raise LOG_RETENTION_ENTRIES/_BYTES or fix the archive sooner",
-                    *(after, self.db.first_lsn),
-                )
-                return None
-            if not batch:
-                break
-            entries += batch
-            size += sum(len(e.changes) for e in batch)
-            after = batch[-1].lsn
-        return entries
+        try:
+            return self.db.entries_after(after, max_entries=SEGMENT_MAX_ENTRIES, max_bytes=SEGMENT_MAX_BYTES)
+        except LogTruncated:
+            self.stats.gaps += 1
+            log.warning(
+                "archive: fell behind the retained log: entries after LSN %d were trimmed before they were "
+                "archived (the log starts at %d); a restore cannot reach a point between them. Starting a new "
+                "chain from a snapshot; raise LOG_RETENTION_ENTRIES/_BYTES or fix the archive sooner",
+                *(after, self.db.first_lsn),
+            )
+            return None
 
     def _write_segment(self, entries: list[LogEntry]) -> None:
         name = archive.segment_name(self._chain, entries[0].lsn, entries[-1].lsn)
