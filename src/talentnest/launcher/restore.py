@@ -300,10 +300,10 @@ def _copy_durably(source: Path, dest: Path) -> None:
 
 
 def _restore_into(plan: Plan, data_dir: Path, *, replace: bool, generation: int | None, now: float) -> Restored:
-    moved: list[str] = []
+    # Refused before anything was written (a node's data there and no --replace): nothing to undo.
+    moved = _prepare_dir(data_dir, replace=replace, now=now)
+    notes = list(plan.notes) + moved
     try:
-        notes = list(plan.notes) + _prepare_dir(data_dir, replace=replace, now=now)
-        moved = notes[len(plan.notes) :]
         source = plan.fetch(data_dir)
         newest = max(v for v, _ in MIGRATIONS)
         try:
