@@ -207,7 +207,7 @@ async def take_backup(
         if verify:
             progress.line("verifying that it unpacks to an intact database (integrity_check) ...")
             _verify(partial, meta)
-        manifest = Manifest(file=file.name, **{k: v for k, v in meta.items() if k != "node_url"}, node_url=base)
+        manifest = Manifest(file=file.name, node_url=base, **meta)
         os.replace(partial, file)
         _write_json(manifest_path(file), manifest.as_dict())
     except BaseException:
