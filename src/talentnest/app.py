@@ -29,7 +29,8 @@ from talentnest.limits import BodyLimit
 from talentnest.logs import NodeContext
 from talentnest.services import AuthService, Passwords, PostService, Tokens, UserService
 from talentnest.services.throttle import LoginThrottle, ThrottlePolicy
-from talentnest.store import Database, Retention, guard, snapshot, storage_failure
+from talentnest.store import Database, Retention, archive, guard, snapshot, storage_failure
+from talentnest.store.archiver import Archiver, ArchiveSettings
 from talentnest.store.posts import PostRepo
 from talentnest.store.schema import MIGRATIONS
 from talentnest.store.users import UserRepo
@@ -40,6 +41,19 @@ log = logging.getLogger("talentnest.app")
 def build_database(settings: Settings, *, clock: Callable[[], float] = time.time) -> Database:
     retention = Retention(max_entries=settings.log_retention_entries, max_bytes=settings.log_retention_bytes)
     return Database(settings.data_dir, MIGRATIONS, retention=retention, clock=clock)
+
+
+def build_archiver(settings: Settings, db: Database, *, wall: Callable[[], float]) -> Archiver | None:
+    """The continuous archiver when ``ARCHIVE_DIR`` is set (store/archiver.py), else None. A bucket's credentials
+    are read from the environment (once, here; config.py checked that they are there)."""
+    if settings.archive_dir is None:
+        return None
+    timing = ArchiveSettings(
+        interval=settings.archive_interval,
+        snapshot_interval=settings.archive_snapshot_interval,
+        retention=settings.archive_retention,
+    )
+    return Archiver(db, archive.open_store(settings.archive_dir), timing, wall=wall)
 
 
 def build_product(
@@ -117,6 +131,7 @@ def create_app(
     node.replication = replication
     node.maintenance.append(lambda: idempotency.expire(db, runtime.clock.wall() - idempotency.TTL))
     context.term_of = lambda: node.term
+    archiver = build_archiver(settings, db, wall=runtime.clock.wall)
     context.id_of = lambda: node.node_id if node.address else None
 
     @asynccontextmanager
@@ -134,10 +149,14 @@ def create_app(
         try:
             await node.start()
             context.node_id = node.node_id
+            if archiver is not None:
+                await archiver.start(node.node_id)
             yield
             if not node.stopping:
                 await node.leave()
         finally:
+            if archiver is not None:
+                await archiver.stop()
             await node.stop()
             db.close()
             lock.release()
@@ -190,6 +209,8 @@ def create_app(
 
     forwards = ForwardStats()
     registry.register(ClusterCollector(node, replication, forwards, version=__version__))
+    if archiver is not None:
+        registry.register(metrics.ArchiveCollector(archiver))
     request_stats = metrics.RequestStats()
     registry.register(request_stats)
     app.add_api_route(

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
 import uvicorn
 
@@ -191,6 +192,23 @@ def run_node(environ=None) -> int:
     return 0 if server.started else 1
 
 
+def _operate(args: argparse.Namespace) -> int:
+    """``backup`` and ``restore``: one line naming what went wrong, exit 2, on failure."""
+    from talentnest.launcher.backup import run_backup
+    from talentnest.launcher.remote import RemoteError
+    from talentnest.launcher.restore import RestoreError, run_restore
+
+    try:
+        if args.command == "backup":
+            return run_backup(args.url, args.file, from_leader=args.from_leader, verify=not args.no_verify, timeout=args.timeout)
+        return run_restore(args)
+    except (RemoteError, RestoreError) as exc:
+        print(f"talentnest {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="talentnest",
@@ -209,6 +227,47 @@ def build_parser() -> argparse.ArgumentParser:
     from talentnest.sim import cli as sim_cli
 
     sim_cli.add_parser(commands)
+    backup = commands.add_parser(
+        "backup",
+        help="a consistent online backup of any node, to FILE and FILE.manifest.json (signed: CLUSTER_SECRET or JWT_SECRET)",
+        description="Take a consistent online backup of a node (GET /cluster/backup, signed with the key derived from "
+        "CLUSTER_SECRET, else JWT_SECRET, read from the environment), stream it to FILE, verify it, and write "
+        "FILE.manifest.json (LSN, term, schema version, node, time, sha256, sizes). Exit status: 0 written and "
+        "verified; 2 failed (nothing is left at FILE).",
+    )
+    backup.add_argument("--url", required=True, help="any node of the cluster (http://host:port)")
+    backup.add_argument("file", type=Path, metavar="FILE", help="where to write the backup")
+    backup.add_argument(
+        "--from-leader", action="store_true", help="back up the leader (the freshest state), found through /cluster/status"
+    )
+    backup.add_argument("--no-verify", action="store_true", help="skip unpacking the backup to check it (faster)")
+    backup.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the node to answer (default 10)")
+    restore = commands.add_parser(
+        "restore",
+        help="prepare a data directory from a backup FILE or an ARCHIVE, as of an LSN or a time",
+        description="Prepare DATA_DIR for a node: the data of a backup file, or of an archive (ARCHIVE_DIR) as of "
+        "any LSN or time in its window. The restored log starts a new generation of the cluster, which outranks "
+        "the old history: start one node on it first, alone; the others then sync from it, and what an old node "
+        "holds after the restore point is archived (DATA_DIR/archive/), never merged.",
+    )
+    restore.add_argument("source", metavar="FILE|ARCHIVE", help="a backup file, or an archive directory")
+    point = restore.add_mutually_exclusive_group()
+    point.add_argument("--to-lsn", type=int, metavar="N", help="the data as of LSN N (an archive's, or the backup's own)")
+    point.add_argument(
+        "--to-time", metavar="T", help="the data as of time T (ISO 8601, e.g. 2026-12-02T14:02:00Z; no zone: local time)"
+    )
+    restore.add_argument(
+        "--data-dir",
+        required=True,
+        action="append",
+        type=Path,
+        help="a data directory to prepare (empty, or see --replace); repeat it for several nodes (the same restored data)",
+    )
+    restore.add_argument("--replace", action="store_true", help="move what DATA_DIR holds aside (DATA_DIR/replaced-<time>/)")
+    restore.add_argument("--node", type=int, metavar="ID", help="whose archive to use (default: the freshest)")
+    restore.add_argument(
+        "--generation", type=int, metavar="G", help="the generation to start (default: the next after the source's terms)"
+    )
     return parser
 
 
@@ -225,5 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from talentnest.sim import cli as sim_cli
 
         return sim_cli.run(args)
+    if args.command in ("backup", "restore"):
+        return _operate(args)
     parser.print_help()
     return 2

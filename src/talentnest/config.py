@@ -95,6 +95,10 @@ class Settings:
         return [s for s in (self.jwt_secret, self.cluster_secret, *self.jwt_secret_previous, *self.cluster_secret_previous) if s]
 
     startup_check: str = "quick"
+    archive_dir: str | None = None  # a directory, or s3://BUCKET/PREFIX
+    archive_interval: float = 10.0
+    archive_snapshot_interval: int = 86400
+    archive_retention: int = 7 * 86400
 
     @property
     def has_short_jwt_secret(self) -> bool:
@@ -178,6 +182,10 @@ class Settings:
             tls_client_certs=env.choice("TLS_CLIENT_CERTS", TLS_CLIENT_CERT_MODES, "optional"),
             snapshot_compression=env.choice("SNAPSHOT_COMPRESSION", ("none", "zstd"), "none"),
             startup_check=env.choice("STARTUP_CHECK", ("quick", "full"), "quick"),
+            archive_dir=env.archive("ARCHIVE_DIR"),
+            archive_interval=env.seconds("ARCHIVE_INTERVAL", 10.0),
+            archive_snapshot_interval=env.integer("ARCHIVE_SNAPSHOT_INTERVAL", 86400, low=1, high=365 * 86400),
+            archive_retention=env.integer("ARCHIVE_RETENTION", 7 * 86400, low=60, high=10 * 365 * 86400),
         )
 
 
@@ -280,6 +288,22 @@ class _Env:
         if value.lower() not in choices:
             raise ConfigError(f"{name} must be one of {', '.join(choices)}, got '{value}'")
         return value.lower()
+
+    def archive(self, name: str) -> str | None:
+        """A directory, or ``s3://BUCKET[/PREFIX]`` whose credentials are in the environment too."""
+        value = self.raw(name)
+        if value is None or not value.startswith("s3://"):
+            return value
+        bucket = value[len("s3://") :].split("/", 1)[0]
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
+            raise ConfigError(f"{name} must be a directory or s3://BUCKET/PREFIX with a valid bucket name, got '{value}'")
+        for needed in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            if not self.raw(needed):
+                raise ConfigError(f"{name}={value} needs {needed} in the environment (the bucket's credentials)")
+        endpoint = self.raw("ARCHIVE_S3_ENDPOINT")
+        if endpoint is not None and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", endpoint):
+            raise ConfigError(f"ARCHIVE_S3_ENDPOINT must be an http(s) URL, got '{endpoint}'")
+        return value
 
     def ipv4(self, name: str) -> str | None:
         value = self.raw(name)

@@ -14,7 +14,7 @@ from itertools import accumulate
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
-from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.utils import floatToGoString
 from starlette.requests import Request
@@ -162,3 +162,41 @@ def metrics_endpoint(registry: CollectorRegistry):
         return Response(generate_latest(registry), media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
     return metrics
+
+
+class ArchiveCollector:
+    """The continuous archiver's figures (store/archiver.py): how far it got, how far behind it is, what failed."""
+
+    def __init__(self, archiver):
+        self.archiver = archiver
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.archiver.stats
+        gauges = (
+            ("talentnest_archive_lsn", "The last LSN written to the archive.", stats.archived_lsn),
+            ("talentnest_archive_lag_entries", "Committed entries not yet in the archive.", self.archiver.lag),
+            (
+                "talentnest_archive_last_success_timestamp_seconds",
+                "When the archive was last brought up to date.",
+                stats.last_success,
+            ),
+        )
+        for name, text, value in gauges:
+            yield GaugeMetricFamily(name, text, value=value)
+        counters = (
+            ("talentnest_archive_segments", "Log segments written to the archive.", stats.segments),
+            ("talentnest_archive_entries", "Log entries written to the archive.", stats.entries),
+            ("talentnest_archive_bytes", "Compressed bytes of log segments written to the archive.", stats.bytes),
+            ("talentnest_archive_snapshots", "Snapshots written to the archive.", stats.snapshots),
+            ("talentnest_archive_failures", "Rounds that could not write to the archive (retried later).", stats.failures),
+            (
+                "talentnest_archive_gaps",
+                "Times entries left the retained log before they were archived (a new chain began).",
+                stats.gaps,
+            ),
+        )
+        for name, text, value in counters:
+            yield CounterMetricFamily(name, text, value=value)

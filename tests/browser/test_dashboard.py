@@ -2,12 +2,18 @@
 
 Loaded from a follower, it shows three nodes and marks the leader; after a SIGKILL of the leader
 it marks the new one and shows the dead node as down, without a reload. When the node the page
-talks to dies, a banner says so; when that node is back, the banner goes and the page carries on.
+talks to dies, a banner says so; when that node is back, the banner goes and the page carries on. Drained
+by an operator, the node reads as "Drained", not "Unhealthy".
 """
 
 from __future__ import annotations
 
+import json
+
 import pytest
+
+from talentnest.cluster.auth import HEADER as SIGNATURE_HEADER
+from talentnest.cluster.auth import sign
 
 pytestmark = [pytest.mark.cluster, pytest.mark.browser]
 
@@ -69,3 +75,14 @@ def test_the_dashboard_follows_a_failover_and_the_loss_of_its_own_node_without_a
     expect(card(page, served_by)).to_have_attribute("data-state", "up", timeout=UPDATE_TIMEOUT_MS)
     expect(page.locator('.node-card[data-leader="true"]')).to_have_count(1, timeout=UPDATE_TIMEOUT_MS)
     assert page.evaluate("window.__loadedOnce") is True
+
+    # An operator drains it: the page reads "Drained", which is no fault; undrained, "Healthy" again.
+    for drained, says in ((True, "Drained"), (False, "Healthy")):
+        body = json.dumps({"drained": drained}).encode()
+        headers = {
+            SIGNATURE_HEADER: sign(cluster.cluster_key, "POST", "/cluster/drain", body),
+            "Content-Type": "application/json",
+        }
+        assert cluster.http.post(f"{served_by.url}/cluster/drain", content=body, headers=headers).status_code == 200
+        expect(card(page, served_by).locator(".health")).to_contain_text(says, timeout=UPDATE_TIMEOUT_MS)
+        expect(card(page, served_by).locator(".health")).not_to_contain_text("Unhealthy")

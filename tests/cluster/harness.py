@@ -685,6 +685,14 @@ class Cluster:
         return "\n".join(parts)
 
 
+def operator_command(*arguments: str, env: Mapping[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """``talentnest ARGUMENTS`` as an operator runs it, with nothing of the test's environment but PATH and PYTHONPATH."""
+    environment = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT / "src"), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "talentnest", *arguments], env=environment, capture_output=True, text=True, timeout=timeout
+    )
+
+
 @contextlib.contextmanager
 def running_cluster(directory: Path, nodes: int = 3, **options):
     """A started cluster that is always closed, for use outside the pytest fixture."""

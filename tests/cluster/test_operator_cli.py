@@ -4,16 +4,14 @@ state (healthy, a node hung, a node just stopped, no leader), and `cluster verif
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import httpx
 import pytest
 
 from talentnest.launcher.supervisor import node_id_of
 from tests._node import ready_node
-from tests.cluster.harness import ROOT, TEST_SUBNET, wait_until
+from tests.cluster.harness import TEST_SUBNET, operator_command, wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -21,15 +19,8 @@ HEALTHY, DEGRADED, NO_LEADER = 0, 1, 2
 
 
 def talentnest(*arguments: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    """The installed command as an operator runs it, with nothing of the test's environment but PATH and PYTHONPATH."""
-    environment = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT / "src"), **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "talentnest", "cluster", *arguments],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    """``talentnest cluster ARGUMENTS`` as an operator runs it."""
+    return operator_command("cluster", *arguments, env=env, timeout=timeout)
 
 
 def status(*urls: str) -> subprocess.CompletedProcess:

@@ -89,7 +89,8 @@ def add_parser(subparsers) -> None:
         "node i published on localhost:300i.",
     )
     commands = cluster.add_subparsers(
-        dest="cluster_command", metavar="{up,status,verify,watch,stop,kill,start,pause,unpause,add,logs,down}"
+        dest="cluster_command",
+        metavar="{up,status,verify,drain,undrain,watch,stop,kill,start,pause,unpause,add,logs,down}",
     )
     up = commands.add_parser(
         "up", parents=[common, layout], help="start the cluster and wait for a leader", description="Start the cluster."
@@ -134,6 +135,25 @@ def add_parser(subparsers) -> None:
         "answered or the key is wrong; 3 not compared (a node silent, or never one LSN while writes went on).",
     )
     verify.add_argument("--within", type=float, default=30.0, help="seconds to wait for the nodes to be at one LSN (default 30)")
+    for word, text in (
+        ("drain", "stop a node from standing for leader (a leader hands over to a caught-up peer first, losing nothing)"),
+        ("undrain", "let a drained node stand for leader again"),
+    ):
+        command = commands.add_parser(
+            word,
+            parents=[common],
+            help=text,
+            description=f"{text[0].upper()}{text[1:]}. Signed with the key derived from CLUSTER_SECRET, else JWT_SECRET, "
+            "read from the environment with --url (for the local cluster, from its state directory). The node keeps "
+            "the state across restarts. Exit status: 0 done; 1 refused, or a drained leader found no peer to hand over "
+            "to within --wait; 2 no answer or a wrong key.",
+        )
+        command.add_argument("name", nargs="?", help="a node of the local cluster (backend-N); or give --url")
+        command.add_argument("--url", help="the node of any deployment to change (http://host:port)")
+        command.add_argument(
+            "--wait", type=float, default=30.0, help="seconds to wait for a drained leader to hand over (default 30)"
+        )
+        command.add_argument("--timeout", type=float, default=remote_status.DEFAULT_TIMEOUT, help="seconds to wait for an answer")
     watch = commands.add_parser("watch", parents=[common], help="the status table, refreshed live (Ctrl-C quits)")
     watch.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default 1)")
 
@@ -187,6 +207,8 @@ def run(args: argparse.Namespace) -> int:
         "supervise": _supervise,
         "status": _status,
         "verify": _verify,
+        "drain": _drain,
+        "undrain": _drain,
         "watch": _watch,
         "stop": _node_action,
         "kill": _node_action,
@@ -200,7 +222,8 @@ def run(args: argparse.Namespace) -> int:
     handler = handlers.get(args.cluster_command)
     if handler is None:
         errors.print(
-            "usage: talentnest cluster {up,status,verify,watch,stop,kill,start,pause,unpause,add,logs,down} ... (see --help)"
+            "usage: talentnest cluster {up,status,verify,drain,undrain,watch,stop,kill,start,pause,unpause,add,logs,down} ..."
+            " (see --help)"
         )
         return 2
     try:
@@ -419,28 +442,13 @@ def _print_verdict(result: remote_status.Verdict) -> None:
     console.print(f"[{style}]{result.summary}[/] (exit {result.code})", highlight=False)
 
 
-def _cluster_key_from_environment() -> bytes:
-    from talentnest.cluster.auth import cluster_key
-
-    cluster_secret, jwt_secret = os.environ.get("CLUSTER_SECRET"), os.environ.get("JWT_SECRET")
-    if not cluster_secret and not jwt_secret:
-        raise remote_status.RemoteError(
-            "cluster verify signs its calls with the cluster's key: set CLUSTER_SECRET (or JWT_SECRET, when the "
-            "cluster has no CLUSTER_SECRET) in the environment, e.g. `read -rs JWT_SECRET; export JWT_SECRET`"
-        )
-    return cluster_key(jwt_secret=jwt_secret or "", cluster_secret=cluster_secret)
-
-
 def _verify(args: argparse.Namespace) -> int:
     if args.url:
-        key, urls = _cluster_key_from_environment(), args.url
+        key, urls = remote_status.key_from_environment("cluster verify"), args.url
     else:
-        from talentnest.cluster.auth import cluster_key
-
         info = _control.request(args.dir, "info")
         urls = list(render.probe_urls(info["nodes"]).values())
-        secret = (Path(args.dir) / SECRET_FILE).read_text().strip()
-        key = cluster_key(jwt_secret=secret, cluster_secret=os.environ.get("CLUSTER_SECRET"))
+        key = _local_key(args.dir)
     with console.status("asking every node for its checksum at one LSN ..."):
         found = asyncio.run(remote_status.survey(urls, timeout=args.timeout))
         comparison = asyncio.run(remote_status.verify(found, key, within=args.within, timeout=args.timeout))
@@ -448,6 +456,35 @@ def _verify(args: argparse.Namespace) -> int:
     for line in comparison.lines:
         console.print(f"[{style}]{line}[/]", highlight=False)
     return comparison.code
+
+
+def _local_key(state_dir: Path) -> bytes:
+    from talentnest.cluster.auth import cluster_key
+
+    secret = (Path(state_dir) / SECRET_FILE).read_text().strip()
+    return cluster_key(jwt_secret=secret, cluster_secret=os.environ.get("CLUSTER_SECRET"))
+
+
+def _drain(args: argparse.Namespace) -> int:
+    drained = args.cluster_command == "drain"
+    if args.url and args.name:
+        raise LaunchError(f"give a node's name or --url, not both ('{args.name}' and --url {args.url})")
+    if args.url:
+        key, url = remote_status.key_from_environment(f"cluster {args.cluster_command}"), args.url
+    elif args.name:
+        info = _control.request(args.dir, "info")
+        node = next((n for n in info["nodes"] if n["name"] == args.name), None)
+        if node is None:
+            raise UnknownNode(f"no node named '{args.name}' (nodes: {', '.join(n['name'] for n in info['nodes'])})")
+        key, url = _local_key(args.dir), node["internal_url"]
+    else:
+        raise LaunchError(f"cluster {args.cluster_command} needs a node: a local node's name, or --url URL")
+    with console.status(f"{args.cluster_command} {args.name or url} ..."):
+        result = asyncio.run(remote_status.drain(url, key, drained, wait=args.wait, timeout=args.timeout))
+    style = {0: "green", 1: "yellow", 2: "bold red"}[result.code]
+    for line in result.lines:
+        console.print(f"[{style}]{line}[/]", highlight=False)
+    return result.code
 
 
 def _print_status(state_dir: Path) -> None:

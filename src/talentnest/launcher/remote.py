@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,20 @@ DEPARTED_METRIC = "talentnest_peer_departed_seconds"
 
 class RemoteError(Exception):
     """A remote command cannot run (a bad URL, no key); the message says what to change."""
+
+
+def key_from_environment(command: str, environ: Mapping[str, str] | None = None) -> bytes:
+    """The cluster key for a signed operator call (``cluster verify``, ``cluster drain``, ``backup``): from
+    ``CLUSTER_SECRET``, else ``JWT_SECRET``, in the environment, never from an argument that ``ps`` would show.
+    Raises RemoteError, naming ``command``, when neither is set."""
+    env = os.environ if environ is None else environ
+    cluster_secret, jwt_secret = env.get("CLUSTER_SECRET"), env.get("JWT_SECRET")
+    if not cluster_secret and not jwt_secret:
+        raise RemoteError(
+            f"{command} signs its calls with the cluster's key: set CLUSTER_SECRET (or JWT_SECRET, when the "
+            "cluster has no CLUSTER_SECRET) in the environment, e.g. `read -rs JWT_SECRET; export JWT_SECRET`"
+        )
+    return auth.cluster_key(jwt_secret=jwt_secret or "", cluster_secret=cluster_secret)
 
 
 def normalise_url(text: str) -> str:
@@ -252,6 +267,8 @@ def verdict(found: Survey, *, max_lag_seconds: float = DEFAULT_MAX_LAG_SECONDS) 
         lag = _follower_lag_seconds(leader_status, member) if member.id != leader_id else None
         if lag is not None and lag > max_lag_seconds:
             problems.append(f"{member.name} lags {lag:.1f} s behind the leader (bound {max_lag_seconds:g} s)")
+        if "drained" in ((status.get("health") or {}).get("problems") or {}):
+            notes.append(f"{member.name} is drained: it serves, but does not stand for leader (cluster undrain)")
         deaf = sorted(i for i, entry in member.seen_by.items() if entry.get("healthy") is False)
         if deaf:
             problems.append(f"{member.name} answers here but {', '.join(f'node-{i}' for i in deaf)} do not hear from it")
@@ -403,3 +420,61 @@ def _compare(lsn: int, checksums: dict[int, str], found: Survey) -> Comparison:
         if code == EXIT_HEALTHY:
             code = EXIT_INCONCLUSIVE
     return Comparison(code, tuple(lines), lsn, checksums)
+
+
+# --- drain ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DrainResult:
+    code: int
+    lines: tuple[str, ...]
+
+
+async def _post_signed(session, base: str, key: bytes, target: str, payload: dict, timeout: float):
+    body = json.dumps(payload).encode()
+    headers = {auth.HEADER: auth.sign(key, "POST", target, body), "Content-Type": "application/json"}
+    try:
+        async with session.post(
+            f"{base}{target}", data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as response:
+            return response.status, await response.content.read(_MAX_BODY)
+    except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
+        return None
+
+
+async def drain(url: str, key: bytes, drained: bool, *, wait: float = 30.0, timeout: float = DEFAULT_TIMEOUT) -> DrainResult:
+    """Drain (or undrain) the node at ``url`` over the signed ``POST /cluster/drain``; when it led and is
+    drained, wait up to ``wait`` seconds for it to hand over, and say to whom."""
+    base = normalise_url(url)
+    word = "drain" if drained else "undrain"
+    async with aiohttp.ClientSession(trust_env=False) as session:
+        answer = await _post_signed(session, base, key, "/cluster/drain", {"drained": drained}, timeout)
+        if answer is None:
+            return DrainResult(EXIT_NO_LEADER, (f"{base} does not answer; nothing was changed",))
+        status, body = answer
+        if status == 401:
+            return DrainResult(
+                EXIT_NO_LEADER, (f"{base} refused the signature (401): CLUSTER_SECRET or JWT_SECRET is not the cluster's",)
+            )
+        try:
+            reply = json.loads(body)
+        except ValueError:
+            reply = None
+        if status != 200 or not isinstance(reply, dict):
+            return DrainResult(EXIT_DEGRADED, (f"{base} answered {status} to the {word}: {body[:300].decode(errors='replace')}",))
+        name = f"node-{reply.get('node_id')}"
+        state = "drained: it serves, but does not stand for leader" if drained else "undrained: it may lead again"
+        lines = [f"{name} {state}" + ("" if reply.get("changed") else f" (it already was {word}ed)")]
+        if not drained or reply.get("role") != "leader":
+            return DrainResult(EXIT_HEALTHY, tuple(lines))
+        lines.append(f"{name} was leading: it hands over to a caught-up peer")
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            status_now = await _status(session, base, timeout)
+            if status_now and status_now.get("current_role") != "leader" and isinstance(status_now.get("leader_id"), int):
+                lines.append(f"node-{status_now['leader_id']} leads now (term {status_now.get('term')})")
+                return DrainResult(EXIT_HEALTHY, tuple(lines))
+            await asyncio.sleep(0.2)
+    lines.append(f"{name} still leads after {wait:g} s: no peer has caught up to take over (it keeps leading meanwhile)")
+    return DrainResult(EXIT_DEGRADED, tuple(lines))

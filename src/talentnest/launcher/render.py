@@ -73,8 +73,10 @@ def _healthy_cell(status: dict | None, node: Mapping | None = None) -> Text:
         if seen and seen.get("healthy"):
             return Text("yes (per peer)", style="dim")
         return Text("no", style="bold red")
+    problems = (status.get("health") or {}).get("problems") or {}
     if status.get("ready", True):
-        return Text("yes", style="green")
+        # Drained by an operator: it serves, but does not stand for leader (not a fault).
+        return Text("yes, drained", style="cyan") if "drained" in problems else Text("yes", style="green")
     reason = str(status.get("ready_reason") or "not ready")
     return Text("syncing" if "sync" in reason else "not ready", style="yellow")
 

@@ -267,8 +267,12 @@
     if (n.self) {
       const s = lastStatus || {};
       if (s.clock && s.clock.beyond_window) return `Clock off · ${s.clock.note}`;
-      const problems = Object.values((s.health && s.health.problems) || {});
+      const found = (s.health && s.health.problems) || {};
+      const { drained, ...others } = found;
+      const problems = Object.values(others);
       if (problems.length) return `Unhealthy · ${problems[0]}`;
+      // An operator's drain is not a fault: the node serves, but does not stand for leader.
+      if (drained) return "Drained · serves this page, does not stand for leader";
       return "Healthy · serves this page";
     }
     if (n.refuses_us) return `Refuses this node · ${n.refuses_us}`;
