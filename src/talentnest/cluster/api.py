@@ -132,6 +132,7 @@ def build_routes(node: ClusterNode, replication: Replication, signatures: auth.R
             images.close()
             raise
         images.sweep()
+
     async def backup(request: Request) -> Response:
         """An operator's backup (``talentnest backup``): this node's database as one consistent compressed
         snapshot (store/snapshot.py's format), streamed with its position in the headers."""
