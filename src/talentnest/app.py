@@ -24,7 +24,7 @@ from talentnest.services import AuthService, Passwords, PostService, Tokens, Use
 from talentnest.services.throttle import LoginThrottle, ThrottlePolicy
 from talentnest.store import Database, Retention
 from talentnest.store.posts import PostRepo
-from talentnest.store.schema import MIGRATIONS
+from talentnest.store.schema import product_database
 from talentnest.store.users import UserRepo
 
 log = logging.getLogger("talentnest.app")
@@ -32,7 +32,7 @@ log = logging.getLogger("talentnest.app")
 
 def build_database(settings: Settings) -> Database:
     retention = Retention(max_entries=settings.log_retention_entries, max_bytes=settings.log_retention_bytes)
-    return Database(settings.data_dir, MIGRATIONS, retention=retention)
+    return product_database(settings.data_dir, retention=retention)
 
 
 def build_product(settings: Settings, db: Database, *, sharing_nodes: Callable[[], int] = lambda: 1) -> api.Product:
@@ -54,6 +54,7 @@ def build_product(settings: Settings, db: Database, *, sharing_nodes: Callable[[
         auth=AuthService(db, users, passwords, tokens, LoginThrottle(policy, sharing_nodes=sharing_nodes)),
         users=UserService(db, users),
         posts=PostService(db, posts, users),
+        read=db.read,
     )
 
 

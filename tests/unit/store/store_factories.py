@@ -8,7 +8,7 @@ from pathlib import Path
 from talentnest.services import PostService, UserService
 from talentnest.store import Database, LogEntry, Retention
 from talentnest.store.posts import PostRepo
-from talentnest.store.schema import MIGRATIONS
+from talentnest.store.schema import MIGRATIONS, product_database
 from talentnest.store.users import UserRepo
 
 
@@ -43,7 +43,7 @@ class Node:
 
 
 def make_node(path: Path, *, migrations=MIGRATIONS, retention: Retention | None = None, capture: bool = True) -> Node:
-    db = Database(path, migrations, retention=retention, capture=capture)
+    db = product_database(path, migrations=migrations, retention=retention, capture=capture)
     users, posts = UserRepo(db), PostRepo(db)
     db.open()
     return Node(db, users, posts, UserService(db, users), PostService(db, posts, users))

@@ -1,0 +1,161 @@
+"""Reads off the event loop: a few long-lived threads, each with its own read-only connection on the WAL.
+
+SQLite releases the GIL while a statement runs, so a slow query in a reader thread delays no
+other request, heartbeat or replication call on the event loop. Each thread keeps one
+connection for its whole life (never shared: see the deadlock note in ``api/deps.py``), opened
+on its first read, ``query_only`` and in WAL mode like the writer's. Every call runs in one read
+transaction, so all its statements see the same committed state.
+
+``pause()`` closes every connection once the reads in progress are done, and holds back new
+ones (they wait in their thread, not on the event loop) until ``resume()``: the owner swaps the
+database file in between (``Database.install_snapshot``), and a read never sees half of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+# What the current thread reads with, when it is a reader thread of some pool.
+_current = threading.local()
+
+
+class ReadersClosed(RuntimeError):
+    """The database is closed: no read can run."""
+
+
+class ReaderPool:
+    """``size`` reader threads for the database at ``path``; ``run(fn, *args)`` awaits ``fn`` in one of them."""
+
+    def __init__(self, path: Path, size: int, functions: Mapping[str, tuple[int, Callable]], *, pause_timeout: float = 30.0):
+        if size < 1:
+            raise ValueError(f"a reader pool needs at least one thread, got {size}")
+        self.path = Path(path)
+        self.size = size
+        self._functions = functions
+        self._pause_timeout = pause_timeout
+        self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="tn-reader")
+        self._state = threading.Condition()
+        self._is_open = False
+        self._is_paused = False
+        self._active = 0
+        self._generation = 0
+        self._connections: dict[int, tuple[int, sqlite3.Connection]] = {}  # thread id -> (generation, conn)
+
+    # --- the owner's side (the event loop's thread) --------------------------------------------------
+
+    def open(self) -> None:
+        with self._state:
+            self._is_open = True
+            self._is_paused = False
+            self._generation += 1
+            self._state.notify_all()
+
+    def pause(self) -> None:
+        """Wait for the reads in progress, close every connection, and hold new reads back.
+
+        Raises TimeoutError (and stays unpaused) if reads are still running after ``pause_timeout``.
+        """
+        deadline = time.monotonic() + self._pause_timeout
+        with self._state:
+            self._is_paused = True
+            while self._active:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._is_paused = False
+                    self._state.notify_all()
+                    raise TimeoutError(f"{self._active} read(s) of {self.path} still running after {self._pause_timeout:g} s")
+                self._state.wait(left)
+            self._close_connections()
+
+    def resume(self) -> None:
+        """Let reads go on, each on a new connection to the (new) file."""
+        with self._state:
+            self._is_paused = False
+            self._generation += 1
+            self._state.notify_all()
+
+    def close(self) -> None:
+        """Close every connection; reads fail with ReadersClosed until ``open()``."""
+        self.pause()
+        with self._state:
+            self._is_open = False
+            self._is_paused = False
+            self._state.notify_all()
+
+    def shutdown(self) -> None:
+        """Close, and stop the threads (the pool cannot be used again)."""
+        self.close()
+        self._executor.shutdown(wait=True)
+
+    def _close_connections(self) -> None:
+        for _, conn in self._connections.values():
+            conn.close()
+        self._connections.clear()
+
+    # --- reads ---------------------------------------------------------------------------------------
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in a reader thread, in one read transaction; its result or its exception."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn, args)
+
+    def _call(self, fn: Callable[..., T], args: tuple) -> T:
+        conn = self._enter()
+        try:
+            _current.pool, _current.conn = self, conn
+            conn.execute("BEGIN")
+            try:
+                return fn(*args)
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+        finally:
+            _current.pool = _current.conn = None
+            self._leave()
+
+    def _enter(self) -> sqlite3.Connection:
+        ident = threading.get_ident()
+        deadline = time.monotonic() + self._pause_timeout
+        with self._state:
+            while self._is_paused:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"reads of {self.path} have been paused for more than {self._pause_timeout:g} s")
+                self._state.wait(left)
+            if not self._is_open:
+                raise ReadersClosed(f"database {self.path} is closed")
+            held = self._connections.get(ident)
+            if held is None or held[0] != self._generation:
+                if held is not None:
+                    held[1].close()
+                held = self._connections[ident] = (self._generation, self._connect())
+            self._active += 1
+            return held[1]
+
+    def _leave(self) -> None:
+        with self._state:
+            self._active -= 1
+            if not self._active:
+                self._state.notify_all()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("PRAGMA query_only=ON")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        for name, (nargs, fn) in self._functions.items():
+            conn.create_function(name, nargs, fn, deterministic=True)
+        return conn
+
+    def current(self) -> sqlite3.Connection | None:
+        """The connection of this pool's read running in the calling thread, if any."""
+        return _current.conn if getattr(_current, "pool", None) is self else None
