@@ -1,4 +1,5 @@
-"""The ``talentnest`` command: ``node`` runs one node; ``cluster ...`` runs a local cluster."""
+"""The ``talentnest`` command: ``node`` runs one node; ``cluster ...`` runs a local cluster; ``generate``
+fills a data directory with a synthetic network."""
 
 from __future__ import annotations
 
@@ -166,9 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run one node (configured by environment variables: PORT, SERVICE_NAME, JWT_SECRET, ...)",
         description="Run one node. Configuration comes from the environment only; see the README.",
     )
+    from talentnest.generator import cli as generator_cli
     from talentnest.launcher import cli as launcher_cli
 
     launcher_cli.add_parser(commands)
+    generator_cli.add_parser(commands)
     return parser
 
 
@@ -181,5 +184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from talentnest.launcher import cli as launcher_cli
 
         return launcher_cli.run(args)
+    if args.command == "generate":
+        from talentnest.generator import cli as generator_cli
+
+        return generator_cli.run(args)
     parser.print_help()
     return 2

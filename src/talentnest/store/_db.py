@@ -384,6 +384,11 @@ class Database:
         """The connection a repository reads with: the reader thread's own inside ``read()``, else ``conn``."""
         return self._readers.current() or self.conn
 
+    @property
+    def reads_paused(self) -> bool:
+        """True while ``install_snapshot`` holds new reads back."""
+        return self._readers.is_paused
+
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` in a reader thread, in one read transaction, and return what it returns.
 

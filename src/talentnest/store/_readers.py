@@ -50,6 +50,11 @@ class ReaderPool:
         self._generation = 0
         self._connections: dict[int, tuple[int, sqlite3.Connection]] = {}  # thread id -> (generation, conn)
 
+    @property
+    def is_paused(self) -> bool:
+        """True while reads are held back (a snapshot is being swapped in)."""
+        return self._is_paused
+
     # --- the owner's side (the event loop's thread) --------------------------------------------------
 
     def open(self) -> None:
