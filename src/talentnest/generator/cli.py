@@ -89,6 +89,44 @@ class _Bar:
         self._progress.advance(self._task, rows)
 
 
+class _Lines:
+    """The generator's Progress when the output is not a terminal: a line every ``every`` seconds."""
+
+    def __init__(self, out, every: float = 10.0):
+        self._out = out
+        self._every = every
+        self._name, self._total, self._done = "", 0, 0
+        self._started = self._shown = 0.0
+
+    def phase(self, name: str, total: int) -> None:
+        if self._name:
+            self._show(final=True)
+        self._name, self._total, self._done = name, total, 0
+        self._started = self._shown = time.monotonic()
+
+    def advance(self, rows: int) -> None:
+        self._done += rows
+        if time.monotonic() - self._shown >= self._every:
+            self._show()
+
+    def finish(self) -> None:
+        if self._name:
+            self._show(final=True)
+
+    def _show(self, *, final: bool = False) -> None:
+        self._shown = now = time.monotonic()
+        elapsed = max(now - self._started, 1e-9)
+        rate = self._done / elapsed
+        share = f" ({100 * self._done / self._total:.0f}%)" if self._total else ""
+        left = f", {(self._total - self._done) / rate:,.0f} s left" if rate and not final and self._total > self._done else ""
+        done = " done" if final else ""
+        print(
+            f"{self._name}{done}: {self._done:,} of {self._total:,}{share} in {elapsed:,.0f} s, {rate:,.0f} rows/s{left}",
+            file=self._out,
+            flush=True,
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from talentnest.services import Passwords
     from talentnest.store.schema import product_database
@@ -115,9 +153,14 @@ def run(args: argparse.Namespace) -> int:
         db.term = 1
         db.conn.execute(f"PRAGMA cache_size=-{CACHE_MIB * 1024}")
         db.conn.execute("PRAGMA wal_autocheckpoint=50000")
-        columns = (TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), _Rate())
-        with Progress(*columns, TimeElapsedColumn(), TimeRemainingColumn(), console=console) as progress:
-            report = generate(db, size, password_hash=password_hash, seed=args.seed, progress=_Bar(progress))
+        if console.is_terminal:
+            columns = (TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), _Rate())
+            with Progress(*columns, TimeElapsedColumn(), TimeRemainingColumn(), console=console) as progress:
+                report = generate(db, size, password_hash=password_hash, seed=args.seed, progress=_Bar(progress))
+        else:
+            lines = _Lines(sys.stderr)
+            report = generate(db, size, password_hash=password_hash, seed=args.seed, progress=lines)
+            lines.finish()
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted[/]: {data_dir} holds part of a network; delete it")
         return 130
