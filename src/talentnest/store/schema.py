@@ -83,12 +83,13 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX follows_by_followee ON follows(followee_id, created_at, follower_id);
         CREATE INDEX follows_by_follower ON follows(follower_id, created_at, followee_id);
         {search.CREATE};
+        {search.CREATE_TERMS};
         {search.FILL};
         """,
     ),
 ]
 COUNTERS_SINCE = 2
-DERIVED = (search.INDEX,)
+DERIVED = (search.INDEX, search.VOCABULARY)
 
 
 def recount_older_entry(conn: sqlite3.Connection, schema_version: int, changes: list[dict]) -> None:

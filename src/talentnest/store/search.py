@@ -1,32 +1,37 @@
 """The members' search index: how text is folded into tokens, the FTS5 table, and the tiered queries.
 
-The index (``users_fts``, FTS5, contentless) is derived from ``users`` by every node on its own
-file and never replicated: the store declares it a derived table (``store._db.Derived``), so
-change capture skips it and its shadow tables and ``Database.checksum()`` ignores them.
+The index (``users_fts``, FTS5, contentless, ``detail=none``) is derived from ``users`` by every
+node on its own file and never replicated: the store declares it derived (``store._db.Derived``),
+so change capture skips it and its shadow tables, and ``Database.checksum()`` ignores them.
 
 **Folding.** Search is case-insensitive as ``str.casefold`` is (``STRASSE`` finds ``Straße``,
-``ΣΟΦΊΑ`` finds ``Σοφία``) and keeps accents (``élodie`` finds ``Élodie`` but not ``Elodie``),
-as the LIKE search before it did; text is also NFKC-normalised (``ﬁ`` is ``fi``). SQLite cannot
-fold this way in SQL (its ``lower()`` is ASCII, FTS5's ``unicode61`` has no ``ß -> ss``), so
-Python computes every token: ``doc_*`` below turn a column into space-separated tokens, and the
-table's tokenizer splits on spaces only (every character category but separators and controls
-is a token character, so it never re-splits a token we made). A word gives its folded self
-(``node.js``), that word without leading and trailing punctuation (``(python),`` -> ``python``)
-and its letter-and-digit runs (``node``, ``js``; ``kotlin_dev`` -> ``kotlin``, ``dev``). Two
-columns open with one token for the whole value, words joined by ``JOIN`` (U+2423), so that an
-exact name is the phrase ``^ "ana␣python"`` at the column's first position; ``skill_set`` holds
-only such whole-skill tokens.
+``ΣΟΦΊΑ`` finds ``Σοφία``) and keeps accents (``élodie`` finds ``Élodie`` but not ``Elodie``), as
+the LIKE search before it did; text is also NFKC-normalised (``ﬁ`` is ``fi``). SQLite cannot fold
+this way in SQL (its ``lower()`` is ASCII, FTS5's ``unicode61`` has no ``ß -> ss``), so Python
+computes every token and the table's tokenizer only splits on the spaces between them (every
+character category but separators and controls is part of a token). A word gives its folded self
+(``node.js``), that word without leading and trailing punctuation (``(python),`` -> ``python``),
+and its runs of letters and digits (``node``, ``js``).
+
+**Tokens are marked** with what they are, by a first character: ``USERNAME`` the whole username,
+``NAME`` the whole name and ``SKILL`` each whole skill (words joined by ``JOIN``), ``WORD`` the
+words of the username, the name and the skills, ``HEADLINE`` the words of the headline. So
+"the username starts with jo" is the prefix ``①jo*`` and "an exact skill" the term ``③python``:
+each condition reads only the tokens it is about, and no condition needs positions or columns.
 
 **Matching.** A query word matches as a prefix of a token (``jo`` finds ``José``; ``py`` finds
-``Python``; a word inside another, ``gres`` in ``PostgreSQL``, no longer matches). Every word of
-the query must match in the username, name, headline or skills.
+``Python``; a word inside another, ``gres`` in ``PostgreSQL``, does not match). Every word must
+match in the username, name, headline or skills. A prefix of 1-3 letters is read from FTS5's
+prefix index; a longer one is turned into the few terms it stands for (from the vocabulary
+``users_fts_terms``), which FTS5 reads lazily, where a ``prefix*`` query would first merge the
+whole list of every term it covers, for every query of a page.
 
 **Ranking**, in tiers, each tier by member id (oldest account first), as the cursor ``(tier, id)``
 pages: 0 a word is the username; 1 the whole query is the name; 2 the username starts with a word;
-3 a word, or the whole query, is one of the skills; 4 every word is found in the username, name
-or skills; 5 the rest (some word only in the headline). Each tier is one FTS5 expression that
-excludes the tiers before it, read in rowid order with ``rowid > ?`` and a LIMIT: a page costs
-what its rows cost, not what the number of matches costs.
+3 a word, or the whole query, is one of the skills; 4 every word is in the username, name or
+skills; 5 the rest (a word only in the headline). Each tier is one FTS5 expression that excludes
+the tiers before it, read in rowid order with ``rowid > ?`` and a LIMIT: a page costs what its
+rows cost, not what the number of matches costs.
 
 **Maintenance: TEMP triggers, not stored ones.** The triggers that keep the index right call
 Python (the folding above), so they are created on the node's own writer connection at every
@@ -36,32 +41,35 @@ any connection without that function: the ``sqlite3`` shell, a backup tool, an o
 (``no such function``). Pure-SQL stored triggers cannot fold as ``casefold`` does. The cost of
 this choice: a write made outside the node (the ``sqlite3`` shell) does not update the index;
 such writes bypass replication too and are unsupported. Migration 2 creates and fills the index;
-a change to the folding needs a migration that rebuilds it (``FILL``).
+a change to the folding needs a migration that rebuilds it (``clear`` and ``fill``).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from talentnest.store._db import Derived
 
 TABLE = "users_fts"
+TERMS = "users_fts_terms"  # its vocabulary (fts5vocab, one row per term)
+USERNAME, NAME, SKILL, WORD, HEADLINE = "①", "②", "③", "④", "⑤"  # No category: part of a token
 JOIN = "\u2423"  # OPEN BOX: joins the words of a whole name or skill into one token
 TIERS = 6
+INDEXED_PREFIX = 3  # letters of a prefix FTS5's prefix index holds (after the mark)
+MAX_EXPANSION = 24  # terms a longer prefix may stand for before it is queried as prefix* instead
 # Every category but separators (Z*) and controls (Cc) is part of a token: only our spaces split.
 _TOKENIZER = "unicode61 remove_diacritics 0 categories 'L* N* M* S* P* Co Cf Cn Cs'"
-CREATE = (
-    f"CREATE VIRTUAL TABLE {TABLE} USING fts5(username, name, headline, skills, skill_set, "
-    f"content='', prefix='3', tokenize=\"{_TOKENIZER}\")"
-)
-_COLUMNS = "username, name, headline, skills, skill_set"
-_DOC = "tn_search_username({p}.username), tn_search_name({p}.name), tn_search_text({p}.headline), tn_search_skills({p}.skills), tn_search_skill_set({p}.skills)"  # noqa: E501
-FILL = f"INSERT INTO {TABLE}(rowid, {_COLUMNS}) SELECT u.id, {_DOC.format(p='u')} FROM users u"
-_DELETE_OLD = f"INSERT INTO {TABLE}({TABLE}, rowid, {_COLUMNS}) VALUES ('delete', OLD.id, {_DOC.format(p='OLD')});"
-_INSERT_NEW = f"INSERT INTO {TABLE}(rowid, {_COLUMNS}) VALUES (NEW.id, {_DOC.format(p='NEW')});"
+_PREFIXES = " ".join(str(n + 1) for n in range(1, INDEXED_PREFIX + 1))
+CREATE = f"CREATE VIRTUAL TABLE {TABLE} USING fts5(doc, content='', detail=none, prefix='{_PREFIXES}', tokenize=\"{_TOKENIZER}\")"
+CREATE_TERMS = f"CREATE VIRTUAL TABLE {TERMS} USING fts5vocab({TABLE}, row)"
+_DOC = "tn_search_doc({p}.username, {p}.name, {p}.headline, {p}.skills)"
+FILL = f"INSERT INTO {TABLE}(rowid, doc) SELECT u.id, {_DOC.format(p='u')} FROM users u"
+_DELETE_OLD = f"INSERT INTO {TABLE}({TABLE}, rowid, doc) VALUES ('delete', OLD.id, {_DOC.format(p='OLD')});"
+_INSERT_NEW = f"INSERT INTO {TABLE}(rowid, doc) VALUES (NEW.id, {_DOC.format(p='NEW')});"
 _CHANGED = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in ("id", "username", "name", "headline", "skills"))
 TRIGGERS = (
     f"CREATE TEMP TRIGGER tn_search_users_insert AFTER INSERT ON main.users BEGIN {_INSERT_NEW} END",
@@ -74,10 +82,17 @@ TRIGGERS = (
 
 # --- folding -----------------------------------------------------------------------------------
 
+# What FTS5's tokenizer would split a token at, although Python does not: controls and lone
+# surrogates (the input rules refuse them; old rows may hold them), and three characters its
+# Unicode 6.1 tables call separators (a test tries every code point).
+_UNSPLITTABLE = str.maketrans(
+    {cp: " " for cp in [*range(0x20), *range(0x7F, 0xA0), *range(0xD800, 0xE000), 0x180E, 0xFFFE, 0xFFFF]}
+)
+
 
 def fold(text: str) -> str:
     """The case- and compatibility-folded form of ``text`` that the index and the queries share."""
-    return unicodedata.normalize("NFC", unicodedata.normalize("NFKC", text).casefold())
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFKC", text.translate(_UNSPLITTABLE)).casefold())
 
 
 def _is_punctuation(ch: str) -> bool:
@@ -98,10 +113,9 @@ def _runs(word: str) -> list[str]:
     return runs
 
 
-def search_token(word: str) -> str:
-    """What a query word is looked up as: folded, without leading and trailing punctuation
+def search_token(folded: str) -> str:
+    """What a folded, space-free word is looked up as: without leading and trailing punctuation
     (the word itself when it is nothing but punctuation, ``--``)."""
-    folded = fold(word)
     return folded.strip("".join({ch for ch in folded if _is_punctuation(ch)})) or folded
 
 
@@ -137,56 +151,58 @@ def _skills(skills_json: str | None) -> list[str]:
     return [s for s in value if isinstance(s, str)] if isinstance(value, list) else []
 
 
-def doc_username(username: str | None) -> str:
-    return " ".join(_text_tokens(username or ""))
-
-
-def doc_name(name: str | None) -> str:
-    """The whole name first (so ``^ "whole"`` is an exact name), then its words' tokens."""
-    whole = _whole(name or "")
-    if whole is None:
-        return ""
-    tokens = _text_tokens(name or "")
-    return " ".join(tokens if tokens[0] == whole else [whole, *tokens])
-
-
-def doc_text(text: str | None) -> str:
-    return " ".join(_text_tokens(text or ""))
-
-
-def doc_skills(skills_json: str | None) -> str:
-    return " ".join(token for skill in _skills(skills_json) for token in _text_tokens(skill))
-
-
-def doc_skill_set(skills_json: str | None) -> str:
-    return " ".join(w for w in (_whole(skill) for skill in _skills(skills_json)) if w)
+def document(username: str | None, name: str | None, headline: str | None, skills_json: str | None) -> str:
+    """The marked tokens of one member, space-separated: what the index holds for them."""
+    skills = _skills(skills_json)
+    tokens = [USERNAME + fold(username or "").strip()]
+    whole_name = _whole(name or "")
+    if whole_name:
+        tokens.append(NAME + whole_name)
+    tokens += [SKILL + whole for whole in dict.fromkeys(_whole(s) for s in skills) if whole]
+    # The username's runs only: its whole self is the USERNAME token.
+    words = _runs(fold(username or "")) + _text_tokens(name or "") + [t for s in skills for t in _text_tokens(s)]
+    tokens += [WORD + w for w in dict.fromkeys(words)]
+    tokens += [HEADLINE + w for w in dict.fromkeys(_text_tokens(headline or ""))]
+    return " ".join(tokens)
 
 
 INDEX = Derived(
     name=TABLE,
-    functions={
-        "tn_search_username": (1, doc_username),
-        "tn_search_name": (1, doc_name),
-        "tn_search_text": (1, doc_text),
-        "tn_search_skills": (1, doc_skills),
-        "tn_search_skill_set": (1, doc_skill_set),
-    },
+    functions={"tn_search_doc": (4, document)},
     triggers=TRIGGERS,
     fill=FILL,
     clear=f"INSERT INTO {TABLE}({TABLE}) VALUES ('delete-all')",
 )
+VOCABULARY = Derived(name=TERMS)
 
 
 # --- queries -----------------------------------------------------------------------------------
 
 
 def _quote(token: str) -> str:
-    """An FTS5 string: every character literal, the tokenizer applied to it."""
+    """An FTS5 string: every character literal."""
     return '"' + token.replace('"', '""') + '"'
 
 
-_MATCHED = "{username name headline skills}"
-_NOT_HEADLINE = "{username name skills}"
+def _any(parts: Sequence[str]) -> str:
+    return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
+
+
+def _all(parts: Sequence[str]) -> str:
+    return parts[0] if len(parts) == 1 else "(" + " AND ".join(parts) + ")"
+
+
+# A term no token can be (a mark alone): what "matches nothing" is in an FTS5 expression.
+NOTHING = _quote(WORD)
+Expand = Callable[[str], "list[str] | None"]
+
+
+def terms_in(conn, prefix: str, limit: int = MAX_EXPANSION) -> list[str] | None:
+    """The index's terms that start with ``prefix`` (at most ``limit``), or None when there are more."""
+    rows = conn.execute(
+        f"SELECT term FROM {TERMS} WHERE term >= ? AND term < ? LIMIT ?", (prefix, prefix + chr(sys.maxunicode), limit + 1)
+    ).fetchall()
+    return None if len(rows) > limit else [row[0] for row in rows]
 
 
 @dataclass(frozen=True)
@@ -196,31 +212,41 @@ class SearchQuery:
     tiers: tuple[str, ...]
 
     @classmethod
-    def of(cls, words: Sequence[str]) -> SearchQuery:
-        if not words:
+    def of(cls, words: Sequence[str], expand: Expand | None = None) -> SearchQuery:
+        """``expand(prefix)`` lists the terms a prefix stands for (None: too many); without it every
+        prefix is queried as ``prefix*``."""
+        # Folding may split a word (NFKC makes "¨" a space and a combining mark), as in the index.
+        raw = [part for word in words for part in fold(word).split()]
+        tokens = list(dict.fromkeys(search_token(part) for part in raw))
+        if not tokens:
             raise ValueError("a search needs at least one word")
-        tokens = [search_token(w) for w in words]
-        raw = [fold(w) for w in words]
-        prefixes = [f"{_quote(t)}*" for t in tokens]
-        everywhere = " AND ".join(f"({_MATCHED} : {p})" for p in prefixes)
-        not_headline = " AND ".join(f"({_NOT_HEADLINE} : {p})" for p in prefixes)
-        exact_username = " OR ".join(f"^ {_quote(t)}" for t in tokens)
-        username_prefix = " OR ".join(f"^ {_quote(t)}*" for t in tokens)
-        whole = JOIN.join(w for r in raw for w in r.split())
-        skills = dict.fromkeys([*raw, whole])  # a word, or the whole query, is a skill
-        c0 = f"(username : ({exact_username}))"
-        c1 = f"(name : ^ {_quote(whole)})"
-        c2 = f"(username : ({username_prefix}))"
-        c3 = f"(skill_set : ({' OR '.join(_quote(s) for s in skills)}))"
-        c4 = f"({not_headline})"
-        full = f"({everywhere})"
+        whole = JOIN.join(raw)
+
+        def starting(mark: str, token: str) -> str:
+            prefix = mark + token
+            found = expand(prefix) if expand is not None and len(token) > INDEXED_PREFIX else None
+            if found is None:
+                return f"{_quote(prefix)}*"
+            return _any([_quote(t) for t in found]) if found else NOTHING
+
+        exact_username = _any([_quote(USERNAME + t) for t in tokens])
+        exact_name = _quote(NAME + whole)
+        username_prefix = _any([starting(USERNAME, t) for t in tokens])
+        exact_skill = _any([_quote(SKILL + s) for s in dict.fromkeys([*raw, whole])])
+        named = _all([starting(WORD, t) for t in tokens])
+        anywhere = _all([_any([starting(WORD, t), starting(HEADLINE, t), starting(USERNAME, t)]) for t in tokens])
+        if len(tokens) == 1:
+            # With one word, each of the first conditions already means that the word matches.
+            found = (exact_username, exact_name, username_prefix, exact_skill)
+        else:
+            found = tuple(f"({anywhere} AND {c})" for c in (exact_username, exact_name, username_prefix, exact_skill))
         return cls(
             (
-                f"{full} AND {c0}",
-                f"({full} AND {c1}) NOT {c0}",
-                f"({full} AND {c2}) NOT ({c0} OR {c1})",
-                f"({full} AND {c3}) NOT ({c1} OR {c2})",
-                f"{c4} NOT ({c1} OR {c2} OR {c3})",
-                f"{full} NOT ({c1} OR {c2} OR {c3} OR {c4})",
+                found[0],
+                f"{found[1]} NOT {exact_username}",
+                f"{found[2]} NOT ({exact_username} OR {exact_name})",
+                f"{found[3]} NOT ({exact_name} OR {username_prefix})",
+                f"{named} NOT ({exact_name} OR {username_prefix} OR {exact_skill})",
+                f"{anywhere} NOT ({exact_name} OR {username_prefix} OR {exact_skill} OR {named})",
             )
         )

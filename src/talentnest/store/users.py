@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 
 from talentnest.store import search
 from talentnest.store._db import Database
@@ -46,13 +47,17 @@ class UserRepo:
         ).fetchone()
         return bool(row[0]), bool(row[1])
 
-    def search(self, query: search.SearchQuery, *, limit: int, after: tuple[int, int] | None) -> list[sqlite3.Row]:
-        """Up to ``limit`` users matching ``query``, best tier first, by id within a tier (see
+    def search(self, words: Sequence[str], *, limit: int, after: tuple[int, int] | None) -> list[sqlite3.Row]:
+        """Up to ``limit`` users matching every word, best tier first, by id within a tier (see
         ``store.search``); each row has its ``tier``. ``after`` is the (tier, id) of the last row
         of the previous page."""
         first_tier, after_id = after or (0, 0)
         rows: list[sqlite3.Row] = []
         conn = self.db.reader
+        try:
+            query = search.SearchQuery.of(words, lambda prefix: search.terms_in(conn, prefix))
+        except ValueError:  # nothing left of the words once folded (U+FFFE alone): nothing matches
+            return []
         for tier in range(first_tier, search.TIERS):
             if len(rows) >= limit:
                 break

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
+import sys
 import tempfile
 from contextlib import suppress
 from pathlib import Path
@@ -288,3 +290,25 @@ def test_a_follower_applies_an_older_leaders_entries_and_keeps_counters_and_inde
     assert {c["data"].get("follower_count") for c in json.loads(entry.changes) if c["table"] == "users"} == {0, 2}
     old_leader.close()
     follower.db.shutdown()
+
+
+def test_the_index_never_splits_a_token_python_made_whatever_the_character():
+    conn = sqlite3.connect(":memory:")
+    conn.execute(search.CREATE)
+    conn.execute(f"CREATE VIRTUAL TABLE v USING fts5vocab({search.TABLE}, instance)")
+    split = []
+    for start in range(0, sys.maxunicode + 1, 8192):
+        words = [search.fold(f"q{chr(cp)}z") for cp in range(start, min(start + 8192, sys.maxunicode + 1))]
+        words = [w for w in words if len(w.split()) == 1]
+        conn.execute(f"INSERT INTO {search.TABLE}(rowid, doc) VALUES (1, ?)", (" ".join(words),))
+        terms = {row[0] for row in conn.execute("SELECT term FROM v")}
+        split += [w for w in words if w not in terms]
+        conn.execute(f"INSERT INTO {search.TABLE}({search.TABLE}) VALUES ('delete-all')")
+    assert not split, [hex(ord(w[1])) for w in split[:20]]
+
+
+def test_words_that_fold_into_nothing_or_into_two_find_what_they_should(nodes):
+    node = populated(nodes, "leader")
+    assert node.user_service.search("\ufffe", limit=5, cursor=None).items == []
+    node.user_service.update_profile(3, {"headline": "grade 0¨ (NFKC splits it)"})
+    assert [u["id"] for u in node.user_service.search("0¨", limit=5, cursor=None).items] == [3]
