@@ -134,14 +134,15 @@ class Derived:
     ``name`` is the table (an FTS5 table's shadow tables go with it). ``functions`` are the SQL
     functions its triggers and ``fill`` call, registered on every connection of the store before
     migrations run. ``triggers`` are ``CREATE TEMP TRIGGER`` statements that keep it right
-    through every write and every apply. ``clear`` then ``fill`` rebuild it from scratch.
+    through every write and every apply. The statements of ``clear`` then ``fill`` rebuild it
+    from scratch.
     """
 
     name: str
     functions: Mapping[str, tuple[int, Callable]] = field(default_factory=dict)
     triggers: Sequence[str] = ()
-    fill: str | None = None
-    clear: str | None = None
+    fill: Sequence[str] = ()
+    clear: Sequence[str] = ()
 
 
 OlderEntries = Callable[[sqlite3.Connection, int, list[dict]], None]
@@ -478,10 +479,11 @@ class Database:
         """Rebuild every derived table from scratch from the replicated tables (one transaction)."""
         with self._transaction() as conn:
             for item in self.derived:
-                if item.clear:
-                    conn.execute(item.clear)
-                if item.fill:
-                    conn.execute(item.fill)
+                for statement in item.clear:
+                    conn.execute(statement)
+            for item in self.derived:
+                for statement in item.fill:
+                    conn.execute(statement)
 
     def _set_triggers(self, installed: bool) -> None:
         """Install the capture triggers before a write, remove them before an apply.

@@ -84,7 +84,8 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX follows_by_follower ON follows(follower_id, created_at, followee_id);
         {search.CREATE};
         {search.CREATE_TERMS};
-        {search.FILL};
+        {search.FILL[0]};
+        {search.FILL[1]};
         """,
     ),
 ]

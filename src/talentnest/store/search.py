@@ -22,9 +22,9 @@ each condition reads only the tokens it is about, and no condition needs positio
 **Matching.** A query word matches as a prefix of a token (``jo`` finds ``José``; ``py`` finds
 ``Python``; a word inside another, ``gres`` in ``PostgreSQL``, does not match). Every word must
 match in the username, name, headline or skills. A prefix of 1-3 letters is read from FTS5's
-prefix index; a longer one is turned into the few terms it stands for (from the vocabulary
-``users_fts_terms``), which FTS5 reads lazily, where a ``prefix*`` query would first merge the
-whole list of every term it covers, for every query of a page.
+prefix index; a longer one is turned into the few terms it stands for (from ``users_fts_terms``,
+a second derived table the same triggers fill), which FTS5 reads lazily, where a ``prefix*``
+query would first merge the whole list of every term it covers, for every query of a page.
 
 **Ranking**, in tiers, each tier by member id (oldest account first), as the cursor ``(tier, id)``
 pages: 0 a word is the username; 1 the whole query is the name; 2 the username starts with a word;
@@ -46,6 +46,7 @@ a change to the folding needs a migration that rebuilds it (``clear`` and ``fill
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import unicodedata
@@ -55,7 +56,7 @@ from dataclasses import dataclass
 from talentnest.store._db import Derived
 
 TABLE = "users_fts"
-TERMS = "users_fts_terms"  # its vocabulary (fts5vocab, one row per term)
+TERMS = "users_fts_terms"  # the terms prefixes are expanded to (a plain table: fts5vocab counts each term's list)
 USERNAME, NAME, SKILL, WORD, HEADLINE = "①", "②", "③", "④", "⑤"  # No category: part of a token
 JOIN = "\u2423"  # OPEN BOX: joins the words of a whole name or skill into one token
 TIERS = 6
@@ -65,11 +66,22 @@ MAX_EXPANSION = 24  # terms a longer prefix may stand for before it is queried a
 _TOKENIZER = "unicode61 remove_diacritics 0 categories 'L* N* M* S* P* Co Cf Cn Cs'"
 _PREFIXES = " ".join(str(n + 1) for n in range(1, INDEXED_PREFIX + 1))
 CREATE = f"CREATE VIRTUAL TABLE {TABLE} USING fts5(doc, content='', detail=none, prefix='{_PREFIXES}', tokenize=\"{_TOKENIZER}\")"
-CREATE_TERMS = f"CREATE VIRTUAL TABLE {TERMS} USING fts5vocab({TABLE}, row)"
-_DOC = "tn_search_doc({p}.username, {p}.name, {p}.headline, {p}.skills)"
-FILL = f"INSERT INTO {TABLE}(rowid, doc) SELECT u.id, {_DOC.format(p='u')} FROM users u"
+# Terms stay when the last member holding them goes: a stale term only adds a branch that finds
+# nothing to an expansion, and a rebuild drops it.
+CREATE_TERMS = f"CREATE TABLE {TERMS} (term TEXT PRIMARY KEY) WITHOUT ROWID"
+_ARGS = "{p}.username, {p}.name, {p}.headline, {p}.skills"
+_DOC = f"tn_search_doc({_ARGS})"
+# Not INSERT OR IGNORE: in a trigger, the conflict policy of the statement that fired it wins.
+_TERMS_OF = (
+    f"INSERT INTO {TERMS}(term) SELECT j.value FROM json_each(tn_search_terms({_ARGS})) j "
+    f"WHERE NOT EXISTS (SELECT 1 FROM {TERMS} t WHERE t.term = j.value)"
+)
+FILL = (
+    f"INSERT INTO {TABLE}(rowid, doc) SELECT u.id, {_DOC.format(p='u')} FROM users u",
+    f"INSERT OR IGNORE INTO {TERMS}(term) SELECT j.value FROM users u, json_each(tn_search_terms({_ARGS.format(p='u')})) j",
+)
 _DELETE_OLD = f"INSERT INTO {TABLE}({TABLE}, rowid, doc) VALUES ('delete', OLD.id, {_DOC.format(p='OLD')});"
-_INSERT_NEW = f"INSERT INTO {TABLE}(rowid, doc) VALUES (NEW.id, {_DOC.format(p='NEW')});"
+_INSERT_NEW = f"INSERT INTO {TABLE}(rowid, doc) VALUES (NEW.id, {_DOC.format(p='NEW')}); {_TERMS_OF.format(p='NEW')};"
 _CHANGED = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in ("id", "username", "name", "headline", "skills"))
 TRIGGERS = (
     f"CREATE TEMP TRIGGER tn_search_users_insert AFTER INSERT ON main.users BEGIN {_INSERT_NEW} END",
@@ -151,6 +163,7 @@ def _skills(skills_json: str | None) -> list[str]:
     return [s for s in value if isinstance(s, str)] if isinstance(value, list) else []
 
 
+@functools.lru_cache(maxsize=256)  # a trigger asks for a row's document, then for its terms
 def document(username: str | None, name: str | None, headline: str | None, skills_json: str | None) -> str:
     """The marked tokens of one member, space-separated: what the index holds for them."""
     skills = _skills(skills_json)
@@ -166,14 +179,22 @@ def document(username: str | None, name: str | None, headline: str | None, skill
     return " ".join(tokens)
 
 
+_EXPANDED = (USERNAME, WORD, HEADLINE)
+
+
+def expandable_terms(username: str | None, name: str | None, headline: str | None, skills_json: str | None) -> str:
+    """The JSON list of the member's terms a prefix may stand for (the marks a query expands)."""
+    return json.dumps([t for t in document(username, name, headline, skills_json).split() if t[0] in _EXPANDED])
+
+
 INDEX = Derived(
     name=TABLE,
-    functions={"tn_search_doc": (4, document)},
+    functions={"tn_search_doc": (4, document), "tn_search_terms": (4, expandable_terms)},
     triggers=TRIGGERS,
-    fill=FILL,
-    clear=f"INSERT INTO {TABLE}({TABLE}) VALUES ('delete-all')",
+    fill=FILL[:1],
+    clear=(f"INSERT INTO {TABLE}({TABLE}) VALUES ('delete-all')",),
 )
-VOCABULARY = Derived(name=TERMS)
+VOCABULARY = Derived(name=TERMS, fill=FILL[1:], clear=(f"DELETE FROM {TERMS}",))
 
 
 # --- queries -----------------------------------------------------------------------------------

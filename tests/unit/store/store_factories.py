@@ -58,6 +58,10 @@ def index_instances(db: Database) -> list[tuple]:
     return [tuple(r) for r in conn.execute('SELECT term, doc, col, "offset" FROM temp.tn_test_vocab ORDER BY 1, 2, 3, 4')]
 
 
+def expansion_terms(db: Database) -> list[str]:
+    return [row[0] for row in db.conn.execute(f"SELECT term FROM {search.TERMS}")]
+
+
 def tier_answers(db: Database, words: list[str]) -> list[list[int]]:
     """The member ids each ranking tier's MATCH expression finds for ``words``."""
     query = search.SearchQuery.of(words)
@@ -78,6 +82,9 @@ def assert_index_is_rebuilt(db: Database, queries: list[list[str]] = ()) -> None
         try:
             twin.rebuild_derived()
             assert index_instances(twin) == live, "the index differs from one rebuilt from the same rows"
+            # Terms of members gone or changed may stay (they expand to nothing); none may be missing.
+            missing = set(expansion_terms(twin)) - set(expansion_terms(db))
+            assert not missing, f"prefixes cannot expand to {sorted(missing)[:10]}"
             assert [tier_answers(twin, words) for words in queries] == answers
         finally:
             twin.shutdown()
