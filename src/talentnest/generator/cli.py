@@ -153,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         db.term = 1
         db.conn.execute(f"PRAGMA cache_size=-{CACHE_MIB * 1024}")
         db.conn.execute("PRAGMA wal_autocheckpoint=50000")
+        db.conn.execute("PRAGMA threads=2")  # the final index builds sort on both cores
         if console.is_terminal:
             columns = (TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), _Rate())
             with Progress(*columns, TimeElapsedColumn(), TimeRemainingColumn(), console=console) as progress:
