@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from _cluster import RESULTS, ROOT, cpu_seconds, load, machine, timestamp, write_report  # also puts src/ on sys.path
-from single_node import Result, Scenario, lua_list, run_wrk
+from single_node import Result, Scenario, lua_list, post_creation, run_wrk
 from tests._node import LocalNode
 
 from talentnest.services import Tokens
@@ -55,7 +55,6 @@ TARGETS = {
 }
 SELECTIVE_SEARCHES = ("search rare skill", "search rare name", "search accented name", "search prefix")
 BROAD_SEARCHES = ("search common skill",)
-WRITES = ("create post", "like")
 SEARCH_BESIDE_CONNECTIONS = 1
 
 
@@ -227,22 +226,7 @@ def scenarios(targets: Targets, tokens: Tokens) -> list[Scenario]:
     if targets.post_ids:
         found.append(_get("get post", [f"/api/posts/{i}" for i in targets.post_ids]))
     writers = list(bearer.items())
-    found.append(
-        Scenario(
-            "create post",
-            "write",
-            f"""
-local tokens = {lua_list([token for _, token in writers[:50]])}
-local n = 0
-request = function()
-  n = n + 1
-  local body = '{{"content":"scale benchmark post ' .. n .. '"}}'
-  local headers = {{["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. tokens[(n % #tokens) + 1]}}
-  return wrk.format("POST", "/api/posts", headers, body)
-end
-""",
-        )
-    )
+    found.append(post_creation([token for _, token in writers[:50]]))
     if targets.post_ids:
         found.append(
             Scenario(

@@ -33,6 +33,14 @@ class Node:
     def post(self, user_id: int, content: str = "hello") -> int:
         return self.post_service.create(user_id, content)["id"]
 
+    def pick(self, table: str, i: int) -> int | None:
+        """The id of the ``i``-th row of ``table`` (modulo its size), or None if it is empty."""
+        ids = [r[0] for r in self.db.conn.execute(f"SELECT id FROM {table} ORDER BY id")]
+        return ids[i % len(ids)] if ids else None
+
+    def username(self, user_id: int) -> str:
+        return self.db.conn.execute("SELECT username FROM users WHERE id = ?", (user_id,)).fetchone()[0]
+
     def all_entries(self) -> list[LogEntry]:
         """Every entry still in the log."""
         return self.db.entries_after(max(self.db.first_lsn - 1, 0), max_entries=10**9, max_bytes=10**12)

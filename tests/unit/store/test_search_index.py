@@ -59,11 +59,10 @@ class Writes:
         self.deleted_users = False
 
     def pick(self, table: str, i: int) -> int | None:
-        ids = [r[0] for r in self.node.db.conn.execute(f"SELECT id FROM {table} ORDER BY id")]
-        return ids[i % len(ids)] if ids else None
+        return self.node.pick(table, i)
 
     def username(self, user_id: int) -> str:
-        return self.node.db.conn.execute("SELECT username FROM users WHERE id = ?", (user_id,)).fetchone()[0]
+        return self.node.username(user_id)
 
     def apply(self, step: tuple) -> None:
         node, kind = self.node, step[0]
