@@ -891,8 +891,9 @@ class Database:
     def checksum(self, *, reuse: bool = False) -> str:
         """A digest of every replicated table's rows in primary-key order (equal data, equal digest).
 
-        It reads every row. With ``reuse`` (for a status page), the digest computed last is
-        returned while the LSN has not moved: data changes only with a new entry.
+        It reads every row (through ``reader``: ``await db.read(db.checksum)`` runs it off the event
+        loop). With ``reuse`` (for a status page), the digest computed last is returned while the LSN
+        has not moved: data changes only with a new entry.
         """
         if reuse and self.capture and self._checksum is not None and self._checksum[0] == self._last_lsn:
             return self._checksum[1]
@@ -900,7 +901,7 @@ class Database:
         for name in sorted(self._tables):
             table = self._tables[name]
             digest.update(f"\x00table {name}\x00".encode())
-            for row in self.conn.execute(table.select_sql):
+            for row in self.reader.execute(table.select_sql):
                 digest.update(json.dumps(list(row), separators=(",", ":"), ensure_ascii=False).encode())
                 digest.update(b"\n")
         self._checksum = (self._last_lsn, digest.hexdigest())

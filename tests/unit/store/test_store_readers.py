@@ -161,3 +161,7 @@ def test_a_snapshot_install_waits_for_reads_in_progress_and_holds_new_ones_until
     assert held_back[0].result(WAIT) == 9, "the read that arrived during the swap waited for the new file"
     assert loop_thread.submit(node.db.read(count_posts, node)).result(WAIT) == 9
     assert not node.db.reads_paused
+
+
+async def test_the_checksum_can_be_computed_in_a_reader_thread(node):
+    assert await node.db.read(node.db.checksum) == node.db.checksum()
