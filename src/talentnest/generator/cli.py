@@ -106,7 +106,7 @@ class _Lines:
 
     def advance(self, rows: int) -> None:
         self._done += rows
-        if time.monotonic() - self._shown >= self._every:
+        if self._done < self._total and time.monotonic() - self._shown >= self._every:
             self._show()
 
     def finish(self) -> None:
@@ -119,9 +119,10 @@ class _Lines:
         rate = self._done / elapsed
         share = f" ({100 * self._done / self._total:.0f}%)" if self._total else ""
         left = f", {(self._total - self._done) / rate:,.0f} s left" if rate and not final and self._total > self._done else ""
+        speed = f", {rate:,.0f} rows/s" if self._total > 100 else ""
         done = " done" if final else ""
         print(
-            f"{self._name}{done}: {self._done:,} of {self._total:,}{share} in {elapsed:,.0f} s, {rate:,.0f} rows/s{left}",
+            f"{self._name}{done}: {self._done:,} of {self._total:,}{share} in {elapsed:,.0f} s{speed}{left}",
             file=self._out,
             flush=True,
         )
