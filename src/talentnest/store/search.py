@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -97,14 +98,15 @@ TRIGGERS = (
 # What FTS5's tokenizer would split a token at, although Python does not: controls and lone
 # surrogates (the input rules refuse them; old rows may hold them), and three characters its
 # Unicode 6.1 tables call separators (a test tries every code point).
-_UNSPLITTABLE = str.maketrans(
-    {cp: " " for cp in [*range(0x20), *range(0x7F, 0xA0), *range(0xD800, 0xE000), 0x180E, 0xFFFE, 0xFFFF]}
-)
+_UNSPLITTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u180e\ufffe\uffff]")
 
 
 def fold(text: str) -> str:
     """The case- and compatibility-folded form of ``text`` that the index and the queries share."""
-    return unicodedata.normalize("NFC", unicodedata.normalize("NFKC", text.translate(_UNSPLITTABLE)).casefold())
+    if text.isascii() and text.isprintable():  # most text: nothing to clean or normalise
+        return text.lower()
+    text = _UNSPLITTABLE.sub(" ", text)
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFKC", text).casefold())
 
 
 def _is_punctuation(ch: str) -> bool:
@@ -166,14 +168,19 @@ def _skills(skills_json: str | None) -> list[str]:
 @functools.lru_cache(maxsize=256)  # a trigger asks for a row's document, then for its terms
 def document(username: str | None, name: str | None, headline: str | None, skills_json: str | None) -> str:
     """The marked tokens of one member, space-separated: what the index holds for them."""
-    skills = _skills(skills_json)
-    tokens = [USERNAME + fold(username or "").strip()]
-    whole_name = _whole(name or "")
-    if whole_name:
-        tokens.append(NAME + whole_name)
-    tokens += [SKILL + whole for whole in dict.fromkeys(_whole(s) for s in skills) if whole]
+    user = fold(username or "").strip()
+    name_words = fold(name or "").split()
+    skills = [fold(skill).split() for skill in _skills(skills_json)]
+    tokens = [USERNAME + user]
+    if name_words:
+        tokens.append(NAME + JOIN.join(name_words))
+    tokens += [SKILL + whole for whole in dict.fromkeys(JOIN.join(words) for words in skills if words)]
     # The username's runs only: its whole self is the USERNAME token.
-    words = _runs(fold(username or "")) + _text_tokens(name or "") + [t for s in skills for t in _text_tokens(s)]
+    words = (
+        _runs(user)
+        + [t for w in name_words for t in word_tokens(w)]
+        + [t for skill in skills for w in skill for t in word_tokens(w)]
+    )
     tokens += [WORD + w for w in dict.fromkeys(words)]
     tokens += [HEADLINE + w for w in dict.fromkeys(_text_tokens(headline or ""))]
     return " ".join(tokens)
