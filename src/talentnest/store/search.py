@@ -250,6 +250,7 @@ class SearchQuery:
             raise ValueError("a search needs at least one word")
         whole = JOIN.join(raw)
 
+        @functools.cache  # each prefix is looked up once per query, whatever the tiers that use it
         def starting(mark: str, token: str) -> str:
             prefix = mark + token
             found = expand(prefix) if expand is not None and len(token) > INDEXED_PREFIX else None
