@@ -55,7 +55,7 @@ TARGETS = {
 }
 SELECTIVE_SEARCHES = ("search rare skill", "search rare name", "search accented name", "search prefix")
 BROAD_SEARCHES = ("search common skill",)
-SEARCH_BESIDE_CONNECTIONS = 1
+BESIDE_OTHER_CLIENTS, BESIDE_SEARCH_CLIENTS = 1, 2
 
 
 @dataclass(frozen=True)
@@ -278,24 +278,27 @@ def measure(node: LocalNode, scenario: Scenario, args, workdir: Path) -> dict:
 
 
 def search_beside(node: LocalNode, targets: Targets, args, workdir: Path) -> dict:
-    """p99 of other reads alone, then with a common-skill search load beside them (8 connections in all)."""
+    """p99 of other reads from one client alone, then with searches from two more beside them.
+
+    One client keeps the node below saturation, so the difference is what the searches do to other
+    requests (a search on the event loop blocked them all), not the node's CPU running out.
+    """
     other = others(targets)
     searching = _search("search beside", "python")
     options = {"threads": 1, "workdir": workdir}
-    connections = args.connections - SEARCH_BESIDE_CONNECTIONS
-    run_wrk(args.wrk, node.url, other, seconds=max(args.warmup, 1), connections=connections, **options)
-    alone = run_wrk(args.wrk, node.url, other, seconds=args.seconds, connections=connections, **options)
+    run_wrk(args.wrk, node.url, other, seconds=max(args.warmup, 1), connections=BESIDE_OTHER_CLIENTS, **options)
+    alone = run_wrk(args.wrk, node.url, other, seconds=args.seconds, connections=BESIDE_OTHER_CLIENTS, **options)
     beside: dict[str, Result] = {}
 
     def load_search() -> None:
         beside["search"] = run_wrk(
-            args.wrk, node.url, searching, seconds=args.seconds + 2, connections=SEARCH_BESIDE_CONNECTIONS, **options
+            args.wrk, node.url, searching, seconds=args.seconds + 2, connections=BESIDE_SEARCH_CLIENTS, **options
         )
 
     thread = threading.Thread(target=load_search)
     thread.start()
     time.sleep(1)  # the search load is running before the measured reads start (a head start, not a wait for a condition)
-    with_search = run_wrk(args.wrk, node.url, other, seconds=args.seconds, connections=connections, **options)
+    with_search = run_wrk(args.wrk, node.url, other, seconds=args.seconds, connections=BESIDE_OTHER_CLIENTS, **options)
     thread.join()
     return {
         "alone": asdict(alone),
@@ -525,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
             "connections": args.connections,
             "wrk_threads": args.threads,
             "seed": args.seed,
-            "search_beside_connections": SEARCH_BESIDE_CONNECTIONS,
+            "search_beside_clients": {"other reads": BESIDE_OTHER_CLIENTS, "searches": BESIDE_SEARCH_CLIENTS},
             "transport": "HTTP/1.1 keep-alive over loopback; wrk and the node share the machine",
         },
         "sizes": sizes,
