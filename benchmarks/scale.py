@@ -137,19 +137,19 @@ def choose(db_path: Path, rng: random.Random) -> Targets:
             "SELECT author_id, COUNT(*) c FROM posts GROUP BY author_id ORDER BY c DESC LIMIT 1"
         ).fetchone()
         per_author = dict(conn.execute("SELECT author_id, COUNT(*) FROM posts GROUP BY author_id"))
-        feed_id, feed_posts = max(
-            (
-                (
-                    member,
-                    sum(
-                        per_author.get(f, 0)
-                        for (f,) in conn.execute("SELECT followee_id FROM follows WHERE follower_id = ?", (member,))
-                    ),
-                )
-                for member in sample[:500]
-            ),
-            key=lambda pair: pair[1],
-        )
+        # The heaviest feed we can find: among sampled members and the followers of the most
+        # prolific authors, the one whose followees wrote the most posts.
+        prolific = [a for a, _ in sorted(per_author.items(), key=lambda item: -item[1])[:5]]
+        marks_p = ",".join("?" for _ in prolific)
+        fans = [
+            r[0] for r in conn.execute(f"SELECT follower_id FROM follows WHERE followee_id IN ({marks_p}) LIMIT 300", prolific)
+        ]
+
+        def followees_posts(member: int) -> int:
+            followees = conn.execute("SELECT followee_id FROM follows WHERE follower_id = ?", (member,))
+            return sum(per_author.get(f, 0) for (f,) in followees)
+
+        feed_id, feed_posts = max(((m, followees_posts(m)) for m in [*sample[:300], *fans]), key=lambda pair: pair[1])
         followed, followers = conn.execute(
             "SELECT followee_id, COUNT(*) c FROM follows GROUP BY followee_id ORDER BY c DESC LIMIT 1"
         ).fetchone()
