@@ -14,10 +14,12 @@ character category but separators and controls is part of a token). A word gives
 and its runs of letters and digits (``node``, ``js``).
 
 **Tokens are marked** with what they are, by a first character: ``USERNAME`` the whole username,
-``NAME`` the whole name and ``SKILL`` each whole skill (words joined by ``JOIN``), ``WORD`` the
-words of the username, the name and the skills, ``HEADLINE`` the words of the headline. So
-"the username starts with jo" is the prefix ``①jo*`` and "an exact skill" the term ``③python``:
-each condition reads only the tokens it is about, and no condition needs positions or columns.
+``USERNAME_START`` each of its first 1-8 characters, ``NAME`` the whole name and ``SKILL`` each
+whole skill (words joined by ``JOIN``), ``WORD`` the words of the username, the name and the
+skills, ``HEADLINE`` the words of the headline. So "the username starts with jo" is the term
+``⑥jo`` and "an exact skill" the term ``③python``: each condition reads only the tokens it is
+about, and no condition needs positions or columns. (Every username is a term of its own: a
+prefix shared by thousands of usernames, ``①james*``, would merge thousands of lists.)
 
 **Matching.** A query word matches as a prefix of a token (``jo`` finds ``José``; ``py`` finds
 ``Python``; a word inside another, ``gres`` in ``PostgreSQL``, does not match). Every word must
@@ -58,7 +60,8 @@ from talentnest.store._db import Derived
 
 TABLE = "users_fts"
 TERMS = "users_fts_terms"  # the terms prefixes are expanded to (a plain table: fts5vocab counts each term's list)
-USERNAME, NAME, SKILL, WORD, HEADLINE = "①", "②", "③", "④", "⑤"  # No category: part of a token
+USERNAME, NAME, SKILL, WORD, HEADLINE, USERNAME_START = "①", "②", "③", "④", "⑤", "⑥"  # No: part of a token
+USERNAME_STARTS = 8  # the starts of a username indexed as terms of their own
 JOIN = "\u2423"  # OPEN BOX: joins the words of a whole name or skill into one token
 TIERS = 6
 INDEXED_PREFIX = 3  # letters of a prefix FTS5's prefix index holds (after the mark)
@@ -171,7 +174,7 @@ def document(username: str | None, name: str | None, headline: str | None, skill
     user = fold(username or "").strip()
     name_words = fold(name or "").split()
     skills = [fold(skill).split() for skill in _skills(skills_json)]
-    tokens = [USERNAME + user]
+    tokens = [USERNAME + user, *(USERNAME_START + user[:n] for n in range(1, min(len(user), USERNAME_STARTS) + 1))]
     if name_words:
         tokens.append(NAME + JOIN.join(name_words))
     tokens += [SKILL + whole for whole in dict.fromkeys(JOIN.join(words) for words in skills if words)]
@@ -252,6 +255,8 @@ class SearchQuery:
 
         @functools.cache  # each prefix is looked up once per query, whatever the tiers that use it
         def starting(mark: str, token: str) -> str:
+            if mark == USERNAME and len(token) <= USERNAME_STARTS:
+                return _quote(USERNAME_START + token)
             prefix = mark + token
             found = expand(prefix) if expand is not None and len(token) > INDEXED_PREFIX else None
             if found is None:
