@@ -55,9 +55,9 @@ from single_node import post_creation, run_wrk
 from tests.cluster.harness import REAL_NODE_COMMAND, Cluster, Node, wait_until
 
 from talentnest.services import Passwords
-from talentnest.store import DB_FILENAME, Database, Retention, iso_now
+from talentnest.store import DB_FILENAME, Retention, iso_now
 from talentnest.store.posts import PostRepo
-from talentnest.store.schema import MIGRATIONS
+from talentnest.store.schema import product_database
 from talentnest.store.users import UserRepo
 
 DEFAULT_OUTPUT = RESULTS / "replication.json"
@@ -407,7 +407,7 @@ def build_database(data_dir: Path, target_bytes: int, rng: random.Random) -> dic
     holds data rather than an old log.
     """
     started = time.monotonic()
-    db = Database(data_dir, MIGRATIONS, retention=Retention(max_entries=500, max_bytes=2 * 1024 * 1024))
+    db = product_database(data_dir, retention=Retention(max_entries=500, max_bytes=2 * 1024 * 1024))
     users, posts = UserRepo(db), PostRepo(db)
     password_hash = asyncio.run(Passwords(time_cost=1, memory_kib=1024, parallelism=1).hash(PASSWORD))
     db.open()

@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from talentnest.services import PostService
 from talentnest.store import Database, LogEntry
 from talentnest.store.posts import PostRepo
-from talentnest.store.schema import MIGRATIONS
-from talentnest.store.snapshot import prepare_snapshot, take_snapshot
+from talentnest.store.schema import product_database
+from talentnest.store.snapshot import install, prepare_snapshot, take_snapshot
 from talentnest.store.users import UserRepo
 
 RESULTS = Path(__file__).resolve().parent / "results" / "store_capture.json"
@@ -45,7 +45,7 @@ WORDS = VOCABULARY.split()
 
 
 def open_store(root: Path, name: str, *, capture: bool) -> tuple[Database, UserRepo, PostRepo, PostService]:
-    db = Database(root / name, MIGRATIONS, capture=capture)
+    db = product_database(root / name, capture=capture)
     users, posts = UserRepo(db), PostRepo(db)
     db.open()
     return db, users, posts, PostService(db, posts, users)
@@ -149,7 +149,7 @@ def measure_api_writes(root: Path, *, rounds: int, per_round: int) -> dict:
                 argon2_parallelism=1,
             )
             original = app_module.build_database
-            app_module.build_database = lambda s, capture=capture: Database(s.data_dir, MIGRATIONS, capture=capture)
+            app_module.build_database = lambda s, capture=capture: product_database(s.data_dir, capture=capture)
             try:
                 app = app_module.create_app(settings)
             finally:
@@ -239,7 +239,7 @@ def measure_apply(root: Path, *, entries: int, batch_sizes: list[int], repeats: 
     for size in batch_sizes:
         rates = []
         for attempt in range(repeats):
-            follower = Database(root / f"apply-{size}-{attempt}", MIGRATIONS).open()
+            follower = product_database(root / f"apply-{size}-{attempt}").open()
             batches = [[LogEntry.from_dict(item) for item in wire[i : i + size]] for i in range(0, len(wire), size)]
             started = time.perf_counter()
             for batch in batches:
@@ -298,14 +298,14 @@ def measure_snapshot(root: Path, target_bytes: int) -> dict:
         info = take_snapshot(db.path, dest, compression=compression)
         take_s = time.perf_counter() - started
 
-        node = Database(root / f"node-{compression}", MIGRATIONS).open()
+        node = product_database(root / f"node-{compression}").open()
         started = time.perf_counter()
         prepared = prepare_snapshot(
             node.data_dir, dest, compression=compression, expected_sha256=info.sha256, max_schema_version=node.schema_version
         )
         prepare_s = time.perf_counter() - started
         started = time.perf_counter()
-        node.install_snapshot(prepared)
+        install(node, prepared)
         install_s = time.perf_counter() - started
         assert node.last_lsn == db.last_lsn
         started = time.perf_counter()

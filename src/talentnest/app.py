@@ -32,7 +32,7 @@ from talentnest.services.throttle import LoginThrottle, ThrottlePolicy
 from talentnest.store import Database, Retention, archive, guard, snapshot, storage_failure
 from talentnest.store.archiver import Archiver, ArchiveSettings
 from talentnest.store.posts import PostRepo
-from talentnest.store.schema import MIGRATIONS
+from talentnest.store.schema import product_database
 from talentnest.store.users import UserRepo
 
 log = logging.getLogger("talentnest.app")
@@ -40,7 +40,7 @@ log = logging.getLogger("talentnest.app")
 
 def build_database(settings: Settings, *, clock: Callable[[], float] = time.time) -> Database:
     retention = Retention(max_entries=settings.log_retention_entries, max_bytes=settings.log_retention_bytes)
-    return Database(settings.data_dir, MIGRATIONS, retention=retention, clock=clock)
+    return product_database(settings.data_dir, retention=retention, clock=clock)
 
 
 def build_archiver(settings: Settings, db: Database, *, wall: Callable[[], float]) -> Archiver | None:
@@ -91,6 +91,7 @@ def build_product(
         auth=AuthService(db, users, passwords, tokens, LoginThrottle(policy, sharing_nodes=sharing_nodes, clock=clock.monotonic)),
         users=UserService(db, users),
         posts=PostService(db, posts, users),
+        read=db.read,
     )
 
 

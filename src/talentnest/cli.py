@@ -1,5 +1,6 @@
 """The ``talentnest`` command: ``node`` runs one node; ``cluster ...`` runs a local cluster; ``sim``
-runs the deterministic simulation."""
+runs the deterministic simulation; ``generate`` fills a data directory with a synthetic network;
+``backup`` and ``restore`` keep and bring back a cluster's data."""
 
 from __future__ import annotations
 
@@ -221,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run one node (configured by environment variables: PORT, SERVICE_NAME, JWT_SECRET, ...)",
         description="Run one node. Configuration comes from the environment only; see the README.",
     )
+    from talentnest.generator import cli as generator_cli
     from talentnest.launcher import cli as launcher_cli
 
     launcher_cli.add_parser(commands)
@@ -268,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument(
         "--generation", type=int, metavar="G", help="the generation to start (default: the next after the source's terms)"
     )
+    generator_cli.add_parser(commands)
     return parser
 
 
@@ -286,5 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return sim_cli.run(args)
     if args.command in ("backup", "restore"):
         return _operate(args)
+    if args.command == "generate":
+        from talentnest.generator import cli as generator_cli
+
+        return generator_cli.run(args)
     parser.print_help()
     return 2

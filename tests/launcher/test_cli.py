@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -215,3 +216,28 @@ def test_secret_survives_down_and_up_and_purge_removes_everything(state_dir):
     assert (state_dir / "jwt_secret").read_text() == secret
     _ok(talentnest("down", "--purge", *where))
     assert not state_dir.exists()
+
+
+def test_up_with_data_from_gives_every_node_a_copy_and_refuses_nodes_that_have_data(state_dir, tmp_path):
+    source = tmp_path / "network"
+    generated = subprocess.run(
+        [sys.executable, "-m", "talentnest", "generate", str(source), "--members", "50"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert generated.returncode == 0, generated.stderr
+    assert "wrote 50 members" in generated.stdout and f"cluster up --data-from {source}" in generated.stdout
+    where = ["--dir", str(state_dir)]
+
+    _ok(talentnest("up", "--detach", "--nodes", "2", "--data-from", str(source), *where, *LAYOUT))
+
+    original = hashlib.sha256((source / "talentnest.db").read_bytes()).hexdigest()
+    for name in ("backend-1", "backend-2"):
+        assert hashlib.sha256((state_dir / name / "data" / "talentnest.db").read_bytes()).hexdigest() == original
+    _ok(talentnest("down", *where))
+    again = talentnest("up", "--detach", "--nodes", "2", "--data-from", str(source), *where, *LAYOUT)
+    assert again.returncode == 1 and "already has a database" in again.stderr and "--purge" in again.stderr
+    missing = talentnest("up", "--detach", "--data-from", str(tmp_path / "nothing"), "--dir", str(tmp_path / "other"), *LAYOUT)
+    assert missing.returncode == 1 and "no talentnest.db there" in missing.stderr and "talentnest generate" in missing.stderr

@@ -59,3 +59,26 @@ def test_without_a_command_the_usage_is_shown():
 
     assert result.returncode == 2
     assert "node" in result.stdout and "usage" in result.stdout.lower()
+
+
+def run_generate(*arguments: str) -> subprocess.CompletedProcess:
+    base = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(SRC), "HOME": os.environ.get("HOME", "/tmp")}
+    return subprocess.run(
+        [sys.executable, "-m", "talentnest", "generate", *arguments], env=base, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_generate_takes_counts_like_1k_and_refuses_what_it_cannot_build(tmp_path: Path):
+    made = run_generate(str(tmp_path / "net"), "--members", "0.1k", "--posts", "1_000", "--follows", "300")
+    assert made.returncode == 0, made.stderr
+    assert "wrote 100 members, 300 follows, 1,000 posts" in made.stdout
+    assert "follows done: 300 of 300" in made.stderr, "progress, as lines when the output is not a terminal"
+
+    again = run_generate(str(tmp_path / "net"), "--members", "100")
+    assert again.returncode == 1 and "already exists; generate into a new directory" in again.stderr
+    for bad, says in (("1.5", "whole count"), ("lots", "count such as 100000")):
+        refused = run_generate(str(tmp_path / "other"), "--members", bad)
+        assert refused.returncode == 2 and says in refused.stderr, refused.stderr
+    impossible = run_generate(str(tmp_path / "other"), "--members", "3", "--follows", "10")
+    assert impossible.returncode == 2 and "do not fit among 3 members" in impossible.stderr
+    assert not (tmp_path / "other").exists(), "a refused run leaves nothing behind"

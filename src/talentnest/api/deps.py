@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -11,21 +13,36 @@ from talentnest.errors import Unauthorized
 from talentnest.services import AuthService, PostService, UserService
 
 _bearer = HTTPBearer(auto_error=False, description="the token from signup or login")
+T = TypeVar("T")
+
+
+class Reads(Protocol):
+    """Runs a function that only reads the database off the event loop, and awaits its result
+    (``Database.read``); the function's own exceptions come back as they were raised."""
+
+    def __call__(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]: ...
 
 
 @dataclass(frozen=True)
 class Product:
-    """The product's services, built by ``app.py`` and kept on ``app.state.product``."""
+    """The product's services, built by ``app.py`` and kept on ``app.state.product``.
+
+    A route that only reads runs its service call through ``read`` (a reader thread with its own
+    connection), so that a slow read delays no other request; writes, and the reads inside them,
+    stay on the event loop with the single writer.
+    """
 
     auth: AuthService
     users: UserService
     posts: PostService
+    read: Reads
 
 
 # These are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency in a worker thread,
-# and the store's connection belongs to the event loop's thread. Two threads on one SQLite
+# and the store's writer connection belongs to the event loop's thread. Two threads on one SQLite
 # connection deadlock under load (one holds SQLite's mutex and waits for the GIL, the other the
-# reverse): the node froze after about 80 concurrent authenticated requests.
+# reverse): the node froze after about 80 concurrent authenticated requests. Reads off the loop
+# go through ``Product.read``, whose threads each have a connection of their own.
 
 
 async def product(request: Request) -> Product:

@@ -1,4 +1,5 @@
-"""The product routes: auth, users, posts. They call services only."""
+"""The product routes: auth, users, posts. They call services only; a route that only reads does so
+through ``services.read`` (off the event loop)."""
 
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ async def login(body: LoginIn, services: Services, request: Request) -> dict[str
 @router.get("/auth/me", operation_id="getMe", response_model=MeOut, tags=["auth"], responses=errors(401))
 async def me(user: User, services: Services) -> dict[str, Any]:
     """The user whose token this is, with their email."""
-    return services.auth.me(user)
+    return await services.read(services.auth.me, user)
 
 
 # --- users -------------------------------------------------------------------------------------
@@ -90,14 +91,15 @@ async def search_users(
     limit: Limit = None,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
-    """Users whose username, name, headline or skills contain every word, best match first."""
-    return services.users.search(query, limit=limit, cursor=cursor).as_dict()
+    """Users whose username, name, headline or skills hold every word (as a word or the start of one),
+    best match first: exact username, exact name, username prefix, exact skill, the rest."""
+    return await services.read(lambda: services.users.search(query, limit=limit, cursor=cursor).as_dict())
 
 
 @router.get("/users/me", operation_id="getMyProfile", response_model=MeOut, tags=["users"], responses=errors(401))
 async def my_profile(user: User, services: Services) -> dict[str, Any]:
     """Your own profile, with your email (the same as /api/auth/me)."""
-    return services.auth.me(user)
+    return await services.read(services.auth.me, user)
 
 
 @router.patch(
@@ -115,7 +117,7 @@ async def update_me(body: ProfileIn, user: User, services: Services) -> dict[str
 
 @router.get("/users/{username}", operation_id="getUser", response_model=UserOut, tags=["users"], responses=errors(404, 422))
 async def get_user(username: Username, services: Services) -> dict[str, Any]:
-    return services.users.profile(username)
+    return await services.read(services.users.profile, username)
 
 
 @router.post(
@@ -151,7 +153,7 @@ async def unfollow(username: Username, user: User, services: Services) -> dict[s
     responses=errors(404, 422),
 )
 async def followers(username: Username, services: Services, limit: Limit = None, cursor: Cursor = None) -> dict[str, Any]:
-    return services.users.followers(username, limit=limit, cursor=cursor).as_dict()
+    return await services.read(lambda: services.users.followers(username, limit=limit, cursor=cursor).as_dict())
 
 
 @router.get(
@@ -162,7 +164,7 @@ async def followers(username: Username, services: Services, limit: Limit = None,
     responses=errors(404, 422),
 )
 async def following(username: Username, services: Services, limit: Limit = None, cursor: Cursor = None) -> dict[str, Any]:
-    return services.users.following(username, limit=limit, cursor=cursor).as_dict()
+    return await services.read(lambda: services.users.following(username, limit=limit, cursor=cursor).as_dict())
 
 
 # --- posts -------------------------------------------------------------------------------------
@@ -199,7 +201,7 @@ async def list_posts(
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     """Newest first; all posts, or one author's."""
-    return services.posts.list(author=author, viewer_id=viewer, limit=limit, cursor=cursor).as_dict()
+    return await services.read(lambda: services.posts.list(author=author, viewer_id=viewer, limit=limit, cursor=cursor).as_dict())
 
 
 @router.get(
@@ -212,7 +214,7 @@ async def list_posts(
 )
 async def feed(user: User, services: Services, limit: Limit = None, cursor: Cursor = None) -> dict[str, Any]:
     """Posts of the users you follow and your own, newest first."""
-    return services.posts.feed(user, limit=limit, cursor=cursor).as_dict()
+    return await services.read(lambda: services.posts.feed(user, limit=limit, cursor=cursor).as_dict())
 
 
 @router.get(
@@ -225,7 +227,7 @@ async def feed(user: User, services: Services, limit: Limit = None, cursor: Curs
     **token_optional(),
 )
 async def get_post(post_id: PostId, viewer: Viewer, services: Services) -> dict[str, Any]:
-    return services.posts.get(post_id, viewer)
+    return await services.read(services.posts.get, post_id, viewer)
 
 
 @router.patch(
@@ -304,7 +306,7 @@ async def comment(post_id: PostId, body: CommentIn, user: User, services: Servic
 )
 async def comments(post_id: PostId, services: Services, limit: Limit = None, cursor: Cursor = None) -> dict[str, Any]:
     """Oldest first."""
-    return services.posts.comments(post_id, limit=limit, cursor=cursor).as_dict()
+    return await services.read(lambda: services.posts.comments(post_id, limit=limit, cursor=cursor).as_dict())
 
 
 @router.delete(

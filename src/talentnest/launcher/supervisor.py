@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import sys
@@ -71,6 +72,7 @@ NODE_VARIABLES = frozenset(
         "SNAPSHOT_COMPRESSION",
     }
 )
+DB_FILENAME = "talentnest.db"  # the node's file in DATA_DIR (talentnest.store.DB_FILENAME)
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _INDEXED_NAME = re.compile(rf"^{NAME_PREFIX}-(\d+)$")
 _PR_SET_PDEATHSIG = 1
@@ -148,6 +150,8 @@ class ClusterConfig:
     dns_port: int = 0
     stop_timeout: float = 10.0
     control: bool = True
+    # A data directory (``talentnest generate``'s) whose database every node of ``start`` begins with.
+    data_from: Path | None = None
 
     @property
     def dns_host(self) -> str:
@@ -342,8 +346,11 @@ class LocalCluster:
     # --- life cycle ----------------------------------------------------------------------------
 
     def preflight(self, count: int) -> None:
-        """Check, before starting anything, that every address and port the first ``count`` nodes need is free."""
+        """Check, before starting anything, that every address and port the first ``count`` nodes need is free
+        (and, with ``data_from``, that its database can be copied into nodes that hold none)."""
         config = self.config
+        if config.data_from is not None:
+            self._check_data_from(count)
         if config.control:
             with contextlib.suppress(NoCluster):
                 running = _control.request(self.state_dir, "info", timeout=5)
@@ -368,12 +375,49 @@ class LocalCluster:
                     hint="Publish on other ports with --publish-base (e.g. --publish-base 4000 gives localhost:4001...).",
                 )
 
+    def _initial_data_dirs(self, count: int) -> list[Path]:
+        return [self.state_dir / f"{NAME_PREFIX}-{index}" / "data" for index in range(1, count + 1)]
+
+    def _check_data_from(self, count: int) -> None:
+        source = Path(self.config.data_from) / DB_FILENAME
+        if not source.is_file():
+            raise LaunchError(
+                f"--data-from {self.config.data_from}: no {DB_FILENAME} there (make one with `talentnest generate`)"
+            )
+        with open(source, "rb") as handle:
+            if handle.read(16) != b"SQLite format 3\x00":
+                raise LaunchError(f"--data-from: {source} is not an SQLite database")
+        wal = Path(f"{source}-wal")
+        if wal.exists() and wal.stat().st_size:
+            raise LaunchError(f"--data-from: {source} is open or was not closed cleanly ({wal} is not empty); stop what uses it")
+        for data_dir in self._initial_data_dirs(count):
+            if (data_dir / DB_FILENAME).exists():
+                raise LaunchError(
+                    f"--data-from fills new nodes only, and {data_dir} already has a database; "
+                    f"`talentnest cluster down --purge --dir {self.state_dir}` first, or drop --data-from"
+                )
+
+    def _copy_data_from(self, count: int) -> None:
+        """Give each of the first ``count`` nodes its own copy of the ``data_from`` database (they then
+        all start at its LSN: no snapshot to send)."""
+        source = Path(self.config.data_from) / DB_FILENAME
+        size = source.stat().st_size
+        self._on_event(f"copying {size / 1e9:.2f} GB of data from {source} into {count} node(s) ...")
+        for data_dir in self._initial_data_dirs(count):
+            data_dir.mkdir(parents=True, exist_ok=True)
+            partial = data_dir / f"{DB_FILENAME}.copying"
+            shutil.copyfile(source, partial)
+            os.replace(partial, data_dir / DB_FILENAME)
+
     async def start(self, count: int) -> None:
         """Create the state directory, start DNS and the control channel, then ``count`` nodes."""
         self._done = asyncio.Event()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.state_dir, 0o700)
         self._secret = load_secret(self.state_dir)
+        if self.config.data_from is not None:
+            self._check_data_from(count)
+            await asyncio.to_thread(self._copy_data_from, count)
         self._dns = DNSServer(self.config.dns_host, self.config.dns_port, self.lookup)
         try:
             await self._dns.start()

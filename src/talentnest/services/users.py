@@ -9,6 +9,7 @@ from talentnest.errors import InvalidInput, NotFound
 from talentnest.services import _paging, _render, rules
 from talentnest.services._paging import Page
 from talentnest.store import Database
+from talentnest.store.search import TIERS
 from talentnest.store.users import UserRepo
 
 _TEXT_FIELDS = {
@@ -59,8 +60,10 @@ class UserService:
         # The cursor names its query by a digest: the query itself could make it too long to send back.
         kind = "search:" + _paging.digest(" ".join(terms))
         after = _paging.decode(kind, cursor, (int, int))
-        rows = self.users.search(terms, limit=limit + 1, after=tuple(after) if after else None)
-        return _paging.page(rows, limit, kind, lambda r: [r["score"], r["id"]], _render.user)
+        if after is not None and not (0 <= after[0] < TIERS and after[1] >= 0):
+            raise InvalidInput("cursor does not belong to this list", code="invalid_cursor")
+        rows = self.users.search(terms, limit=limit + 1, after=(after[0], after[1]) if after else None)
+        return _paging.page(rows, limit, kind, lambda r: [r["tier"], r["id"]], _render.user)
 
     def follow(self, user_id: int, username: str) -> dict[str, Any]:
         target = self._user_id(username)

@@ -18,8 +18,18 @@ to replicated tables: the leader captures their effect, and a follower would run
 A *request transaction* (``Database.request_transaction``) lets one request's writes and a last
 statement of its caller (the answer kept for an Idempotency-Key) form one transaction and one entry.
 
-All methods are synchronous and meant to be called from one thread (the event loop's); long
-work (snapshots) opens its own connections elsewhere.
+**Derived tables** (``Derived``: a search index) are the product's tables that each node computes
+from replicated ones: never captured, never in ``checksum()``, kept right by TEMP triggers that
+the store installs on this connection at every open and keeps while it applies. A virtual table
+must be declared derived (its shadow tables go with it); the store refuses to open otherwise.
+
+**Entries of an older schema version** (a leader not yet upgraded) may lack columns this node
+has: they are applied to the columns they carry, and the product's ``older_entries`` hook then
+fixes what the newer schema derives from them (counters), in the same transaction.
+
+All methods are synchronous and meant to be called from one thread (the event loop's), except
+``read()``, which runs a function in a reader thread on a connection of its own
+(``store._readers``); long work (snapshots) opens its own connections elsewhere.
 """
 
 from __future__ import annotations
@@ -31,14 +41,16 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from talentnest.errors import InvalidInput, LogDiverged, LogTruncated, SnapshotError, StaleTerm, StorageFailure, WriterBusy
 from talentnest.store._context import WriteReceipt, current_receipt
+from talentnest.store._readers import ReaderPool
 from talentnest.store._time import iso_from_epoch
 
 log = logging.getLogger("talentnest.store")
@@ -69,6 +81,8 @@ CREATE TABLE IF NOT EXISTS _tn_requests (
     body TEXT
 );
 """
+_CAPTURE_PREFIX = "tn_capture_"
+T = TypeVar("T")
 _INSERT_LOG = "INSERT INTO _tn_log(lsn, term, ts, schema_version, changes, epoch) VALUES (?, ?, ?, ?, ?, ?)"
 _INSERT_TERM = "INSERT OR IGNORE INTO _tn_terms(term, start_lsn, epoch) VALUES (?, ?, ?)"
 # Columns later releases added to the store's own tables (an older file gains them when it opens).
@@ -159,6 +173,27 @@ class LogEntry:
 
 
 @dataclass(frozen=True)
+class Derived:
+    """A table the product derives from replicated tables, which every node keeps for itself.
+
+    ``name`` is the table (an FTS5 table's shadow tables go with it). ``functions`` are the SQL
+    functions its triggers and ``fill`` call, registered on every connection of the store before
+    migrations run. ``triggers`` are ``CREATE TEMP TRIGGER`` statements that keep it right
+    through every write and every apply. The statements of ``clear`` then ``fill`` rebuild it
+    from scratch.
+    """
+
+    name: str
+    functions: Mapping[str, tuple[int, Callable]] = field(default_factory=dict)
+    triggers: Sequence[str] = ()
+    fill: Sequence[str] = ()
+    clear: Sequence[str] = ()
+
+
+OlderEntries = Callable[[sqlite3.Connection, int, list[dict]], None]
+
+
+@dataclass(frozen=True)
 class ApplyResult:
     """What ``apply`` did: the LSN now applied, how many entries it applied, and whether it
     stopped at a gap (the caller must then fetch entries after ``applied_lsn``)."""
@@ -214,6 +249,22 @@ class _Table:
         self.upsert_sql = f"INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT ({conflict}) {action}"
         self.delete_sql = f"DELETE FROM {table} WHERE " + " AND ".join(f"{_sql_ident(c)} = ?" for c in pk)
         self.select_sql = f"SELECT {cols} FROM {table} ORDER BY {conflict}"
+        self._partial_upserts: dict[frozenset[str], str] = {}
+
+    def upsert_sql_for(self, columns: frozenset[str]) -> tuple[str, list[str]]:
+        """The upsert of a change that carries only ``columns`` (an older schema's row): the others
+        keep their value, or take their default on insert."""
+        ordered = [c for c in self.columns if c in columns]
+        sql = self._partial_upserts.get(columns)
+        if sql is None:
+            names = ", ".join(_sql_ident(c) for c in ordered)
+            marks = ", ".join("?" for _ in ordered)
+            updates = ", ".join(f"{_sql_ident(c)} = excluded.{_sql_ident(c)}" for c in ordered if c not in self.pk)
+            conflict = ", ".join(_sql_ident(c) for c in self.pk)
+            action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
+            sql = f"INSERT INTO {_sql_ident(self.name)} ({names}) VALUES ({marks}) ON CONFLICT ({conflict}) {action}"
+            self._partial_upserts[columns] = sql
+        return sql, ordered
 
     def triggers(self) -> list[str]:
         """TEMP triggers handing each changed row, as one seed-form change, to ``tn_capture``.
@@ -235,7 +286,7 @@ class _Table:
             "DELETE": f"SELECT {change('DELETE', 'OLD')};",
         }
         return [
-            f"CREATE TEMP TRIGGER {_sql_ident(f'tn_capture_{self.name}_{op.lower()}')} "
+            f"CREATE TEMP TRIGGER {_sql_ident(f'{_CAPTURE_PREFIX}{self.name}_{op.lower()}')} "
             f"AFTER {op} ON main.{_sql_ident(self.name)} BEGIN {body} END"
             for op, body in bodies.items()
         ]
@@ -259,6 +310,10 @@ class Database:
 
     ``capture=False`` builds a database without triggers and without log (for benchmarks only:
     nothing written through it can be replicated).
+
+    ``derived`` declares the product's derived tables; ``older_entries(conn, schema_version,
+    changes)`` is called after applying an older schema's entry (see the module docstring);
+    ``readers`` is the number of reader threads of ``read()``.
     """
 
     def __init__(
@@ -270,6 +325,9 @@ class Database:
         clock: Callable[[], float] = time.time,
         synchronous: str = "NORMAL",
         capture: bool = True,
+        derived: Sequence[Derived] = (),
+        older_entries: OlderEntries | None = None,
+        readers: int = 4,
     ):
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / DB_FILENAME
@@ -295,8 +353,13 @@ class Database:
         self._first_lsn = 0
         self._log_bytes = 0
         self._writes_since_trim = 0
+        self.derived = list(derived)
+        self.older_entries = older_entries
         self._functions: dict[str, tuple[int, Callable]] = {}
+        for item in self.derived:
+            self._functions.update(item.functions)
         self._checksum: tuple[int, str] | None = None
+        self._readers = ReaderPool(self.path, readers, self._functions)
         self._request: ContextVar[RequestTransaction | None] = ContextVar(f"talentnest_request_{id(self)}", default=None)
 
     def now(self) -> str:
@@ -334,10 +397,15 @@ class Database:
         self._migrate()
         self._drop_stored_triggers()
         self._load_tables()
+        self._install_derived_triggers()
         self._load_log_state()
+        self._readers.open()
         return self
 
     def close(self) -> None:
+        """Close the readers' connections (once their reads are done) and the writer's."""
+        with suppress(TimeoutError):
+            self._readers.close()
         if self._conn is not None:
             with suppress(sqlite3.Error):
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -350,12 +418,35 @@ class Database:
         self.close()
         self.open()
 
+    def shutdown(self) -> None:
+        """Close, and stop the reader threads for good."""
+        self.close()
+        self._readers.shutdown()
+
     @property
     def conn(self) -> sqlite3.Connection:
-        """The connection for reads (on the event loop thread)."""
+        """The writer's connection, for the store's own reads and for reads on the event loop thread."""
         if self._conn is None:
             raise RuntimeError("database is closed")
         return self._conn
+
+    @property
+    def reader(self) -> sqlite3.Connection:
+        """The connection a repository reads with: the reader thread's own inside ``read()``, else ``conn``."""
+        return self._readers.current() or self.conn
+
+    @property
+    def reads_paused(self) -> bool:
+        """True while ``replace_file`` holds new reads back."""
+        return self._readers.is_paused
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` in a reader thread, in one read transaction, and return what it returns.
+
+        ``fn`` reads through ``reader`` (repositories do); it must not write (``write()`` refuses
+        there). It waits while a snapshot is being installed; ReadersClosed if the database is closed.
+        """
+        return await self._readers.run(fn, *args)
 
     def _migrate(self) -> None:
         current = int(self.get_meta("schema_version") or 0)
@@ -400,10 +491,20 @@ class Database:
 
     def _load_tables(self) -> None:
         tables: dict[str, _Table] = {}
+        derived = {item.name for item in self.derived}
+        listed = self.conn.execute("PRAGMA main.table_list").fetchall()
+        undeclared = sorted(r["name"] for r in listed if r["type"] == "virtual" and r["name"] not in derived)
+        if undeclared:
+            # A virtual table's rows cannot be captured: it must be something each node derives.
+            raise RuntimeError(f"virtual table(s) {undeclared} in {self.path} are not declared derived; they cannot replicate")
+        # Shadow tables (an FTS5 index's storage) are reported as such, not as 'table'.
         names = [
             r["name"]
-            for r in self.conn.execute("PRAGMA main.table_list")
-            if r["type"] == "table" and not r["name"].startswith("sqlite_") and r["name"] not in LOCAL_TABLES
+            for r in listed
+            if r["type"] == "table"
+            and not r["name"].startswith("sqlite_")
+            and r["name"] not in LOCAL_TABLES
+            and r["name"] not in derived
         ]
         for name in sorted(names):
             info = self.conn.execute(f"PRAGMA main.table_info({_sql_ident(name)})").fetchall()
@@ -416,16 +517,37 @@ class Database:
             tables[name] = _Table(name, columns, pk, {row["name"] for row in info if _has_text_affinity(row["type"])})
         self._tables = tables
 
+    def _install_derived_triggers(self) -> None:
+        """The derived tables' TEMP triggers: on this connection for as long as it is open."""
+        statements = [statement for item in self.derived for statement in item.triggers]
+        if statements:
+            with self._transaction() as conn:
+                for statement in statements:
+                    conn.execute(statement)
+
+    def rebuild_derived(self) -> None:
+        """Rebuild every derived table from scratch from the replicated tables (one transaction)."""
+        with self._transaction() as conn:
+            for item in self.derived:
+                for statement in item.clear:
+                    conn.execute(statement)
+            for item in self.derived:
+                for statement in item.fill:
+                    conn.execute(statement)
+
     def _set_triggers(self, installed: bool) -> None:
         """Install the capture triggers before a write, remove them before an apply.
 
         A node writes while it leads and applies while it follows, so this DDL runs only
-        when its role changes.
+        when its role changes. The derived tables' triggers stay.
         """
         if installed == self._triggers_installed:
             return
         with self._transaction() as conn:
-            for (name,) in conn.execute("SELECT name FROM temp.sqlite_master WHERE type = 'trigger'").fetchall():
+            for (name,) in conn.execute(
+                "SELECT name FROM temp.sqlite_master WHERE type = 'trigger' AND substr(name, 1, ?) = ?",
+                (len(_CAPTURE_PREFIX), _CAPTURE_PREFIX),
+            ).fetchall():
                 conn.execute(f"DROP TRIGGER temp.{_sql_ident(name)}")
             if installed:
                 for table in self._tables.values():
@@ -488,6 +610,8 @@ class Database:
         exception everything, data and entry, is rolled back. Inside a request transaction of
         this context, the write joins it instead (and commits with it).
         """
+        if self._readers.current() is not None:
+            raise RuntimeError("write() inside read(): writes go through the owner's connection only")
         request = self._request.get()
         if request is not None:
             with request.join() as conn:
@@ -787,8 +911,12 @@ class Database:
             with self._transaction() as conn:
                 position = (self._last_term, self._last_epoch)
                 for entry in entries:
-                    for change in json.loads(entry.changes):
-                        self._apply_change(conn, change)
+                    older = entry.schema_version < self.schema_version
+                    changes = json.loads(entry.changes)
+                    for change in changes:
+                        self._apply_change(conn, change, older=older)
+                    if older and self.older_entries is not None:
+                        self.older_entries(conn, entry.schema_version, changes)
                     conn.execute(
                         _INSERT_LOG, (entry.lsn, entry.term, entry.timestamp, entry.schema_version, entry.changes, entry.epoch)
                     )
@@ -806,7 +934,7 @@ class Database:
             self._first_lsn = entries[0].lsn
         self._after_commit(last.lsn)
 
-    def _apply_change(self, conn: sqlite3.Connection, change: dict) -> None:
+    def _apply_change(self, conn: sqlite3.Connection, change: dict, *, older: bool = False) -> None:
         table = self._tables.get(change["table"])
         if table is None:
             raise InvalidInput(f"change for table {change['table']!r}, which this node does not have: upgrade it")
@@ -815,12 +943,19 @@ class Database:
             if any(c not in data for c in table.pk):
                 raise InvalidInput(f"DELETE from {table.name} lacks its primary key {table.pk}")
             conn.execute(table.delete_sql, [data[c] for c in table.pk])
-        else:
-            if data.keys() != table.column_set:
-                raise InvalidInput(
-                    f"change for {table.name} has columns {sorted(data)}, this node has {sorted(table.columns)}: upgrade it"
-                )
+        elif data.keys() == table.column_set:
             conn.execute(table.upsert_sql, [data[c] for c in table.columns])
+        elif older and data.keys() < table.column_set and all(c in data for c in table.pk):
+            # Written by an older schema: the columns added since keep their value (or default).
+            sql, columns = table.upsert_sql_for(frozenset(data))
+            try:
+                conn.execute(sql, [data[c] for c in columns])
+            except sqlite3.IntegrityError as exc:
+                raise InvalidInput(f"change for {table.name} from an older schema cannot be applied: {exc}") from None
+        else:
+            raise InvalidInput(
+                f"change for {table.name} has columns {sorted(data)}, this node has {sorted(table.columns)}: upgrade it"
+            )
 
     # --- the file --------------------------------------------------------------------------
 
@@ -839,15 +974,27 @@ class Database:
         conn = self.conn
         if conn.in_transaction:
             raise RuntimeError("replace_file inside a transaction")
-        conn.execute("PRAGMA busy_timeout=0")
         try:
-            mode = conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
-        except sqlite3.OperationalError as exc:
-            mode = str(exc)
-        if mode.lower() != "delete":
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA busy_timeout=5000")
-            raise SnapshotError(f"cannot swap {self.path} while another connection holds it ({mode}); retry")
+            # The readers let go of the file first; reads that arrive meanwhile wait in their threads.
+            self._readers.pause()
+        except TimeoutError as exc:
+            raise SnapshotError(f"cannot swap {self.path}: {exc}; retry") from None
+        try:
+            conn.execute("PRAGMA busy_timeout=0")
+            try:
+                mode = conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                mode = str(exc)
+            if mode.lower() != "delete":
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA busy_timeout=5000")
+                raise SnapshotError(f"cannot swap {self.path} while another connection holds it ({mode}); retry")
+            self._swap_in(source)
+        finally:
+            self._readers.resume()
+
+    def _swap_in(self, source: Path) -> None:
+        conn = self.conn
         conn.close()
         self._conn = None
         self._triggers_installed = False
@@ -862,8 +1009,9 @@ class Database:
     def checksum(self, *, reuse: bool = False) -> str:
         """A digest of every replicated table's rows in primary-key order (equal data, equal digest).
 
-        It reads every row. With ``reuse`` (for a status page), the digest computed last is
-        returned while the LSN has not moved: data changes only with a new entry.
+        It reads every row (through ``reader``: ``await db.read(db.checksum)`` runs it off the event
+        loop). With ``reuse`` (for a status page), the digest computed last is returned while the LSN
+        has not moved: data changes only with a new entry.
         """
         if reuse and self.capture and self._checksum is not None and self._checksum[0] == self._last_lsn:
             return self._checksum[1]
@@ -871,7 +1019,7 @@ class Database:
         for name in sorted(self._tables):
             table = self._tables[name]
             digest.update(f"\x00table {name}\x00".encode())
-            for row in self.conn.execute(table.select_sql):
+            for row in self.reader.execute(table.select_sql):
                 digest.update(json.dumps(list(row), separators=(",", ":"), ensure_ascii=False).encode())
                 digest.update(b"\n")
         self._checksum = (self._last_lsn, digest.hexdigest())

@@ -78,7 +78,7 @@ class SnapshotInfo:
 
 @dataclass(frozen=True)
 class PreparedSnapshot:
-    """A verified, unpacked SQLite file beside the database, ready for ``Database.install_snapshot``."""
+    """A verified, unpacked SQLite file beside the database, ready for ``install``."""
 
     path: Path
     info: SnapshotInfo

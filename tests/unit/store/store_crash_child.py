@@ -11,7 +11,7 @@ from pathlib import Path
 
 import talentnest.store._db as store_db
 from talentnest.store import Database, LogEntry
-from talentnest.store.schema import MIGRATIONS
+from talentnest.store.schema import product_database
 from talentnest.store.snapshot import install, prepare_snapshot
 
 
@@ -27,7 +27,7 @@ def stop(point: str, db_path: Path) -> None:
 
 def apply_and_stop(data_dir: Path, entries_file: Path, first_batch: int, stop_after_changes: int) -> None:
     entries = [LogEntry.from_dict(json.loads(line)) for line in entries_file.read_text().splitlines()]
-    db = Database(data_dir, MIGRATIONS).open()
+    db = product_database(data_dir).open()
     db.conn.execute("PRAGMA cache_size=16")  # small: the open transaction spills pages into the WAL
     db.apply(entries[:first_batch])
     wal = Path(f"{db.path}-wal")
@@ -36,12 +36,12 @@ def apply_and_stop(data_dir: Path, entries_file: Path, first_batch: int, stop_af
     real_apply_change = Database._apply_change
     count = 0
 
-    def counting(self, conn, change):
+    def counting(self, conn, change, **options):
         nonlocal count
         count += 1
         if count == stop_after_changes:
             stop("mid-batch", self.path)
-        real_apply_change(self, conn, change)
+        real_apply_change(self, conn, change, **options)
 
     Database._apply_change = counting
     db.apply(entries[first_batch:])
@@ -49,7 +49,7 @@ def apply_and_stop(data_dir: Path, entries_file: Path, first_batch: int, stop_af
 
 
 def install_and_stop(data_dir: Path, snapshot: Path, point: str) -> None:
-    db = Database(data_dir, MIGRATIONS).open()
+    db = product_database(data_dir).open()
     db.conn.execute("PRAGMA wal_autocheckpoint=0")  # keep the recent writes in the WAL only
     with db.write() as conn:
         conn.execute(
@@ -58,7 +58,9 @@ def install_and_stop(data_dir: Path, snapshot: Path, point: str) -> None:
         )
         for n in range(200):
             conn.execute("INSERT INTO posts(author_id, content, created_at, updated_at) VALUES (1, ?, 't', 't')", (f"old {n}",))
-    prepared = prepare_snapshot(data_dir, snapshot, compression="zstd", expected_sha256=None, max_schema_version=1)
+    prepared = prepare_snapshot(
+        data_dir, snapshot, compression="zstd", expected_sha256=None, max_schema_version=db.schema_version
+    )
     say(event="ready", checksum=db.checksum(), lsn=db.last_lsn, wal_bytes=Path(f"{db.path}-wal").stat().st_size)
 
     if point == "before-rename":

@@ -39,17 +39,25 @@ def test_each_product_write_captures_its_rows(nodes):
     assert ops(changes_of(node, node.db.last_lsn)) == [("UPDATE", "posts")]
     assert changes_of(node, node.db.last_lsn)[0]["data"]["content"] == "edited"
 
+    # Counters are columns the same transaction updates: they travel as ordinary row changes.
     node.post_service.like(bob, post)
-    assert ops(changes_of(node, node.db.last_lsn)) == [("INSERT", "likes")]
+    assert ops(changes_of(node, node.db.last_lsn)) == [("INSERT", "likes"), ("UPDATE", "posts")]
+    assert changes_of(node, node.db.last_lsn)[1]["data"]["like_count"] == 1
     node.post_service.unlike(bob, post)
-    (change,) = changes_of(node, node.db.last_lsn)
+    change, counted = changes_of(node, node.db.last_lsn)
     assert (change["operation"], change["table"]) == ("DELETE", "likes")
     assert (change["data"]["post_id"], change["data"]["user_id"]) == (post, bob)
+    assert counted["data"]["like_count"] == 0
 
     node.user_service.follow(bob, "ada")
-    assert changes_of(node, node.db.last_lsn)[0]["data"]["follower_id"] == bob
+    follow, *counts = changes_of(node, node.db.last_lsn)
+    assert follow["data"]["follower_id"] == bob
+    assert {c["data"]["id"]: (c["data"]["follower_count"], c["data"]["following_count"]) for c in counts} == {
+        bob: (0, 1),
+        ada: (1, 0),
+    }
     node.user_service.unfollow(bob, "ada")
-    assert ops(changes_of(node, node.db.last_lsn)) == [("DELETE", "follows")]
+    assert ops(changes_of(node, node.db.last_lsn)) == [("DELETE", "follows"), ("UPDATE", "users"), ("UPDATE", "users")]
 
     node.user_service.update_profile(ada, {"skills": ["Python", "SQL"], "headline": "engineer"})
     (change,) = changes_of(node, node.db.last_lsn)
@@ -58,7 +66,7 @@ def test_each_product_write_captures_its_rows(nodes):
     comment = node.post_service.comment(bob, post, "nice")["id"]
     assert changes_of(node, node.db.last_lsn)[0]["data"]["id"] == comment
     node.post_service.delete_comment(bob, post, comment)
-    assert ops(changes_of(node, node.db.last_lsn)) == [("DELETE", "comments")]
+    assert ops(changes_of(node, node.db.last_lsn)) == [("DELETE", "comments"), ("UPDATE", "posts")]
 
 
 def test_cascaded_deletes_are_captured_row_by_row(nodes):
@@ -100,7 +108,8 @@ def test_insert_or_ignore_captures_only_rows_really_inserted(nodes):
     with node.db.write() as conn:
         assert node.posts.like(conn, post, bob, "t") is True
         assert node.posts.like(conn, post, bob, "t") is False
-    assert ops(changes_of(node, before + 1)) == [("INSERT", "likes")]
+    assert ops(changes_of(node, before + 1)) == [("INSERT", "likes"), ("UPDATE", "posts")]
+    assert node.posts.by_id(post, None)["like_count"] == 1, "the ignored like is not counted"
 
     with node.db.write() as conn:
         assert node.posts.like(conn, post, bob, "t") is False

@@ -53,11 +53,10 @@ class Scenario:
         self.follower.db.close()
 
     def pick(self, table: str, i: int) -> int | None:
-        ids = [r[0] for r in self.leader.db.conn.execute(f"SELECT id FROM {table} ORDER BY id")]
-        return ids[i % len(ids)] if ids else None
+        return self.leader.pick(table, i)
 
     def username(self, user_id: int) -> str:
-        return self.leader.db.conn.execute("SELECT username FROM users WHERE id = ?", (user_id,)).fetchone()[0]
+        return self.leader.username(user_id)
 
     def write(self, op: tuple) -> None:
         node, kind = self.leader, op[0]

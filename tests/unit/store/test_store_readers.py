@@ -1,0 +1,167 @@
+"""Reads off the event loop: each in a reader thread on its own connection, in one transaction, never
+blocking the loop, never writing, and waiting (not failing) while a snapshot is swapped in."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from store_factories import Node
+
+from talentnest.store._readers import ReadersClosed
+from talentnest.store.snapshot import install, prepare_snapshot, take_snapshot
+
+WAIT = 10.0
+
+
+def count_posts(node: Node) -> int:
+    return node.db.reader.execute("SELECT COUNT(*) FROM posts").fetchone()[0]
+
+
+def wait_for(condition, what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+class LoopThread:
+    """An event loop in its own thread, as the node's is while a test thread plays its owner."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def submit(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(WAIT)
+        self.loop.close()
+
+
+@pytest.fixture
+def loop_thread() -> Iterator[LoopThread]:
+    thread = LoopThread()
+    yield thread
+    thread.close()
+
+
+@pytest.fixture
+def node(nodes) -> Node:
+    node = nodes("leader")
+    ada = node.signup("ada")
+    for n in range(5):
+        node.post(ada, f"post {n}")
+    return node
+
+
+async def test_a_read_runs_in_another_thread_on_its_own_connection_and_sees_committed_writes(node):
+    def where() -> tuple[int, int, int]:
+        return threading.get_ident(), id(node.db.reader), count_posts(node)
+
+    thread, connection, posts = await node.db.read(where)
+
+    assert thread != threading.get_ident()
+    assert connection != id(node.db.conn)
+    assert posts == 5
+    node.post(1, "one more")
+    assert (await node.db.read(where))[2] == 6
+
+
+async def test_a_blocked_read_does_not_block_the_event_loop(node):
+    release = threading.Event()
+
+    def stuck() -> int:
+        assert release.wait(WAIT), "the event loop never released the read"
+        return count_posts(node)
+
+    read = asyncio.ensure_future(node.db.read(stuck))
+    # While the read waits in its thread, the loop runs other work: here, the very thing it waits for.
+    await asyncio.sleep(0)
+    asyncio.get_running_loop().call_soon(release.set)
+    assert await read == 5
+
+
+async def test_all_statements_of_one_read_see_the_same_state(node):
+    first_done, written = threading.Event(), threading.Event()
+
+    def two_counts() -> tuple[int, int]:
+        first = count_posts(node)
+        first_done.set()
+        assert written.wait(WAIT)
+        return first, count_posts(node)
+
+    read = asyncio.ensure_future(node.db.read(two_counts))
+    await asyncio.to_thread(first_done.wait, WAIT)
+    node.post(1, "committed between the two statements")
+    written.set()
+    assert await read == (5, 5)
+    assert await node.db.read(count_posts, node) == 6
+
+
+async def test_a_read_cannot_write(node):
+    def sneaky() -> None:
+        with node.db.write() as conn:
+            conn.execute("DELETE FROM posts")
+
+    with pytest.raises(RuntimeError, match="inside read"):
+        await node.db.read(sneaky)
+    assert count_posts(node) == 5
+
+
+async def test_a_read_after_close_fails_clearly(node):
+    node.db.close()
+    with pytest.raises(ReadersClosed, match="closed"):
+        await node.db.read(count_posts, node)
+    node.db.open()
+    assert await node.db.read(count_posts, node) == 5
+
+
+def test_a_snapshot_install_waits_for_reads_in_progress_and_holds_new_ones_until_the_new_file_is_in(
+    nodes, node, loop_thread, tmp_path
+):
+    bigger = nodes("bigger")
+    author = bigger.signup("bob")
+    for n in range(9):
+        bigger.post(author, f"bigger {n}")
+    info = take_snapshot(bigger.db.path, tmp_path / "snap")
+    options = {"compression": info.compression, "expected_sha256": info.sha256}
+    prepared = prepare_snapshot(node.db.data_dir, tmp_path / "snap", max_schema_version=node.db.schema_version, **options)
+    started, release = threading.Event(), threading.Event()
+
+    def in_progress() -> tuple[int, int]:
+        first = count_posts(node)
+        started.set()
+        assert release.wait(WAIT)
+        return first, count_posts(node)
+
+    early = loop_thread.submit(node.db.read(in_progress))
+    assert started.wait(WAIT)
+    held_back = []
+
+    def meanwhile() -> None:
+        # Once the install waits for the read in progress, a new read arrives, then the first one ends.
+        wait_for(lambda: node.db.reads_paused, "the install to hold reads back")
+        held_back.append(loop_thread.submit(node.db.read(count_posts, node)))
+        release.set()
+
+    helper = threading.Thread(target=meanwhile)
+    helper.start()
+    install(node.db, prepared)  # this thread owns the database, as the event loop does in a node
+    helper.join(WAIT)
+
+    assert early.result(WAIT) == (5, 5), "the read in progress finished on the old file, whole"
+    assert held_back[0].result(WAIT) == 9, "the read that arrived during the swap waited for the new file"
+    assert loop_thread.submit(node.db.read(count_posts, node)).result(WAIT) == 9
+    assert not node.db.reads_paused
+
+
+async def test_the_checksum_can_be_computed_in_a_reader_thread(node):
+    assert await node.db.read(node.db.checksum) == node.db.checksum()
