@@ -29,9 +29,8 @@ from replication import seed_tokens, start_cluster
 from tests.cluster.harness import REAL_NODE_COMMAND, Cluster, Node
 
 from talentnest.services import Tokens
-from talentnest.store import Database
 from talentnest.store.posts import PostRepo
-from talentnest.store.schema import MIGRATIONS
+from talentnest.store.schema import product_database
 from talentnest.store.users import UserRepo
 
 HERE = Path(__file__).resolve().parent
@@ -437,7 +436,7 @@ class BareApp:
     def build(self, *, users: int, posts: int) -> None:
         """The product's schema (its migrations), ``users`` members and ``posts`` posts, written through the store."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        db = Database(self.directory, MIGRATIONS, capture=False)
+        db = product_database(self.directory, capture=False)
         db.open()
         try:
             user_repo, post_repo = UserRepo(db), PostRepo(db)

@@ -354,13 +354,12 @@ async def pieces(root: Path, rounds: int, n: int) -> dict:
 def replicate_path(root: Path, rounds: int) -> dict:
     """A follower's work for a batch: parse (decode + ReplicateRequest.parse) and apply, per entry."""
     from talentnest.cluster import wire
-    from talentnest.store import Database
     from talentnest.store import _db as db_module
     from talentnest.store.posts import PostRepo
-    from talentnest.store.schema import MIGRATIONS
+    from talentnest.store.schema import product_database
     from talentnest.store.users import UserRepo
 
-    leader = Database(root / "replicate-leader", MIGRATIONS).open()
+    leader = product_database(root / "replicate-leader").open()
     leader.term = 1
     users, posts = UserRepo(leader), PostRepo(leader)
     with leader.write() as conn:
@@ -401,7 +400,7 @@ def replicate_path(root: Path, rounds: int) -> dict:
                     for item in items:
                         db_module.LogEntry.from_dict(item)
                 redump.append((time.thread_time() - started) / (len(bodies) * size) * 1e6)
-                follower = Database(root / f"replicate-follower-{size}-{kind}-{number}", MIGRATIONS).open()
+                follower = product_database(root / f"replicate-follower-{size}-{kind}-{number}").open()
                 follower.apply(entries[:1])  # the author: the batches follow on from it
                 started = time.thread_time()
                 for request in parsed:

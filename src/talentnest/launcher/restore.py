@@ -28,7 +28,7 @@ from talentnest.cluster.wire import MAX_TERM
 from talentnest.errors import InvalidInput, SnapshotError
 from talentnest.store import DB_FILENAME, Database, LogEntry, archive, guard, iso_from_epoch, snapshot
 from talentnest.store._db import SHARED_META, fsync_dir
-from talentnest.store.schema import MIGRATIONS
+from talentnest.store.schema import MIGRATIONS, product_database
 
 GENERATION_TERMS = 2**32
 APPLY_BATCH = 500
@@ -166,7 +166,7 @@ def plan_archive(location: str | Path, *, to_lsn: int | None, to_time: float | N
         entries = _until_lsn(entries, target)
 
     def fetch(dest_dir: Path) -> Path:
-        dest = dest_dir / f"{snapshot.PARTIAL_PREFIXES[1]}restore"
+        dest = snapshot.transfer_file(dest_dir, "restore")  # removed at a node's start if left behind
         store.get_file(base.name, dest)
         return dest
 
@@ -313,7 +313,7 @@ def _restore_into(plan: Plan, data_dir: Path, *, replace: bool, generation: int 
         except SnapshotError as exc:
             raise RestoreError(f"the snapshot does not verify: {exc}") from None
         finally:
-            if Path(source).parent == data_dir:
+            if Path(source).parent == data_dir / snapshot.TRANSFER_DIR:
                 Path(source).unlink(missing_ok=True)
         os.replace(prepared.path, data_dir / DB_FILENAME)
         return _finish(plan, data_dir, notes, generation=generation, now=now)
@@ -329,7 +329,7 @@ def _restore_into(plan: Plan, data_dir: Path, *, replace: bool, generation: int 
 
 
 def _finish(plan: Plan, data_dir: Path, notes: list[str], *, generation: int | None, now: float) -> Restored:
-    db = Database(data_dir, MIGRATIONS).open()
+    db = product_database(data_dir).open()
     try:
         # The source node's own metadata is not this node's.
         marks = ", ".join("?" for _ in SHARED_META)

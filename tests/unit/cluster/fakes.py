@@ -18,7 +18,7 @@ from talentnest.cluster.transport import PeerRefused, Reply
 from talentnest.config import Settings
 from talentnest.errors import PeerUnreachable
 from talentnest.store import Database
-from talentnest.store.schema import MIGRATIONS
+from talentnest.store.schema import product_database
 
 JWT_SECRET = "unit-test-secret-unit-test-secret"
 
@@ -125,7 +125,7 @@ def make_rig(data_dir: Path, *, address: str = "10.0.2.3", peers: list[str] | No
     values: dict[str, Any] = dict(jwt_secret=JWT_SECRET, data_dir=data_dir, advertise_address=address)
     values.update(settings)
     runtime = Runtime(clock=clock, random=random.Random(1), transport=lambda key, local: transport, resolver=lambda s: resolver)
-    db = Database(data_dir, MIGRATIONS, clock=clock.wall)
+    db = product_database(data_dir, clock=clock.wall)
     db.open()
     node = ClusterNode(Settings(**values), db, runtime)
     replication = Replication(node, db, syncing=lambda: node.worker.syncing, wait_applied=node.waiters.wait)

@@ -12,8 +12,7 @@ from talentnest.cluster.stats import Stats
 from talentnest.cluster.stream import FollowerStream
 from talentnest.cluster.wire import ReplicateReply, decode
 from talentnest.errors import PeerUnreachable
-from talentnest.store import Database
-from talentnest.store.schema import MIGRATIONS
+from talentnest.store.schema import product_database
 
 
 class Node:
@@ -69,7 +68,7 @@ class Holding:
 
 @pytest.fixture
 def leader_db(tmp_path):
-    db = Database(tmp_path, MIGRATIONS)
+    db = product_database(tmp_path)
     db.open()
     db.term = 2
     for n in range(20):

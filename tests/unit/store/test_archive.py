@@ -11,9 +11,9 @@ from store_factories import make_node
 
 from talentnest.cluster.state import DurableState
 from talentnest.launcher import restore as restoring
-from talentnest.store import Database, Retention, archive, snapshot
+from talentnest.store import Retention, archive, snapshot
 from talentnest.store.archiver import Archiver, ArchiveSettings
-from talentnest.store.schema import MIGRATIONS
+from talentnest.store.schema import product_database
 
 EVERY_ROUND = ArchiveSettings(interval=0.05, snapshot_interval=3600, retention=86400)
 
@@ -25,7 +25,7 @@ def leader(path: Path, **kwargs):
 
 
 def restored_checksum(data_dir: Path) -> tuple[str, int, int]:
-    db = Database(data_dir, MIGRATIONS).open()
+    db = product_database(data_dir).open()
     try:
         return db.checksum(), db.last_lsn, db.last_term
     finally:

@@ -18,10 +18,10 @@ from tests import _tools
 
 from talentnest.config import ConfigError, Settings
 from talentnest.launcher import restore as restoring
-from talentnest.store import Database, archive
+from talentnest.store import archive
 from talentnest.store._s3 import S3Store
 from talentnest.store.archiver import Archiver, ArchiveSettings
-from talentnest.store.schema import MIGRATIONS
+from talentnest.store.schema import product_database
 
 BUCKET = "talentnest-archive"
 # IAM's CreateUser, PutUserPolicy and CreateAccessKey go unsigned; from then on moto checks every signature.
@@ -88,7 +88,7 @@ def test_archive_into_a_bucket_and_restore_from_it(s3, tmp_path, monkeypatch):
 
     plan = restoring.plan_archive(location, to_lsn=20, to_time=None, node_id=None)
     restoring.restore(plan, tmp_path / "restored")
-    db = Database(tmp_path / "restored", MIGRATIONS).open()
+    db = product_database(tmp_path / "restored").open()
     follower = make_node(tmp_path / "replay")
     follower.db.apply([e for e in node.all_entries() if e.lsn <= 20])
     assert db.last_lsn == 21 and db.checksum() == follower.db.checksum()

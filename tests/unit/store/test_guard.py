@@ -8,8 +8,8 @@ import sqlite3
 import pytest
 
 from talentnest.errors import StorageFailure
-from talentnest.store import Database, guard, storage_failure
-from talentnest.store.schema import MIGRATIONS
+from talentnest.store import guard, storage_failure
+from talentnest.store.schema import product_database
 
 
 def test_a_second_holder_of_a_data_directory_is_refused_naming_it(tmp_path):
@@ -24,7 +24,7 @@ def test_a_second_holder_of_a_data_directory_is_refused_naming_it(tmp_path):
 
 
 def make_db(path):
-    db = Database(path, MIGRATIONS)
+    db = product_database(path)
     db.open()
     with db.write() as conn:
         for n in range(300):
@@ -62,7 +62,7 @@ def test_a_damaged_database_is_set_aside_kept_and_marked_for_a_resync(tmp_path, 
 
 
 def test_a_full_database_is_a_storage_failure_and_a_bad_statement_is_not(tmp_path):
-    db = Database(tmp_path, MIGRATIONS)
+    db = product_database(tmp_path)
     db.open()
     seen: list[StorageFailure] = []
     db.add_failure_listener(seen.append)

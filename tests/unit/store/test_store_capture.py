@@ -292,8 +292,7 @@ def test_a_reused_checksum_follows_the_lsn(nodes):
 def test_a_file_from_before_epochs_gains_them_when_it_opens(tmp_path):
     import sqlite3 as sqlite
 
-    from talentnest.store import Database
-    from talentnest.store.schema import MIGRATIONS
+    from talentnest.store.schema import product_database
 
     old = sqlite.connect(tmp_path / "talentnest.db")
     old.executescript(
@@ -304,7 +303,7 @@ def test_a_file_from_before_epochs_gains_them_when_it_opens(tmp_path):
     )
     old.commit()
     old.close()
-    db = Database(tmp_path, MIGRATIONS)
+    db = product_database(tmp_path)
     db.open()
     try:
         assert db.term_history() == [(2, 1, 0)]
