@@ -27,6 +27,7 @@ class Finding:
     max_skew: float | None = None  # ``avoid``: clock skews kept within this many seconds
     trigger: str | None = None  # ``trigger``: the event the world recognises (see World.known_trigger)
     only_after_wipe: bool = False  # ``known`` applies only to runs in which a disk was lost
+    only_after_counted_out: bool = False  # ... only once a node led having counted out a running member
 
     @property
     def how(self) -> str:
@@ -39,6 +40,7 @@ class Finding:
             parts.append(f"clock skews within {self.max_skew:g} s")
         if self.invariants:
             after = " after a lost disk" if self.only_after_wipe else ""
+            after += " once a node led having counted out a running member" if self.only_after_counted_out else ""
             parts.append(f"{'/'.join(sorted(self.invariants))}{after} counted as known")
         return "; ".join(parts)
 
@@ -51,6 +53,13 @@ KNOWN: dict[str, Finding] = {
             "after an acknowledged signup is lost (async mode), its token acts as whoever gets that user id next "
             "(issue 15 case 4)",
             invariants=frozenset({"token_misattributed"}),
+        ),
+        Finding(
+            "F8-async-partition-hole",
+            "by design in async mode (docs/cluster.md, 'The hole that remains in async mode'): a node cut off past "
+            "FAILURE_TIMEOUT while its DNS stops listing the others counts them out and leads the term they lead",
+            invariants=frozenset({"one_leader_per_term", "lease_overlap"}),
+            only_after_counted_out=True,
         ),
     )
 }
@@ -70,6 +79,15 @@ def resolve(names: list[str] | None) -> list[Finding]:
     return [KNOWN[n] for n in names]
 
 
-def known_as(invariant: str, findings: list[Finding], *, disk_lost: bool = False) -> str | None:
+def known_as(invariant: str, findings: list[Finding], *, disk_lost: bool = False, counted_out: bool = False) -> str | None:
     """The tolerated finding a violation of ``invariant`` counts as, if any."""
-    return next((f.name for f in findings if invariant in f.invariants and (disk_lost or not f.only_after_wipe)), None)
+    return next(
+        (
+            f.name
+            for f in findings
+            if invariant in f.invariants
+            and (disk_lost or not f.only_after_wipe)
+            and (counted_out or not f.only_after_counted_out)
+        ),
+        None,
+    )
