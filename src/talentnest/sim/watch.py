@@ -150,7 +150,8 @@ class Watcher:
                 if node.voters() < 1 + len(members) and not self.counted_out:
                     # Async mode's documented hole (findings F8): it counted out members whose processes run.
                     self.counted_out = True
-                    self.world.trace.add(f"{host.name} leads term {role[1]} counting {node.voters()} voters of {1 + len(members)}")
+                    counted = f"{node.voters()} voters of {1 + len(members)}"
+                    self.world.trace.add(f"{host.name} leads term {role[1]} counting {counted}")
                 if node.voters() == 1 and len(self.world.hosts) > 1 and self.world.clock.now > BOOTSTRAP:
                     text = f"{host.name} leads term {role[1]} with a voter set of 1 (itself)"
                     if self.world.known_trigger("led-alone", text):
