@@ -64,7 +64,8 @@ KNOWN: dict[str, Finding] = {
     )
 }
 # Fixed on main (05ec5f9), their cases in tests/sim/findings/ kept as regression tests: F1-dns-alone,
-# F2-unchecked-apply-wait, F3-token-leeway, F4-min-lsn-divergent, F5-led-alone, F7-amnesiac-voter.
+# F2-unchecked-apply-wait, F3-token-leeway, F4-min-lsn-divergent, F5-led-alone, F7-amnesiac-voter; fixed on
+# branch sim: F9-forwarded-signature-refusal (a follower relayed the leader's 401 for its own signature).
 
 
 def resolve(names: list[str] | None) -> list[Finding]:
