@@ -56,8 +56,9 @@ KNOWN: dict[str, Finding] = {
         ),
         Finding(
             "F8-async-partition-hole",
-            "by design in async mode (docs/cluster.md, 'The hole that remains in async mode'): a node cut off past "
-            "FAILURE_TIMEOUT while its DNS stops listing the others counts them out and leads the term they lead",
+            "async mode: a node counts out members that run and leads a term another node leads: cut off past "
+            "FAILURE_TIMEOUT while its DNS stops listing the others (by design: docs/cluster.md, 'The hole that "
+            "remains in async mode'), or restarted on a lost disk while DNS lists nobody (seed 301: it bootstraps alone)",
             invariants=frozenset({"one_leader_per_term", "lease_overlap"}),
             only_after_counted_out=True,
         ),
