@@ -126,6 +126,21 @@ class Forwarder:
             if reply.status == 503 and _error_code(reply) == "not_leader" and attempt < 2:
                 refused_by = leader_url  # leadership moved while we forwarded; nothing was written there
                 continue
+            if reply.status == 401 and _error_code(reply) == "invalid_signature":
+                # The leader refused this node's signature (clocks more than 30 s apart, another key):
+                # nothing ran there, and the client's credentials are not in question, so no 401.
+                self.stats.failures += 1
+                text = _error_message(reply)
+                log.warning("forward: leader %s refused this node's signature: %s", leader_url, text)
+                await self.respond.error(
+                    send,
+                    NoLeader(
+                        f"the leader refused node {c.node_id}'s signature ({text}); nothing was written: retry, "
+                        "through another node if this persists",
+                        code="leader_unreachable",
+                    ),
+                )
+                return
             await self._relay(send, reply)
             return
         self.stats.failures += 1
@@ -189,7 +204,15 @@ class Forwarder:
 
 
 def _error_code(reply: Reply) -> str | None:
+    return _error_field(reply, "code")
+
+
+def _error_message(reply: Reply) -> str:
+    return _error_field(reply, "message") or f"HTTP {reply.status}"
+
+
+def _error_field(reply: Reply, name: str) -> str | None:
     try:
-        return reply.json()["error"]["code"]
+        return str(reply.json()["error"][name])
     except (ValueError, KeyError, TypeError):
         return None
