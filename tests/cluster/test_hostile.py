@@ -230,6 +230,20 @@ def test_signed_heartbeats_votes_and_batches_with_absurd_numbers_are_400_and_cha
     reply = post(follower, token, "after a heartbeat at the top of the term range")
     assert reply.status == 201, f"heartbeat answered {answered}; then a write: {reply.status} {reply.body}\n{cluster.report()}"
 
+    # The same from a member (a heartbeat from a stranger moves no term) at the top of the range a
+    # node takes (2**62): refused too, or the next election's term would be out of range for ever.
+    leader.start()
+    cluster.wait_for_leader(timeout=20)
+    member = next(node for node in cluster.nodes if node is not follower)
+    beat = {**beat, "id": member.node_id, "url": member.url, "term": 2**62}
+    answered = signed(follower, "POST", "/cluster/heartbeat", json.dumps(beat).encode()).status_code
+    assert answered == 400 and max(terms(cluster).values()) < 1000, f"{answered}, terms {terms(cluster)}"
+    leader = cluster.wait_for_leader(timeout=20)
+    leader.stop(graceful=False)
+    cluster.wait_for_leader(exclude=[leader], timeout=20)
+    reply = post(follower, token, "after a member's heartbeat at the top of the term range")
+    assert reply.status == 201, f"heartbeat answered {answered}; then a write: {reply.status} {reply.body}\n{cluster.report()}"
+
 
 # --- case 9: a follower cut off from its leader fails fast -----------------------------------------------
 
