@@ -393,6 +393,9 @@ def test_a_leader_whose_disk_fills_up_steps_down_another_leads_within_seconds_an
         cluster.wait_for_leader(timeout=30)
         load.wait_for_progress()
         load.check()
+    # Nor to a peer: a vote or a term it cannot persist is a 503 storage_failure, not a traceback.
+    crashes = [line for line in full.logs().splitlines() if "unexpected error on" in line]
+    assert not crashes, f"{full.name} answered peers with 500s: {crashes[:5]}"
 
 
 # --- case 6: clocks off by 25-40 s ----------------------------------------------------------------------
