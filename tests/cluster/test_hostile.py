@@ -302,7 +302,6 @@ def test_two_leaders_made_in_one_term_on_purpose_are_found_to_diverge_and_the_lo
 # --- case 4: a token outlives its lost signup -----------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="waiting for the core fix: tokens bound to a per-account identity")
 @needs_firewall
 def test_the_token_of_a_signup_lost_with_a_cut_off_leader_never_acts_as_the_next_owner_of_its_user_id(make_cluster):
     cluster = make_cluster(3, env={**FAST, "HEARTBEAT_INTERVAL": "1"})  # a 2.5 s lease: time to acknowledge while cut off
