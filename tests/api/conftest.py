@@ -7,6 +7,7 @@ Before each test the app's database file is deleted and opened again, empty.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from talentnest.app import create_app
-from talentnest.services.throttle import LoginThrottle
+from talentnest.services.throttle import LoginThrottle, WriteLimiter
 from talentnest.store import DB_FILENAME
 from tests.api._helpers import Api, Member, fast_settings
 
@@ -48,6 +49,9 @@ def app(_node: tuple[FastAPI, TestClient]) -> FastAPI:
     # Failed logins of earlier tests must not throttle this one's.
     auth = app.state.product.auth
     auth.throttle = LoginThrottle(auth.throttle.policy)
+    # Nor their writes count against this one's write limits.
+    product = app.state.product
+    app.state.product = dataclasses.replace(product, write_limits=WriteLimiter(product.write_limits.policy))
     return app
 
 
