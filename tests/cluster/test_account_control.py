@@ -88,3 +88,22 @@ def test_password_change_export_and_deletion_through_followers_hold_on_every_nod
     checksums = cluster.checksums()
     assert len(set(checksums.values())) == 1, checksums
     print(f"ended tokens refused on every node within {max(spreads):.2f} s (heartbeat {HEARTBEAT} s)")
+
+
+def test_an_accounts_write_allowance_is_cluster_wide_whichever_nodes_its_writes_go_through(make_cluster):
+    allowance = 6
+    cluster = make_cluster(3, env={**FAST, "WRITE_LIMIT_PER_ACCOUNT": str(allowance), "WRITE_LIMIT_WINDOW": "600"})
+    cluster.wait_for_leader()
+    alice = cluster.signup(username="alice").body["token"]
+    bob = cluster.signup(username="bob").body["token"]
+    nodes = cluster.nodes
+    for n in range(allowance):  # spread over every node, followers and leader
+        cluster.post(alice, f"post {n}", node=nodes[n % len(nodes)])
+    for node in nodes:
+        refused = node.request("POST", "/api/posts", json={"content": "one too many"}, token=alice)
+        assert refused.status == 429 and refused.body["error"]["code"] == "write_rate_limited", f"{node.name}: {refused}"
+        assert 1 <= int(refused.headers["retry-after"]) <= 600
+    assert node.request("POST", "/api/users/bob/follow", token=alice).status == 429, "follows share the allowance"
+    cluster.post(bob, "bob still may", node=nodes[0])
+    counted = nodes[0].request("GET", "/api/posts?author=alice&limit=50").body["items"]
+    assert len(counted) == allowance, f"{len(counted)} posts of alice were made, {allowance} allowed"
