@@ -27,6 +27,7 @@ def _node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, T
     app = create_app(fast_settings(tmp_path_factory.mktemp("node") / "data"))
     # As a context manager, so the lifespan runs and opens the real SQLite file.
     with TestClient(app) as test_client:
+        app.state.pristine_product = app.state.product
         yield app, test_client
 
 
@@ -49,9 +50,9 @@ def app(_node: tuple[FastAPI, TestClient]) -> FastAPI:
     # Failed logins of earlier tests must not throttle this one's.
     auth = app.state.product.auth
     auth.throttle = LoginThrottle(auth.throttle.policy)
-    # Nor their writes count against this one's write limits.
-    product = app.state.product
-    app.state.product = dataclasses.replace(product, write_limits=WriteLimiter(product.write_limits.policy))
+    # Nor their writes count against this one's write limits; and a test's own services are undone.
+    pristine = app.state.pristine_product
+    app.state.product = dataclasses.replace(pristine, write_limits=WriteLimiter(pristine.write_limits.policy))
     return app
 
 

@@ -247,6 +247,7 @@ class AuthService:
         return self._session(row["id"])
 
     def _session(self, user_id: int) -> Session:
+        """A new token of the account as it is now (its current token key), with its profile."""
         identity = self.users.token_identity(user_id)
         if identity is None:
             raise Unauthorized("the account of this token no longer exists", code="invalid_token")
