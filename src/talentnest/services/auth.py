@@ -303,15 +303,13 @@ class AuthService:
         account made before keys, whose key is empty, must carry the token's username too)."""
         subject = self.tokens.subject(token)
         identity = self.users.token_identity(subject.user_id)
-        if identity is None:
+        # Another username under the token's id: its account is gone, and the id was given again
+        # (after a failover that lost the signup: issue 15, case 4).
+        if identity is None or (subject.username and subject.username != identity["username"]):
             raise Unauthorized("the account of this token no longer exists", code="invalid_token")
         key = identity["token_key"]
-        if subject.key != key or (not key and subject.username != identity["username"]):
-            raise Unauthorized(
-                "this token was ended (its account's password changed, or the account is not the one it was issued for); "
-                "log in again",
-                code="token_revoked",
-            )
+        if subject.key != key or not (key or subject.username):
+            raise Unauthorized("this token was ended (its account's password changed); log in again", code="token_revoked")
         return subject.user_id
 
     def me(self, user_id: int) -> dict[str, Any]:

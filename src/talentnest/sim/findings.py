@@ -43,19 +43,10 @@ class Finding:
         return "; ".join(parts)
 
 
-KNOWN: dict[str, Finding] = {
-    f.name: f
-    for f in (
-        Finding(
-            "F6-token-misattributed",
-            "after an acknowledged signup is lost (async mode), its token acts as whoever gets that user id next "
-            "(issue 15 case 4)",
-            invariants=frozenset({"token_misattributed"}),
-        ),
-    )
-}
+KNOWN: dict[str, Finding] = {f.name: f for f in ()}
 # Fixed on main (05ec5f9), their cases in tests/sim/findings/ kept as regression tests: F1-dns-alone,
-# F2-unchecked-apply-wait, F3-token-leeway, F4-min-lsn-divergent, F5-led-alone, F7-amnesiac-voter.
+# F2-unchecked-apply-wait, F3-token-leeway, F4-min-lsn-divergent, F5-led-alone, F7-amnesiac-voter; and
+# F6-token-misattributed on the accounts branch (tokens carry their account's key).
 
 
 def resolve(names: list[str] | None) -> list[Finding]:
