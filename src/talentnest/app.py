@@ -28,9 +28,12 @@ from talentnest.errors import TalentNestError
 from talentnest.limits import BodyLimit
 from talentnest.logs import NodeContext
 from talentnest.services import AuthService, Passwords, PostService, Tokens, UserService
-from talentnest.services.throttle import LoginThrottle, ThrottlePolicy
+from talentnest.services.auth import random_token_key
+from talentnest.services.exports import ExportService
+from talentnest.services.throttle import LoginThrottle, ThrottlePolicy, WriteLimiter, WritePolicy
 from talentnest.store import Database, Retention, archive, guard, snapshot, storage_failure
 from talentnest.store.archiver import Archiver, ArchiveSettings
+from talentnest.store.exports import ExportRepo
 from talentnest.store.posts import PostRepo
 from talentnest.store.schema import product_database
 from talentnest.store.users import UserRepo
@@ -65,10 +68,12 @@ def build_product(
     sharing_nodes: Callable[[], int] = lambda: 1,
     clock: Clock | None = None,
     choose_token_key: Callable[[Sequence[str]], str] | None = None,
+    new_token_key: Callable[[], str] | None = None,
 ) -> api.Product:
     """The product's services. ``sharing_nodes()`` is how many nodes share the login allowance
     (each node allows its share; see ``services.throttle``); ``clock`` is the runtime's;
-    ``choose_token_key(kids)`` which accepted JWT key signs new tokens (during a key rotation)."""
+    ``choose_token_key(kids)`` which accepted JWT key signs new tokens (during a key rotation);
+    ``new_token_key()`` draws an account's token key (from the runtime's randomness)."""
     clock = clock or SystemClock()
     users, posts = UserRepo(db), PostRepo(db)
     passwords = Passwords(
@@ -90,9 +95,25 @@ def build_product(
         window=settings.login_window,
     )
     return api.Product(
-        auth=AuthService(db, users, passwords, tokens, LoginThrottle(policy, sharing_nodes=sharing_nodes, clock=clock.monotonic)),
+        auth=AuthService(
+            db,
+            users,
+            passwords,
+            tokens,
+            LoginThrottle(policy, sharing_nodes=sharing_nodes, clock=clock.monotonic),
+            new_token_key=new_token_key or random_token_key,
+        ),
         users=UserService(db, users),
         posts=PostService(db, posts, users),
+        exports=ExportService(db, users, ExportRepo(db)),
+        write_limits=WriteLimiter(
+            WritePolicy(
+                per_account=settings.write_limit_per_account,
+                per_address=settings.write_limit_per_address,
+                window=settings.write_limit_window,
+            ),
+            clock=clock.monotonic,
+        ),
         read=db.read,
     )
 
@@ -184,6 +205,7 @@ def create_app(
         sharing_nodes=node.members_alive,
         clock=runtime.clock,
         choose_token_key=lambda kids: keys.token_key_for(node, kids),
+        new_token_key=lambda: f"{runtime.random.getrandbits(128):032x}",
     )
     node.token_keys = app.state.product.auth.tokens.accepted_kids
 

@@ -48,6 +48,9 @@ TEST_SUBNET = parse_subnet(os.environ.get("TN_TEST_SUBNET", "127.0.2"))
 TEST_PUBLISH_BASE = int(os.environ.get("TN_TEST_PUBLISH_BASE", "3000"))
 # Cheap password hashing: signups in tests cost milliseconds, not a second of CPU each.
 FAST_HASHING = {"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "1024", "ARGON2_PARALLELISM": "1"}
+# Load from a few accounts on one address is what these clusters carry; the write limits that would
+# refuse it are tested on their own (tests/api/test_accounts.py, test_account_control.py), with this overridden.
+NO_WRITE_LIMITS = {"WRITE_LIMIT_PER_ACCOUNT": "0", "WRITE_LIMIT_PER_ADDRESS": "0"}
 REAL_NODE_COMMAND = (sys.executable, "-m", "talentnest", "node")
 FAKE_NODE_COMMAND = (sys.executable, str(ROOT / "tests" / "launcher" / "fake_node.py"))
 DEFAULT_TIMEOUT = 30.0
@@ -462,7 +465,7 @@ class Cluster:
         """``node_env``: name -> variables for that node alone; ``disks``: name -> bytes of a tmpfs mounted
         as its ``DATA_DIR``; ``fake_clocks``: name -> starting offset (s) of its libfaketime wall clock;
         ``scheme`` and ``verify`` (an SSL context with the CA and a client certificate) for nodes that speak TLS."""
-        self.env = {**FAST_HASHING, **(env or {})}
+        self.env = {**FAST_HASHING, **NO_WRITE_LIMITS, **(env or {})}
         self.directory = Path(directory).resolve()
         self._node_env = {name: dict(values) for name, values in (node_env or {}).items()}
         self._disk_sizes = dict(disks or {})

@@ -49,12 +49,6 @@ KNOWN: dict[str, Finding] = {
     f.name: f
     for f in (
         Finding(
-            "F6-token-misattributed",
-            "after an acknowledged signup is lost (async mode), its token acts as whoever gets that user id next "
-            "(issue 15 case 4)",
-            invariants=frozenset({"token_misattributed"}),
-        ),
-        Finding(
             "F8-async-partition-hole",
             "async mode: a node counts out members that run and leads a term another node leads: cut off past "
             "FAILURE_TIMEOUT while its DNS stops listing the others (by design: docs/cluster.md, 'The hole that "
@@ -66,7 +60,8 @@ KNOWN: dict[str, Finding] = {
 }
 # Fixed on main (05ec5f9), their cases in tests/sim/findings/ kept as regression tests: F1-dns-alone,
 # F2-unchecked-apply-wait, F3-token-leeway, F4-min-lsn-divergent, F5-led-alone, F7-amnesiac-voter; fixed on
-# branch sim: F9-forwarded-signature-refusal (a follower relayed the leader's 401 for its own signature).
+# branch sim: F9-forwarded-signature-refusal (a follower relayed the leader's 401 for its own signature); and
+# F6-token-misattributed on the accounts branch (tokens carry their account's key).
 
 
 def resolve(names: list[str] | None) -> list[Finding]:
