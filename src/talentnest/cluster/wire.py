@@ -147,6 +147,7 @@ class NodeInfo(Message):
     # The ``kid`` of every JWT key the node accepts (None from an older release), so that during a key
     # rotation tokens are signed with a key every node accepts.
     token_keys: tuple[str, ...] | None = None
+    votes: bool = True  # False while it has no durable state (new, or its disk lost); absent: it votes
 
     @classmethod
     def parse(cls, payload: Mapping[str, Any]) -> NodeInfo:
@@ -164,6 +165,7 @@ class NodeInfo(Message):
             ready=flag(payload, "ready"),
             leaving=flag(payload, "leaving"),
             eligible=flag(payload, "eligible") if "eligible" in payload else True,
+            votes=flag(payload, "votes") if "votes" in payload else True,
             incarnation=text(payload, "incarnation", default="", max_length=64),
             started_ms=integer(payload, "started_ms", default=0),
             wall_ms=integer(payload, "wall_ms", default=0),

@@ -43,6 +43,22 @@ async def test_a_node_alone_leads_from_its_start(tmp_path):
     rig.node.gate.guard_write()
 
 
+async def test_a_peer_that_does_not_vote_yet_is_a_learner_a_lone_leader_keeps_leading_beside(tmp_path):
+    rig = await started(make_rig(tmp_path, address=C))  # 515 leads alone (it holds state)
+    rig.resolver.answer = [C, A]
+    await rig.node.membership.refresh()
+    rig.transport.handler = lambda call: reply(info(513, A, term=1, leader_id=515, votes=False))  # a joiner, new
+    await rig.node.membership.probe_all()
+    assert rig.node.voters() == 1, "a node that does not vote counts for no majority"
+    rig.clock.advance(10)
+    await rig.node.membership.probe_all()
+    assert rig.node.lease_valid() and (await rig.node.run_cycle()).action == Action.NONE and rig.node.is_leader()
+    # Reached and synced, it votes: from then on the lease needs it.
+    rig.transport.handler = lambda call: reply(info(513, A, term=1, leader_id=515))
+    await rig.node.membership.probe_all()
+    assert rig.node.voters() == 2
+
+
 async def test_the_highest_id_campaigns_and_the_cycle_says_so(tmp_path):
     rig = await started(make_rig(tmp_path, address=C, peers=[A, B]))
     peers_answer(rig)
