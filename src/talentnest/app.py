@@ -17,7 +17,8 @@ from talentnest import __version__, api, http_errors, metrics, tls, web
 from talentnest import openapi as openapi_schema
 from talentnest.cluster import api as cluster_api
 from talentnest.cluster import auth, idempotency, keys
-from talentnest.cluster.forward import ForwardStats
+from talentnest.cluster.forward import ForwardStats, Responder
+from talentnest.cluster.front import ClusterFront
 from talentnest.cluster.metrics import ClusterCollector
 from talentnest.cluster.middleware import ClusterMiddleware
 from talentnest.cluster.node import ClusterNode
@@ -226,8 +227,9 @@ def create_app(
         response_class=PlainTextResponse,
         responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}},
     )
-    # First in the router: node-to-node calls are the hottest path and match on a plain prefix.
-    app.router.routes[:0] = cluster_api.build_routes(node, replication, signatures)
+    # In the router too (a HEAD, an X-Min-LSN, a 405 take the full stack), but served ahead of it by ClusterFront.
+    cluster_routes = cluster_api.build_routes(node, replication, signatures)
+    app.router.routes[:0] = cluster_routes
     app.router.routes.extend(web.routes())
     openapi_schema.install(app)
     app.add_middleware(
@@ -243,4 +245,14 @@ def create_app(
     # against the routes themselves (the product's router is included as one opaque entry).
     routes = [*api.router.routes, *(r for r in app.router.routes if isinstance(r, (Route, Mount)))]
     app.add_middleware(metrics.HttpMetrics, stats=request_stats, routes=routes)
+    # Ahead of everything: node-to-node calls, with their own body limit, signature check and metrics.
+    app.add_middleware(
+        ClusterFront,
+        routes=cluster_routes,
+        signatures=signatures,
+        respond=Responder(node.gate, db),
+        wall=node.gate.wall,
+        record=request_stats.record,
+        timeout=settings.client_timeout,
+    )
     return app

@@ -111,18 +111,9 @@ class ClusterMiddleware:
                     scope, signature, scope["method"], request_target(scope), scope.get(BODY_SCOPE_KEY, b"")
                 )
             except auth.SignatureError as exc:
-                client = scope.get("client")
-                log.warning(
-                    "security: refused %s %s from %s: %s", scope["method"], scope["path"], client[0] if client else "?", exc
-                )
-                # Our clock, so that a peer refused for a stale signature can tell its clock is off.
-                headers = [
-                    (b"www-authenticate", auth.HEADER.encode()),
-                    (b"x-node-time", str(int(self.coordinator.wall())).encode()),
-                ]
-                await self.respond.send_error(send, 401, "invalid_signature", str(exc), headers=headers)
+                await refuse_signature(self.respond, send, scope, exc, self.coordinator.wall)
                 return
-            send = self._signing(send, verified)
+            send = signing(send, self.signatures, verified)
         self._take_forwarding_headers(scope)
         refusal = self.coordinator.refusal()
         if refusal is not None and not scope["path"].startswith(OPERATIONS_PATHS):
@@ -198,40 +189,6 @@ class ClusterMiddleware:
             await self.respond.error(send, NotReady(f"node {c.node_id} takes no writes now: {problem}", code="node_unhealthy"))
             return
         await self.forwarder.write_at_leader(scope, send, lambda: self._write_here(scope, receive, send, None))
-
-    def _signing(self, send, verified: auth.Verified):
-        """``send``, but the answer is held until whole and leaves signed for the request's nonce (an answer
-        that carries its own signature, a streamed one, passes as it is)."""
-        start: dict[str, Any] = {}
-        parts: list[bytes] = []
-        digest = hashlib.sha256()
-
-        async def signed_send(message) -> None:
-            if message["type"] == "http.response.start":
-                if any(k.lower() == b"x-cluster-signature" for k, _ in message.get("headers", [])):
-                    start["passthrough"] = True
-                    await send(message)
-                else:
-                    start.update(message)
-                return
-            if start.get("passthrough") or message["type"] != "http.response.body":
-                await send(message)
-                return
-            part = message.get("body", b"")
-            digest.update(part)
-            parts.append(part)
-            if message.get("more_body", False):
-                return
-            headers = list(start.get("headers", []))
-            signature = self.signatures.sign_answer(verified, start["status"], digest.hexdigest())
-            if signature is not None:
-                headers.append((b"x-cluster-signature", signature.encode()))
-            await send({**start, "headers": headers})
-            while parts:
-                part = parts.pop(0)
-                await send({"type": "http.response.body", "body": part, "more_body": bool(parts)})
-
-        return signed_send
 
     async def _write_here(self, scope, receive, send, forwarded_by: str | None) -> None:
         key = header(scope, b"idempotency-key")
@@ -316,3 +273,47 @@ class ClusterMiddleware:
         ]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+async def refuse_signature(respond: Responder, send, scope, exc: auth.SignatureError, wall: Callable[[], float]) -> None:
+    """The 401 for a request whose signature is bad, logged as a security event."""
+    client = scope.get("client")
+    log.warning("security: refused %s %s from %s: %s", scope["method"], scope["path"], client[0] if client else "?", exc)
+    # Our clock, so that a peer refused for a stale signature can tell its clock is off.
+    headers = [(b"www-authenticate", auth.HEADER.encode()), (b"x-node-time", str(int(wall())).encode())]
+    await respond.send_error(send, 401, "invalid_signature", str(exc), headers=headers)
+
+
+def signing(send, signatures: auth.RequestAuth, verified: auth.Verified):
+    """``send``, but the answer is held until whole and leaves signed for the request's nonce (an answer
+    that carries its own signature, a streamed one, passes as it is)."""
+    start: dict[str, Any] = {}
+    parts: list[bytes] = []
+    digest = hashlib.sha256()
+
+    async def signed_send(message) -> None:
+        if message["type"] == "http.response.start":
+            if any(k.lower() == b"x-cluster-signature" for k, _ in message.get("headers", [])):
+                start["passthrough"] = True
+                await send(message)
+            else:
+                start.update(message)
+            return
+        if start.get("passthrough") or message["type"] != "http.response.body":
+            await send(message)
+            return
+        part = message.get("body", b"")
+        digest.update(part)
+        parts.append(part)
+        if message.get("more_body", False):
+            return
+        headers = list(start.get("headers", []))
+        signature = signatures.sign_answer(verified, start["status"], digest.hexdigest())
+        if signature is not None:
+            headers.append((b"x-cluster-signature", signature.encode()))
+        await send({**start, "headers": headers})
+        while parts:
+            part = parts.pop(0)
+            await send({"type": "http.response.body", "body": part, "more_body": bool(parts)})
+
+    return signed_send
