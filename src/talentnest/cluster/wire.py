@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from talentnest.errors import InvalidInput
@@ -117,7 +117,9 @@ class Message:
     """A frozen message that knows its JSON form."""
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)  # type: ignore[call-overload]
+        # Every field is a scalar or a tuple of text, never a message: a shallow copy is the JSON form
+        # (dataclasses.asdict deep-copies each field, 20 us of a heartbeat's answer).
+        return dict(vars(self))
 
     def to_bytes(self) -> bytes:
         return encode(self.as_dict())
