@@ -34,6 +34,7 @@ FORWARDED_BY = "x-talentnest-forwarded-by"
 FORWARDED_FOR = "x-forwarded-for"
 FORWARDED_SCOPE_KEY = "talentnest.forwarded_by"
 MAX_LSN = 2**63 - 1
+_READ_HEADERS = frozenset({b"x-cluster-signature", b"x-min-lsn", FORWARDED_BY.encode(), FORWARDED_FOR.encode()})
 # Served even by a node that refuses everything else (its own state, for operators).
 OPERATIONS_PATHS = ("/cluster/", "/healthz", "/readyz", "/metrics")
 MIN_LSN_WAIT = 2.0  # seconds a read with X-Min-LSN may wait
@@ -104,7 +105,17 @@ class ClusterMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        signature = header(scope, b"x-cluster-signature")
+        # One pass over the headers for the four this layer reads (most requests carry none of them).
+        signature = wanted = None
+        forwarding = False
+        for name, value in scope["headers"]:
+            if name in _READ_HEADERS:
+                if name == b"x-cluster-signature":
+                    signature = value.decode("latin-1") if signature is None else signature
+                elif name == b"x-min-lsn":
+                    wanted = value.decode("latin-1") if wanted is None else wanted
+                else:
+                    forwarding = True
         if signature is not None:
             try:
                 verified = self.signatures.check(
@@ -114,13 +125,14 @@ class ClusterMiddleware:
                 await refuse_signature(self.respond, send, scope, exc, self.coordinator.wall)
                 return
             send = signing(send, self.signatures, verified)
-        self._take_forwarding_headers(scope)
+        if forwarding:
+            self._take_forwarding_headers(scope)
         refusal = self.coordinator.refusal()
         if refusal is not None and not scope["path"].startswith(OPERATIONS_PATHS):
             await self.respond.send_error(send, 503, "identity_clash", refusal, retry=True)
             return
         if scope["path"].startswith("/cluster/") or not self.is_write(scope):
-            await self._read(scope, receive, send)
+            await self._read(scope, receive, send, wanted)
             return
         await self._write(scope, receive, send)
 
@@ -129,9 +141,7 @@ class ClusterMiddleware:
         ``scope["client"]`` for what comes after (throttling); anyone else's forwarding headers
         are dropped, so a client can neither pretend to be a node nor choose its own address."""
         names = (FORWARDED_BY.encode(), FORWARDED_FOR.encode())
-        headers = scope.get("headers", ())
-        if not any(name in names for name, _ in headers):
-            return
+        headers = scope["headers"]
         if auth.RequestAuth.verified(scope) is None:
             scope["headers"] = [(name, value) for name, value in headers if name not in names]
             return
@@ -143,8 +153,8 @@ class ClusterMiddleware:
 
     # --- reads -----------------------------------------------------------------------------
 
-    async def _read(self, scope, receive, send) -> None:
-        wanted = header(scope, b"x-min-lsn")
+    async def _read(self, scope, receive, send, wanted: str | None) -> None:
+        """A read (or a /cluster/* call): after the node reached ``wanted`` (X-Min-LSN), if given."""
         if wanted is not None:
             try:
                 lsn = int(wanted)
