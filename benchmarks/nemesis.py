@@ -444,6 +444,11 @@ def report(run: Run, load_before: float, interrupted: str | None) -> dict:
     )
     if server_errors and not args.tolerate_server_errors:
         violations.append(f"server_error: {server_errors} requests answered a 5xx other than 503 (see unexpected_answers)")
+    # A node's refusal of another node's signature is no client's business: relayed, it says the
+    # client's token is bad, and the client gives up a write it should retry.
+    relayed = sum(n for (status, code), n in answers if status == 401 and code == "invalid_signature")
+    if relayed:
+        violations.append(f"relayed_refusal: {relayed} requests answered 401 invalid_signature (a node's refusal of a node)")
     return {
         "benchmark": "nemesis",
         "when": timestamp(),
@@ -474,6 +479,7 @@ def report(run: Run, load_before: float, interrupted: str | None) -> dict:
             asdict(u) for u in [*(writers.unexpected if writers else []), *(signups.unexpected if signups else [])]
         ][:50],
         "server_errors": server_errors,
+        "relayed_signature_refusals": relayed,
         "lost": len(final.lost) if final else None,
         "lost_archived": len(final.lost_archived) if final else None,
         "lost_examples": final.lost[:20] if final else [],
@@ -504,6 +510,7 @@ def print_tables(result: dict) -> None:
         ("writes acknowledged", result["writes_acknowledged"]),
         ("signups acknowledged", result["signups_acknowledged"]),
         ("answered 500 (or another server error)", result["server_errors"]),
+        ("answered 401 invalid_signature", result["relayed_signature_refusals"]),
         ("acknowledged and lost", result["lost"]),
         ("  of which archived", result["lost_archived"]),
         ("applied twice", result["duplicated"]),

@@ -39,9 +39,11 @@ from talentnest.store.users import UserRepo
 log = logging.getLogger("talentnest.app")
 
 
-def build_database(settings: Settings, *, clock: Callable[[], float] = time.time) -> Database:
+def build_database(settings: Settings, *, clock: Callable[[], float] = time.time, reader_threads: bool = True) -> Database:
+    """The node's database; without ``reader_threads`` its reads run in the loop's executor (``store._readers``)."""
     retention = Retention(max_entries=settings.log_retention_entries, max_bytes=settings.log_retention_bytes)
-    return product_database(settings.data_dir, retention=retention, clock=clock)
+    options = {} if reader_threads else {"readers": 0}
+    return product_database(settings.data_dir, retention=retention, clock=clock, **options)
 
 
 def build_archiver(settings: Settings, db: Database, *, wall: Callable[[], float]) -> Archiver | None:
@@ -127,7 +129,7 @@ def create_app(
     """
     context = context or NodeContext()
     runtime = runtime or real_runtime(tls=tls.client_context(settings), accept_legacy=settings.cluster_accept_legacy_signatures)
-    db = build_database(settings, clock=runtime.clock.wall)
+    db = build_database(settings, clock=runtime.clock.wall, reader_threads=runtime.threads)
     node = ClusterNode(settings, db, runtime)
     signatures = auth.RequestAuth(
         node.key,

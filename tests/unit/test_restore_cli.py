@@ -46,6 +46,8 @@ def test_refusals_name_what_is_wrong(tmp_path, capsys, monkeypatch):
         (["restore", str(backup), "--to-time", "yesterday", "--data-dir", str(tmp_path / "b")], "ISO 8601"),
         (["restore", str(tmp_path / "missing"), "--data-dir", str(tmp_path / "c")], "does not exist"),
         (["restore", str(tmp_path), "--data-dir", str(tmp_path / "d")], "holds no archive"),
+        (["restore", str(backup), "--generation", str(2**30), "--data-dir", str(tmp_path / "g")], "at most 1073741823,"),
+        (["restore", str(backup), "--generation", "258", "--data-dir", str(tmp_path / "h")], "at most 257 (the source's next"),
     ]
     for arguments, says in cases:
         assert main(arguments) == 2, arguments

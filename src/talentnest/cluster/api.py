@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("talentnest.cluster")
 Handler = Callable[[Request], Awaitable[Response]]
+M = TypeVar("M", wire.NodeInfo, wire.VoteRequest, wire.ReplicateRequest)
 LOG_PAGE_MAX = 10_000
 
 
@@ -86,12 +87,21 @@ def build_routes(node: ClusterNode, replication: Replication, signatures: auth.R
         payload["events"] = list(node.events)[-20:]
         return _json(payload)
 
+    def in_reach(message: M) -> M:
+        """``message``, unless its term is further above this node's than one message may move it (a
+        term at the top of the range would leave no next term to elect): refused whole, 400."""
+        if not node.term_in_reach(message.term):
+            raise InvalidInput(
+                f"term must be at most {wire.MAX_TERM_STEP} above this node's term {node.term}, got {message.term}"
+            )
+        return message
+
     async def heartbeat(request: Request) -> Response:
-        node.membership.heard(None, wire.NodeInfo.parse(await body_of(request)))
+        node.membership.heard(None, in_reach(wire.NodeInfo.parse(await body_of(request))))
         return _wire(node.self_info().to_bytes())
 
     async def vote(request: Request) -> Response:
-        reply = await votes.answer_vote(node, wire.VoteRequest.parse(await body_of(request)))
+        reply = await votes.answer_vote(node, in_reach(wire.VoteRequest.parse(await body_of(request))))
         return _wire(reply.to_bytes())
 
     async def handover_request(request: Request) -> Response:
@@ -102,7 +112,7 @@ def build_routes(node: ClusterNode, replication: Replication, signatures: auth.R
         return _json({"ok": True})
 
     async def replicate(request: Request) -> Response:
-        reply = await replication.on_replicate(wire.ReplicateRequest.parse(wire.decode_replicate(await request.body())))
+        reply = await replication.on_replicate(in_reach(wire.ReplicateRequest.parse(wire.decode_replicate(await request.body()))))
         return _wire(reply.to_bytes())
 
     async def log_entries(request: Request) -> Response:
@@ -249,7 +259,9 @@ def build_routes(node: ClusterNode, replication: Replication, signatures: auth.R
         async def body():
             done = False
             try:
-                async for part in snapshot_stream.stream_image(image, header, sign, on_chunk=count):
+                async for part in snapshot_stream.stream_image(
+                    image, header, sign, on_chunk=count, threaded=node.runtime.threads
+                ):
                     yield part
                 done = True
                 replication.stats.snapshot_bytes = sent[0]

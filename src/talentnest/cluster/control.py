@@ -12,6 +12,7 @@ from talentnest.cluster.election import elect
 from talentnest.cluster.protocols import Core
 from talentnest.cluster.types import Action, ClusterView, Cycle, Decision, Role
 from talentnest.cluster.work import Job
+from talentnest.errors import StorageFailure
 
 log = logging.getLogger("talentnest.cluster")
 
@@ -25,6 +26,8 @@ async def run_loop(node: Core) -> None:
             (log.info if cycle.action != Action.NONE else log.debug)("cluster: %s", cycle)
         except asyncio.CancelledError:
             raise
+        except StorageFailure as exc:
+            log.warning("cluster: membership cycle failed: %s; retrying next heartbeat", exc.message)
         except Exception:
             log.exception("cluster: membership cycle failed; retrying next heartbeat")
         now = node.clock.monotonic()

@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass
 
 from talentnest.cluster.api import request_target
-from talentnest.cluster.transport import PeerRefused, Reply
+from talentnest.cluster.transport import PeerRefused, Reply, refused_signature
 from talentnest.errors import ClusterError, NoLeader, NotReady, PeerUnreachable
 from talentnest.http_errors import error_body, status_of
 from talentnest.limits import BODY_SCOPE_KEY
@@ -126,6 +126,15 @@ class Forwarder:
             if reply.status == 503 and _error_code(reply) == "not_leader" and attempt < 2:
                 refused_by = leader_url  # leadership moved while we forwarded; nothing was written there
                 continue
+            if refused_signature(reply.status, reply.body):
+                # The leader refused this node's signature (our clock or key differs): nothing ran there,
+                # and a 401 would tell the client its own token is bad (docs/cluster.md, "Trust between nodes").
+                self.stats.failures += 1
+                why = _error_message(reply)
+                log.warning("forward: leader %s refused this node's signature: %s", leader_url, why)
+                message = f"the leader ({leader_url}) refuses this node's signature ({why}); nothing was written: retry"
+                await self.respond.error(send, NoLeader(message))
+                return
             await self._relay(send, reply)
             return
         self.stats.failures += 1
@@ -189,7 +198,15 @@ class Forwarder:
 
 
 def _error_code(reply: Reply) -> str | None:
+    return _error_field(reply, "code")
+
+
+def _error_message(reply: Reply) -> str | None:
+    return _error_field(reply, "message")
+
+
+def _error_field(reply: Reply, name: str) -> str | None:
     try:
-        return reply.json()["error"]["code"]
+        return reply.json()["error"][name]
     except (ValueError, KeyError, TypeError):
         return None

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from talentnest.cluster import auth, control, handover, status, votes
+from talentnest.cluster import auth, control, handover, status, votes, wire
 from talentnest.cluster.discovery import detect_address, fallback_address, node_id_for
 from talentnest.cluster.gate import WriteGate
 from talentnest.cluster.health import Health
@@ -81,6 +81,7 @@ class ClusterNode:
         self.role = Role.FOLLOWER
         self.leader_id: int | None = None  # the leader of the current term, once known
         self.leader_url: str | None = None
+        self._refused_term = 0  # the last term refused as out of reach (logged once)
         self._heard_at: float | None = None  # when a leader (of any term) last reached us, or we voted
         self._heard_from: int | None = None
         self.stopping = False
@@ -219,7 +220,7 @@ class ClusterNode:
         return self.membership.reachable()
 
     def lease_expiry(self) -> float:
-        return self.lease.expiry(self.voters(), self.membership.peers)
+        return self.lease.expiry(self.membership.lease_voters(), self.membership.peers)
 
     def lease_valid(self, now: float | None = None) -> bool:
         return (self.clock.monotonic() if now is None else now) < self.lease_expiry()
@@ -263,8 +264,8 @@ class ClusterNode:
             return
         if peer is None:
             return  # not a member (discovery does not list it): its term and leader move nothing here
-        if info.term > self.term:
-            self.adopt_term(info.term, f"node {info.id} is in term {info.term}")
+        if info.term > self.term and not self.adopt_term(info.term, f"node {info.id} is in term {info.term}"):
+            return
         if peer is not None and probe_sent_at is not None and info.term == self.term:
             self.lease_acknowledged(peer.address, probe_sent_at)
         if info.term == self.term and info.role == Role.LEADER and info.id != self.node_id:
@@ -293,11 +294,23 @@ class ClusterNode:
 
     # --- terms and roles -------------------------------------------------------------------
 
-    def adopt_term(self, term: int, why: str) -> None:
+    def term_in_reach(self, term: int) -> bool:
+        return term - self.term <= wire.MAX_TERM_STEP
+
+    def adopt_term(self, term: int, why: str) -> bool:
         """A later term exists: move to it and stop leading (fencing). Whether a leader was heard from
-        recently is kept: it still holds this node's vote back (leader stickiness)."""
+        recently is kept: it still holds this node's vote back (leader stickiness). A term further
+        ahead than ``wire.MAX_TERM_STEP`` is refused (logged once per term): False."""
         if term <= self.term:
-            return
+            return True
+        if not self.term_in_reach(term):
+            if term != self._refused_term:
+                self._refused_term = term
+                log.warning(
+                    "election: term %d: refused term %d (%s): more than %d above this node's", self.term, term, why,
+                    wire.MAX_TERM_STEP,
+                )  # fmt: skip
+            return False
         was = self.role
         self.state.save(term, None)
         self.lease.clear()
@@ -307,6 +320,7 @@ class ClusterNode:
             self.leader_id = self.leader_url = None
         if self.replication is not None:
             self.replication.term_changed()
+        return True
 
     def heard_from_leader(self, leader_id: int, leader_url: str) -> None:
         self.follow(leader_id, leader_url)

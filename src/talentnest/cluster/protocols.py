@@ -67,9 +67,12 @@ class Node(Protocol):
 
     def voters(self) -> int: ...
 
-    def adopt_term(self, term: int, why: str) -> None:
+    def adopt_term(self, term: int, why: str) -> bool:
         """A peer is in a later ``term``: move to it and stop leading (fencing). Never fails; a term
-        that is not later is ignored."""
+        that is not later is ignored, one beyond :meth:`term_in_reach` refused (False)."""
+
+    def term_in_reach(self, term: int) -> bool:
+        """Whether a peer's ``term`` may be taken: at most ``wire.MAX_TERM_STEP`` above this node's."""
 
     def heard_from_leader(self, leader_id: int, leader_url: str) -> None:
         """A leader of the current term sent something this node accepted: follow it, and restart the
@@ -208,7 +211,9 @@ class Core(Protocol):
 
     def run_job(self, job: Job, work: Coroutine[Any, Any, Any]) -> bool: ...
 
-    def adopt_term(self, term: int, why: str) -> None: ...
+    def adopt_term(self, term: int, why: str) -> bool: ...
+
+    def term_in_reach(self, term: int) -> bool: ...
 
     def step_down(self, why: str) -> None: ...
 

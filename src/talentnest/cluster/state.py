@@ -8,6 +8,8 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from talentnest.errors import StorageFailure
+
 STATE_FILENAME = "cluster-state.json"
 
 
@@ -52,17 +54,22 @@ class DurableState:
         self._write(replace(self.current, members=tuple(sorted(members))))
 
     def _write(self, new: ElectionState) -> None:
+        """Raises StorageFailure (503 to a peer, never a 500) when the disk refuses; nothing changes then."""
         if new == self.current:
             return
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w") as handle:
-            json.dump({"term": new.term, "voted_for": new.voted_for, "members": list(new.members)}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
-        fd = os.open(self.path.parent, os.O_RDONLY)
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            with open(tmp, "w") as handle:
+                json.dump({"term": new.term, "voted_for": new.voted_for, "members": list(new.members)}, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+            fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StorageFailure(f"cannot write {self.path}: {exc.strerror or exc}") from None
         self.current = new

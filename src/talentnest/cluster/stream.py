@@ -176,6 +176,10 @@ class FollowerStream:
 
     def _request_done(self, task: asyncio.Task) -> None:
         self._inflight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # (a full disk while acting on the answer): said in one line, not "never retrieved"; the
+            # follower's next answer names its position, and the stream resends from there.
+            log.warning("replication: a batch to node %d at %s failed: %s", self.node_id, self.address, task.exception())
         self.wakeup.set()  # room in the window, or an answer to act on
 
     async def _request(self, body: bytes, count: int, epoch: int, term: int) -> None:

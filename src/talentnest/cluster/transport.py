@@ -64,7 +64,8 @@ class _Signer:
         return auth.sign(self.key, method, target, body, now=now, nonce=nonce)
 
 
-def _refused_signature(status: int, body: bytes) -> bool:
+def refused_signature(status: int, body: bytes) -> bool:
+    """Whether an answer is a node's refusal of our signature (401 ``invalid_signature``: nothing ran there)."""
     if status != 401:
         return False
     try:
@@ -203,9 +204,9 @@ class PeerClient:
             reply = await self._send(
                 method, base_url, target, body, timeout, self._headers(signer, method, target, body, nonce, headers)
             )
-            if _refused_signature(reply.status, reply.body) and index + 1 < len(signers):
+            if refused_signature(reply.status, reply.body) and index + 1 < len(signers):
                 continue  # refused before anything ran there: try the next key
-            if not _refused_signature(reply.status, reply.body):
+            if not refused_signature(reply.status, reply.body):
                 self._check_answer(
                     base_url,
                     target,
@@ -255,9 +256,9 @@ class PeerClient:
                     header = response.headers.get(auth.HEADER)
                     if response.status != 200:
                         body = await response.content.read(1 << 20)
-                        if _refused_signature(response.status, body) and index + 1 < len(signers):
+                        if refused_signature(response.status, body) and index + 1 < len(signers):
                             continue
-                        if not _refused_signature(response.status, body):
+                        if not refused_signature(response.status, body):
                             self._check_answer(
                                 base_url, target, signer, nonce, response.status, header, hashlib.sha256(body).hexdigest()
                             )

@@ -21,6 +21,10 @@ MAX_INT64 = 2**63 - 1
 # Terms stop well short of SQLite's limit, so that a node can always stand for the next one: a term
 # this high is refused from a peer like any out-of-range number (never adopted).
 MAX_TERM = 2**62
+# Nor may one message move a node's term further than this (a term within the range can still be the
+# top of it, and the next election's term would then be out of range for ever): 256 restore
+# generations (docs/backup.md), far beyond the elections of any real cluster's life.
+MAX_TERM_STEP = 2**40
 MAX_NODE_ID = 2**31 - 1
 MAX_URL = 256
 MAX_TEXT = 1000

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TextIO
 
 from talentnest.cluster.state import STATE_FILENAME, DurableState
-from talentnest.cluster.wire import MAX_TERM
+from talentnest.cluster.wire import MAX_TERM, MAX_TERM_STEP
 from talentnest.errors import InvalidInput, SnapshotError
 from talentnest.store import DB_FILENAME, Database, LogEntry, archive, guard, iso_from_epoch, snapshot
 from talentnest.store._db import SHARED_META, fsync_dir
@@ -42,7 +42,7 @@ class RestoreError(Exception):
 def next_generation_term(term: int) -> int:
     """The first term of the generation after ``term``'s."""
     value = (term // GENERATION_TERMS + 1) * GENERATION_TERMS
-    if value > MAX_TERM:
+    if value >= MAX_TERM:  # a cluster at the top term could never elect again
         raise RestoreError(f"no generation is left after term {term} (terms stop at {MAX_TERM})")
     return value
 
@@ -356,8 +356,15 @@ def _finish(plan: Plan, data_dir: Path, notes: list[str], *, generation: int | N
                 raise RestoreError(
                     f"--generation {generation} is not above the source's terms (the next one is {term // GENERATION_TERMS})"
                 )
-            if wanted > MAX_TERM:
-                raise RestoreError(f"--generation must be at most {MAX_TERM // GENERATION_TERMS}, got {generation}")
+            if wanted >= MAX_TERM:
+                raise RestoreError(f"--generation must be at most {MAX_TERM // GENERATION_TERMS - 1}, got {generation}")
+            if wanted - term > MAX_TERM_STEP:
+                # The old history's nodes would refuse a term this far above theirs (docs/cluster.md).
+                most = (term + MAX_TERM_STEP) // GENERATION_TERMS
+                raise RestoreError(
+                    f"--generation must be at most {most} (the source's next one is {term // GENERATION_TERMS}, and a node "
+                    f"takes a term at most {MAX_TERM_STEP // GENERATION_TERMS} generations above its own), got {generation}"
+                )
             term = wanted
         marker = LogEntry(lsn + 1, term, iso_from_epoch(now), db.schema_version, "[]", secrets.randbits(63) or 1)
         _apply(db, [marker])

@@ -189,7 +189,9 @@ class World:
     def violation(self, violation: Violation) -> None:
         if self.closing:
             return
-        finding = findings.known_as(violation.invariant, self.tolerated, disk_lost=bool(self.checker.wiped))
+        finding = findings.known_as(
+            violation.invariant, self.tolerated, disk_lost=bool(self.checker.wiped), counted_out=self.watcher.counted_out
+        )
         if finding is not None:
             self.known.append((finding, violation))
             self.trace.add(f"KNOWN {finding}: {violation}")
