@@ -254,10 +254,12 @@ def create_app(
     # against the routes themselves (the product's router is included as one opaque entry).
     routes = [*api.router.routes, *(r for r in app.router.routes if isinstance(r, (Route, Mount)))]
     app.add_middleware(metrics.HttpMetrics, stats=request_stats, routes=routes)
-    # Ahead of everything: node-to-node calls, with their own body limit, signature check and metrics.
+    # Ahead of everything: node-to-node calls, with their own body limit, signature check and metrics. Not
+    # /cluster/heartbeat yet: served there, a joining node's answers stopped keeping a lone leader's lease in
+    # test_trust's joiner case (cause not found yet), so heartbeats take the full stack as before.
     app.add_middleware(
         ClusterFront,
-        routes=cluster_routes,
+        routes=[route for route in cluster_routes if route.path != "/cluster/heartbeat"],
         signatures=signatures,
         respond=Responder(node.gate, db),
         wall=node.gate.wall,
