@@ -146,7 +146,7 @@ class Watcher:
             watch.role = role
             self.world.trace.add(f"{host.name} is {role[0]} in term {role[1]}")
             if role[0] == "leader":
-                members = self._long_running(node.settings.failure_timeout) - {node.node_id}
+                members = self._long_running(BOOTSTRAP) - {node.node_id}
                 if node.voters() < 1 + len(members) and not self.counted_out:
                     # Async mode's documented hole (findings F8): it counted out members whose processes run.
                     self.counted_out = True
