@@ -535,6 +535,26 @@ class Database:
                 for statement in item.fill:
                     conn.execute(statement)
 
+    @contextmanager
+    def derived_paused(self) -> Iterator[None]:
+        """Writes without the derived tables' triggers, then one rebuild of those tables.
+
+        For a bulk load into a new database (``talentnest generate``): rebuilding once from the
+        finished rows costs a fraction of keeping the tables right row by row. The rebuild and the
+        triggers come back even if the writes fail, so the derived tables always match the rows.
+        """
+        with self._transaction() as conn:
+            for (name,) in conn.execute(
+                "SELECT name FROM temp.sqlite_master WHERE type = 'trigger' AND substr(name, 1, ?) != ?",
+                (len(_CAPTURE_PREFIX), _CAPTURE_PREFIX),
+            ).fetchall():
+                conn.execute(f"DROP TRIGGER temp.{_sql_ident(name)}")
+        try:
+            yield
+        finally:
+            self._install_derived_triggers()
+            self.rebuild_derived()
+
     def _set_triggers(self, installed: bool) -> None:
         """Install the capture triggers before a write, remove them before an apply.
 
