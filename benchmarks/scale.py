@@ -42,6 +42,7 @@ from talentnest.services import Tokens
 from talentnest.store import DB_FILENAME
 
 DEFAULT_OUTPUT = RESULTS / "scale.json"
+STORE_OUTPUT = RESULTS / "scale_store.json"
 DEFAULT_DATA = Path.home() / ".cache" / "talentnest" / "scale"
 # Labels to member counts; "empty" is the baseline of post creation: members, and nothing else yet.
 SIZES = {"empty": 1_000, "1k": 1_000, "100k": 100_000, "1M": 1_000_000}
@@ -351,6 +352,13 @@ def run_size(built: Built, args, scratch: Path) -> dict:
         memory = rss_kib(node.process.pid)
     finally:
         node.stop()
+    store = store_costs(data / DB_FILENAME, targets) if built.label != "empty" else None
+    if store:
+        print(
+            "  store alone, CPU ms p50/p99: "
+            + ", ".join(f"{name} {r['cpu_ms_p50']:.2f}/{r['cpu_ms_p99']:.2f}" for name, r in store.items()),
+            flush=True,
+        )
     return {
         "label": built.label,
         "members": built.counts["users"],
@@ -363,7 +371,74 @@ def run_size(built: Built, args, scratch: Path) -> dict:
         "targets": {k: v for k, v in asdict(targets).items() if k not in ("users", "post_ids")},
         "scenarios": results,
         "search_beside": beside,
+        "store_alone": store,
     }
+
+
+# --- the store alone ---------------------------------------------------------------------------
+
+STORE_CALLS = 200  # calls of each read, in turn with the others, in the store-alone part
+
+
+def store_costs(db_path: Path, targets: Targets, calls: int = STORE_CALLS) -> dict:
+    """CPU time of each read's store call in process (no HTTP, no other client): the query's own cost,
+    which a busy machine barely moves, where wall-clock latencies under wrk measure its queue."""
+    from talentnest.store.posts import PostRepo
+    from talentnest.store.schema import product_database
+    from talentnest.store.users import UserRepo
+
+    db = product_database(db_path.parent).open()
+    users, posts = UserRepo(db), PostRepo(db)
+    page = 21  # the services ask for one row more than a page, to know whether another follows
+    ids = {name: uid for uid, name in targets.users}
+    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as conn:
+        named = dict(
+            conn.execute(
+                "SELECT username, id FROM users WHERE username IN (?, ?)", (targets.prolific_author, targets.followed)
+            ).fetchall()
+        )
+    after = None
+    if targets.followers_cursor:
+        padded = targets.followers_cursor + "=" * (-len(targets.followers_cursor) % 4)
+        _, created_at, follower = json.loads(base64.urlsafe_b64decode(padded))
+        after = (created_at, follower)
+    member_ids = list(ids.values())
+    reads = {
+        "search common skill": lambda n: users.search(["python"], limit=page, after=None),
+        "search rare skill": lambda n: users.search([targets.rare_skill], limit=page, after=None),
+        "search rare name": lambda n: users.search([targets.rare_name], limit=page, after=None),
+        "search accented name": lambda n: users.search(["élodie"], limit=page, after=None),
+        "search prefix": lambda n: users.search(["jos"], limit=page, after=None),
+        "search two words": lambda n: users.search(targets.two_words.split(), limit=page, after=None),
+        "feed": lambda n: posts.feed(targets.feed_member[0], limit=page, before_id=None),
+        "posts by author": lambda n: posts.list(
+            author_id=named[targets.prolific_author], viewer_id=None, limit=page, before_id=None
+        ),
+        "followers deep": lambda n: users.followers(named[targets.followed], limit=page, after=after),
+        "get profile": lambda n: users.by_id(member_ids[n * 7919 % len(member_ids)]),
+        "get post": lambda n: posts.by_id(targets.post_ids[n * 7919 % len(targets.post_ids)], None),
+    }
+    if not targets.post_ids:
+        for name in ("feed", "posts by author", "followers deep", "get post"):
+            reads.pop(name)
+    samples: dict[str, list[float]] = {name: [] for name in reads}
+    try:
+        for n in range(calls):  # in turn, so that no read has the cache to itself
+            for name, read in reads.items():
+                started = time.thread_time()
+                read(n)
+                samples[name].append((time.thread_time() - started) * 1e3)
+    finally:
+        db.shutdown()
+    found = {}
+    for name, values in samples.items():
+        values.sort()
+        found[name] = {
+            "cpu_ms_p50": round(statistics.median(values), 3),
+            "cpu_ms_p99": round(values[min(len(values) - 1, int(0.99 * len(values)))], 3),
+            "calls": len(values),
+        }
+    return found
 
 
 # --- the thread hop ----------------------------------------------------------------------------
@@ -483,6 +558,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk", help="the wrk binary")
     parser.add_argument("--keep", action="store_true", help="keep the copies the nodes ran on (and their logs)")
+    parser.add_argument(
+        "--store-only",
+        action="store_true",
+        help=f"only the store-alone part (no node, no wrk), written to {STORE_OUTPUT.relative_to(ROOT)} unless --output",
+    )
     args = parser.parse_args(argv)
     labels = [label.strip() for label in args.sizes.split(",") if label.strip()]
     unknown = [label for label in labels if label not in SIZES]
@@ -495,6 +575,8 @@ def main(argv: list[str] | None = None) -> int:
 
     load_before = load()
     args.data_dir.mkdir(parents=True, exist_ok=True)
+    if args.store_only:
+        return store_only(labels, args, load_before)
     scratch = Path(tempfile.mkdtemp(prefix="talentnest-scale-", dir=args.data_dir))
     sizes = []
     try:
@@ -537,6 +619,34 @@ def main(argv: list[str] | None = None) -> int:
         "verdicts": found,
     }
     write_report(args.output, report)
+    return 0
+
+
+def store_only(labels: list[str], args, load_before: float) -> int:
+    """The store-alone part at each size, on a copy of each network (opening it may migrate it)."""
+    sizes = []
+    for label in [label for label in labels if label != "empty"]:
+        built = build(label, args.data_dir, args.seed)
+        with tempfile.TemporaryDirectory(prefix="talentnest-scale-", dir=args.data_dir) as scratch:
+            copy = Path(scratch) / DB_FILENAME
+            shutil.copyfile(built.path / DB_FILENAME, copy)
+            targets = choose(copy, random.Random(11))
+            found = store_costs(copy, targets)
+        print(f"{label}: " + ", ".join(f"{n} {r['cpu_ms_p50']:.2f}/{r['cpu_ms_p99']:.2f}" for n, r in found.items()), flush=True)
+        sizes.append({"label": label, "members": built.counts["users"], "counts": built.counts, "store_alone": found})
+    base = sizes[0]["store_alone"] if sizes else {}
+    growth = {n: round(r["cpu_ms_p50"] / base[n]["cpu_ms_p50"], 2) for n, r in sizes[-1]["store_alone"].items() if n in base}
+    print("p50 growth, smallest to largest: " + ", ".join(f"{n} x{g}" for n, g in growth.items()))
+    output = args.output if args.output != DEFAULT_OUTPUT else STORE_OUTPUT
+    report = {
+        "benchmark": "scale, store alone",
+        "timestamp": timestamp(),
+        "machine": machine(load_before),
+        "config": {"calls": STORE_CALLS, "page": 21, "measure": "thread CPU time of each store call, in process"},
+        "sizes": sizes,
+        "p50_growth": growth,
+    }
+    write_report(output, report)
     return 0
 
 

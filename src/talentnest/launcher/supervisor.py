@@ -19,6 +19,7 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import talentnest
+from talentnest.cluster.state import DurableState
 from talentnest.launcher import _control
 from talentnest.launcher._dns import DNSServer, NoAnswer, ServerFailure, normalise
 from talentnest.launcher._proxy import PortPublisher
@@ -78,6 +80,18 @@ _INDEXED_NAME = re.compile(rf"^{NAME_PREFIX}-(\d+)$")
 _PR_SET_PDEATHSIG = 1
 
 EventSink = Callable[[str], None]
+
+
+def _last_term(db_path: Path) -> int:
+    """The term of the last entry of the log in the database at ``db_path`` (0 without one)."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT term FROM _tn_log ORDER BY lsn DESC LIMIT 1").fetchone()
+    except sqlite3.Error as exc:
+        raise LaunchError(f"--data-from: cannot read the log of {db_path}: {exc}") from None
+    finally:
+        conn.close()
+    return int(row[0]) if row else 0
 
 
 def default_node_command() -> tuple[str, ...]:
@@ -399,7 +413,13 @@ class LocalCluster:
 
     def _copy_data_from(self, count: int) -> None:
         """Give each of the first ``count`` nodes its own copy of the ``data_from`` database (they then
-        all start at its LSN: no snapshot to send)."""
+        all start at its LSN: no snapshot to send), and the durable cluster state of a member.
+
+        Without that state a node counts as new, or as one that lost its disk, and neither votes nor
+        stands until a leader reaches it (docs/cluster.md); nodes that all hold the same copied data
+        would then wait for each other for ever. They are the members of a cluster whose log is the
+        copy's, as after a restore, so each starts in the copy's last term, having voted for no one.
+        """
         source = Path(self.config.data_from) / DB_FILENAME
         size = source.stat().st_size
         self._on_event(f"copying {size / 1e9:.2f} GB of data from {source} into {count} node(s) ...")
@@ -408,6 +428,7 @@ class LocalCluster:
             partial = data_dir / f"{DB_FILENAME}.copying"
             shutil.copyfile(source, partial)
             os.replace(partial, data_dir / DB_FILENAME)
+            DurableState(data_dir).save(max(1, _last_term(data_dir / DB_FILENAME)), None)
 
     async def start(self, count: int) -> None:
         """Create the state directory, start DNS and the control channel, then ``count`` nodes."""

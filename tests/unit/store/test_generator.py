@@ -45,6 +45,10 @@ def test_the_generator_writes_the_network_asked_for(nodes):
     assert_counters_are_recounts(node.db)
     assert_index_is_rebuilt(node.db, [["python"], ["jo"], ["garcía"]])
     assert node.user_service.search("python", limit=5, cursor=None).items
+    # The index is built once after the members are written; its triggers are back for what follows.
+    node.signup("zebulon_after")
+    assert [u["username"] for u in node.user_service.search("zebulon", limit=5, cursor=None).items] == ["zebulon_after"]
+    assert_index_is_rebuilt(node.db, [["zebulon"]])
 
 
 def test_the_network_is_written_as_log_entries_a_follower_applies(nodes):
