@@ -102,6 +102,20 @@ def test_a_backup_whose_answer_is_not_signed_for_its_request_is_refused_and_not_
     assert (tmp_path / "kept.backup.manifest.json").exists()
 
 
+def test_the_key_may_come_from_a_secret_file_as_a_node_reads_it(serve_backup, tmp_path, capsys, monkeypatch):
+    url, signing = serve_backup
+    signing(lambda nonce, sha: auth.sign_answer(KEY, nonce, 200, sha))
+    monkeypatch.delenv("CLUSTER_SECRET", raising=False)
+    monkeypatch.delenv("JWT_SECRET", raising=False)
+    secret_file = tmp_path / "jwt_secret"
+    secret_file.write_text(SECRET + "\n")  # as a Docker or Kubernetes secret is mounted
+    monkeypatch.setenv("JWT_SECRET_FILE", str(secret_file))
+    assert main(["backup", "--url", url, str(tmp_path / "from-file.backup")]) == 0, capsys.readouterr().err
+    monkeypatch.setenv("JWT_SECRET", SECRET)
+    assert main(["backup", "--url", url, str(tmp_path / "both.backup")]) == 2
+    assert "JWT_SECRET and JWT_SECRET_FILE are both set" in capsys.readouterr().err
+
+
 def test_a_data_directory_that_holds_a_node_needs_replace_and_is_left_as_it_was(tmp_path, capsys):
     backup = a_backup(tmp_path)
     target = tmp_path / "node"
