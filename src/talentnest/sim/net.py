@@ -25,7 +25,7 @@ from urllib.parse import unquote, urlsplit
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from talentnest.cluster import auth
-from talentnest.cluster.transport import PeerRefused, Reply
+from talentnest.cluster.transport import ForgedAnswer, PeerRefused, Reply
 from talentnest.errors import PeerUnreachable
 
 if TYPE_CHECKING:
@@ -218,16 +218,32 @@ def host_of(base_url: str) -> str:
 
 
 class _Chunks:
-    """A whole answer as a ``ChunkStream`` (the simulated snapshot arrives in one message)."""
+    """A whole answer as a ``ChunkStream`` (the simulated snapshot arrives in one message), whose signed
+    records are checked against the request's nonce as the real transport checks them."""
 
-    def __init__(self, reply: Reply):
+    def __init__(self, reply: Reply, key: bytes, nonce: str, where: str):
         self.status = reply.status
         self.headers = reply.headers
         self._body = reply.body
+        self._offset = 0
+        self._key = key
+        self._nonce = nonce
+        self._where = where
 
     async def chunks(self, size: int) -> AsyncIterator[bytes]:
-        for start in range(0, len(self._body), size):
+        for start in range(self._offset, len(self._body), size):
             yield self._body[start : start + size]
+
+    async def read_exactly(self, size: int) -> bytes:
+        part = self._body[self._offset : self._offset + size]
+        self._offset += len(part)
+        return part
+
+    def authenticate(self, signature: str, body_sha256: str) -> None:
+        try:
+            auth.verify_answer(self._key, signature, self._nonce, 200, body_sha256)
+        except auth.SignatureError as exc:
+            raise ForgedAnswer(f"{self._where} answered with an answer that fails its signature: {exc}") from None
 
 
 class SimTransport:
@@ -282,7 +298,8 @@ class SimTransport:
         try:
             # No connections are modelled: the answer must start within the read timeout (aiohttp's
             # sock_read on a kept-alive connection; a new one would also fail its connect timeout sooner).
-            reply = await self.call("GET", base_url, target, timeout=read_timeout)
+            sent = auth.sign(self.key, "GET", target, now=self.wall())
+            reply = await self.call("GET", base_url, target, timeout=read_timeout, headers={auth.HEADER: sent}, sign=False)
         except PeerRefused as exc:
             raise PeerUnreachable(f"{base_url} is unreachable: {exc}") from None
-        yield _Chunks(reply)
+        yield _Chunks(reply, self.key, auth.nonce_of(sent), f"{base_url}{target.split('?')[0]}")
