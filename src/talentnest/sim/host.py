@@ -122,7 +122,13 @@ class SimHost:
         runtime = Runtime(
             clock=self.clock,
             random=random.Random(f"{world.seed}:runtime:{self.index}:{number}"),
-            transport=lambda key, address: SimTransport(world.network, key, address or self.address, self.clock.wall),
+            transport=lambda key, address: SimTransport(
+                world.network,
+                key,
+                address or self.address,
+                self.clock.wall,
+                random.Random(f"{world.seed}:nonces:{self.index}:{number}:{address}"),
+            ),
             resolver=lambda settings: discovery_for(settings, world.dns, self.address),
         )
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -250,12 +250,16 @@ class SimTransport:
     """A node's ``Transport``: signed calls over the simulated network, signed with the node's own
     (possibly skewed) wall clock, leaving from the node's own address."""
 
-    def __init__(self, network: Network, key: bytes, address: str, wall):
+    def __init__(self, network: Network, key: bytes, address: str, wall, rng: random.Random):
         self.network = network
         self.key = key
         self.address = address
         self.wall = wall
+        self.rng = rng  # the nonces: seeded, so that a seed's run is the same every time
         self.open = False
+
+    def _nonce(self) -> str:
+        return f"{self.rng.getrandbits(4 * auth.NONCE_HEX_DIGITS):0{auth.NONCE_HEX_DIGITS}x}"
 
     async def start(self) -> None:
         self.open = True
@@ -266,7 +270,7 @@ class SimTransport:
     def _headers(self, method: str, target: str, body: bytes, extra: Mapping[str, str] | None, sign: bool) -> list:
         headers = {k.lower(): v for k, v in (extra or {}).items()}
         if sign:
-            headers[auth.HEADER.lower()] = auth.sign(self.key, method, target, body, now=self.wall())
+            headers[auth.HEADER.lower()] = auth.sign(self.key, method, target, body, now=self.wall(), nonce=self._nonce())
         if body and "content-type" not in headers:
             headers["content-type"] = "application/json"
         headers["content-length"] = str(len(body))
@@ -298,7 +302,7 @@ class SimTransport:
         try:
             # No connections are modelled: the answer must start within the read timeout (aiohttp's
             # sock_read on a kept-alive connection; a new one would also fail its connect timeout sooner).
-            sent = auth.sign(self.key, "GET", target, now=self.wall())
+            sent = auth.sign(self.key, "GET", target, now=self.wall(), nonce=self._nonce())
             reply = await self.call("GET", base_url, target, timeout=read_timeout, headers={auth.HEADER: sent}, sign=False)
         except PeerRefused as exc:
             raise PeerUnreachable(f"{base_url} is unreachable: {exc}") from None
