@@ -9,6 +9,8 @@
 3. The backup itself: its wall time (the node making its snapshot, then the stream and the client's
    verification), the sizes, and the resident memory of the follower and of the backup command,
    sampled every 0.1 s from /proc (streamed, neither holds the backup in memory).
+4. ``talentnest restore`` of that backup into an empty data directory (after the cluster stopped): its
+   wall time and the command's peak RSS.
 
 Nodes live on ``--subnet`` (127.0.6.x by default), nothing published; the databases and the backup
 are made under ``--workdir`` (a temporary directory) and deleted afterwards unless ``--keep``.
@@ -185,10 +187,37 @@ def run(args, workdir: Path) -> dict:
             },
             "settings": {"slice_seconds": args.slice, "connections": args.connections, "threads": args.threads},
         }
-        print(json.dumps({k: report[k] for k in ("backup", "rss_mb", "leader_writes_per_second")}, indent=2), flush=True)
-        return report
     finally:
         cluster.close()
+    report["restore"] = time_restore(file, workdir / "restored" / "data", env)
+    print(json.dumps({k: report[k] for k in ("backup", "restore", "rss_mb", "leader_writes_per_second")}, indent=2), flush=True)
+    return report
+
+
+def time_restore(file: Path, data_dir: Path, env: dict) -> dict:
+    """``talentnest restore FILE --data-dir DIR`` of the backup just taken: its time and peak RSS."""
+    started = time.monotonic()
+    command = subprocess.Popen(
+        [sys.executable, "-m", "talentnest", "restore", str(file), "--data-dir", str(data_dir)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    sampler = Sampler({"restore_command": command.pid})
+    sampler.start()
+    output, _ = command.communicate()
+    took = time.monotonic() - started
+    sampler.halt.set()
+    sampler.join()
+    if command.returncode != 0:
+        raise SystemExit(f"the restore failed ({command.returncode}):\n{output}")
+    return {
+        "seconds": round(took, 2),
+        "restore_command_peak_rss_mb": sampler.peaks.get("restore_command"),
+        "database_mb": round((data_dir / "talentnest.db").stat().st_size / 1e6, 1),
+        "output": output.splitlines(),
+    }
 
 
 if __name__ == "__main__":

@@ -249,10 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="prepare a data directory from a backup FILE or an ARCHIVE, as of an LSN or a time",
         description="Prepare DATA_DIR for a node: the data of a backup file, or of an archive (ARCHIVE_DIR) as of "
         "any LSN or time in its window. The restored log starts a new generation of the cluster, which outranks "
-        "the old history: start one node on it first, alone; the others then sync from it, and what an old node "
-        "holds after the restore point is archived (DATA_DIR/archive/), never merged.",
+        "the old history. Restore into a majority of the cluster's data directories (repeat --data-dir) and start "
+        "those nodes; nodes started empty sync from them, and what an old node holds after the restore point is "
+        "archived (DATA_DIR/archive/), never merged.",
     )
-    restore.add_argument("source", metavar="FILE|ARCHIVE", help="a backup file, or an archive directory")
+    restore.add_argument("source", metavar="FILE|ARCHIVE", help="a backup file, an archive directory, or s3://BUCKET/PREFIX")
     point = restore.add_mutually_exclusive_group()
     point.add_argument("--to-lsn", type=int, metavar="N", help="the data as of LSN N (an archive's, or the backup's own)")
     point.add_argument(

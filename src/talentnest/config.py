@@ -195,6 +195,12 @@ class Settings:
         )
 
 
+def read_secret(environ: Mapping[str, str], name: str) -> str | None:
+    """``name``, or the content of the file ``name_FILE`` names, read exactly as a node reads it (so an operator
+    command derives the same key); ConfigError when both are set or the file cannot be read."""
+    return _Env(environ).secret(name)
+
+
 class _Env:
     """Typed readers over an environment mapping; each error names its variable."""
 

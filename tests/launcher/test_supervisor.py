@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import stat
 
 import dns.exception
@@ -178,15 +179,18 @@ def test_unknown_node_names_the_known_ones(fake_config):
 
 def test_preflight_names_a_taken_published_port_and_the_option(fake_config):
     needs_published_ports()
-    taken = rf"port {TEST_PUBLISH_BASE + 2} on 127.0.0.1 is in use .*--publish-base"
-    with holding("127.0.0.1", TEST_PUBLISH_BASE + 2), pytest.raises(PortInUse, match=taken):
+    taken = rf"port {TEST_PUBLISH_BASE + 2} on 127.0.0.1 is in use .*--publish-base (\d+)"
+    with holding("127.0.0.1", TEST_PUBLISH_BASE + 2), pytest.raises(PortInUse, match=taken) as refused:
         LocalCluster(fake_config()).preflight(3)
+    suggested = int(re.search(taken, str(refused.value)).group(1))
+    assert suggested != fake_config().publish_base, "the way out names other ports than the taken ones"
 
 
 def test_preflight_names_a_taken_node_address_and_the_option(fake_config):
-    taken = r"port 3000 .* is in use \(backend-1's address\).*--subnet"
-    with holding(f"{TEST_SUBNET}.1", 3000), pytest.raises(PortInUse, match=taken):
+    taken = r"port 3000 .* is in use \(backend-1's address\).*--subnet \(e\.g\. ([\d.]+)\)"
+    with holding(f"{TEST_SUBNET}.1", 3000), pytest.raises(PortInUse, match=taken) as refused:
         LocalCluster(fake_config()).preflight(3)
+    assert re.search(taken, str(refused.value)).group(1) != TEST_SUBNET, "the way out names another subnet than the taken one"
 
 
 def test_an_address_this_machine_does_not_have_is_explained():

@@ -166,6 +166,12 @@ def build_routes(node: ClusterNode, replication: Replication, signatures: auth.R
             "X-Snapshot-Raw-Bytes": str(info.raw_bytes),
             "X-Snapshot-Time": iso_from_epoch(node.clock.wall()),
         }
+        # Signed for the request's nonce over the file's SHA-256, known before the first byte: otherwise the
+        # cluster middleware would hold the whole backup in memory to sign it.
+        verified = auth.RequestAuth.verified(request.scope)
+        signature = signatures.sign_answer(verified, 200, info.sha256) if verified is not None else None
+        if signature is not None:
+            headers[auth.HEADER] = signature
         return StreamingResponse(_file_chunks(path), media_type="application/octet-stream", headers=headers)
 
     async def sync(request: Request) -> Response:

@@ -29,7 +29,8 @@ DEFAULT_PASSWORD = "password123"
 RETENTION = Retention(max_entries=1_000, max_bytes=16 * 1024 * 1024)
 CACHE_MIB = 1024
 
-console = Console(stderr=True)
+# soft_wrap: a message is never cut into lines at rich's 80 columns when stderr is a file or a pipe.
+console = Console(stderr=True, soft_wrap=True)
 
 
 def _count(text: str) -> int:

@@ -181,8 +181,8 @@ async def take_backup(
     progress.line(f"asking {base} for a consistent snapshot (the node makes it first, then streams it)")
     try:
         async with aiohttp.ClientSession(trust_env=False) as session:
-            headers = {auth.HEADER: auth.sign(key, "GET", BACKUP_PATH)}
-            async with session.get(f"{base}{BACKUP_PATH}", headers=headers, timeout=client_timeout) as response:
+            sent = auth.sign(key, "GET", BACKUP_PATH)
+            async with session.get(f"{base}{BACKUP_PATH}", headers={auth.HEADER: sent}, timeout=client_timeout) as response:
                 if response.status == 401:
                     raise RemoteError(f"{base} refused the signature (401): CLUSTER_SECRET or JWT_SECRET is not the cluster's")
                 if response.status == 404:
@@ -191,6 +191,7 @@ async def take_backup(
                     text = (await response.content.read(2000)).decode(errors="replace")
                     raise RemoteError(f"{base} answered {response.status} to the backup: {text}")
                 meta = _snapshot_headers(response.headers, base)
+                answer_signature = response.headers.get(auth.HEADER)
                 digest, size = await _receive(response, partial, meta["compressed_bytes"], progress)
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         partial.unlink(missing_ok=True)
@@ -204,6 +205,11 @@ async def take_backup(
                 f"the backup arrived damaged: {size} bytes with SHA-256 {digest}, the node sent "
                 f"{meta['compressed_bytes']} bytes with {meta['sha256']}"
             )
+        try:
+            # What arrived, bound to this request by the cluster key: not only the node's word in a header.
+            auth.verify_answer(key, answer_signature, auth.nonce_of(sent), 200, digest)
+        except auth.SignatureError as exc:
+            raise RemoteError(f"the backup from {base} is refused: {exc}") from None
         if verify:
             progress.line("verifying that it unpacks to an intact database (integrity_check) ...")
             _verify(partial, meta)

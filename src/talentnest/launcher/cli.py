@@ -84,9 +84,11 @@ def add_parser(subparsers) -> None:
 
     cluster = subparsers.add_parser(
         "cluster",
-        help="run a local cluster on loopback addresses (up, status, stop, start, add, logs, down, ...)",
+        help="run a local cluster on loopback addresses (up, status, stop, start, add, logs, down, ...); "
+        "status, verify, drain and undrain --url work on any deployment",
         description="A local cluster without Docker: nodes on 127.0.2.N:3000, a DNS server for SERVICE_NAME, "
-        "node i published on localhost:300i.",
+        "node i published on localhost:300i. With --url, status, verify, drain and undrain work on any "
+        "deployment (Docker, Compose, Swarm, Kubernetes).",
     )
     commands = cluster.add_subparsers(
         dest="cluster_command",

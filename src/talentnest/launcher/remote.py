@@ -43,12 +43,18 @@ def key_from_environment(command: str, environ: Mapping[str, str] | None = None)
     """The cluster key for a signed operator call (``cluster verify``, ``cluster drain``, ``backup``): from
     ``CLUSTER_SECRET``, else ``JWT_SECRET``, in the environment, never from an argument that ``ps`` would show.
     Raises RemoteError, naming ``command``, when neither is set."""
+    from talentnest.config import ConfigError, read_secret
+
     env = os.environ if environ is None else environ
-    cluster_secret, jwt_secret = env.get("CLUSTER_SECRET"), env.get("JWT_SECRET")
+    try:
+        cluster_secret, jwt_secret = read_secret(env, "CLUSTER_SECRET"), read_secret(env, "JWT_SECRET")
+    except ConfigError as exc:
+        raise RemoteError(f"{command}: {exc}") from None
     if not cluster_secret and not jwt_secret:
         raise RemoteError(
             f"{command} signs its calls with the cluster's key: set CLUSTER_SECRET (or JWT_SECRET, when the "
-            "cluster has no CLUSTER_SECRET) in the environment, e.g. `read -rs JWT_SECRET; export JWT_SECRET`"
+            "cluster has no CLUSTER_SECRET) in the environment, e.g. `read -rs JWT_SECRET; export JWT_SECRET`, "
+            "or name a file that holds it with CLUSTER_SECRET_FILE (JWT_SECRET_FILE)"
         )
     return auth.cluster_key(jwt_secret=jwt_secret or "", cluster_secret=cluster_secret)
 

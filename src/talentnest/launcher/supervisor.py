@@ -186,6 +186,17 @@ def _address_error(address: str, exc: OSError, *, what: str) -> LaunchError:
     return LaunchError(f"cannot bind {address} for {what}: {exc.strerror or exc}")
 
 
+def _next_subnet(subnet: str) -> str:
+    """The subnet after ``subnet`` (127.0.2 -> 127.0.3), to suggest when it is taken."""
+    head, third = subnet.rsplit(".", 1)
+    return f"{head}.{int(third) % 254 + 1}"
+
+
+def _publish_hint(base: int) -> str:
+    other = base + 1000 if base + 1000 <= 65000 else 4000
+    return f"Publish on other ports with --publish-base (e.g. --publish-base {other} gives localhost:{other + 1}...)."
+
+
 def check_bindable(host: str, port: int, *, kind: int = socket.SOCK_STREAM, what: str, hint: str = "") -> None:
     """Raise AddressUnavailable or PortInUse (with ``hint``) unless ``host:port`` can be bound now."""
     with socket.socket(socket.AF_INET, kind) as sock:
@@ -379,14 +390,15 @@ class LocalCluster:
                 address,
                 config.port,
                 what=f"{NAME_PREFIX}-{index}'s address",
-                hint=f"Another cluster may use subnet {config.subnet}; choose another with --subnet (e.g. 127.0.9).",
+                hint=f"Another cluster may use subnet {config.subnet}; "
+                f"choose another with --subnet (e.g. {_next_subnet(config.subnet)}).",
             )
             if config.publish_base:
                 check_bindable(
                     config.publish_host,
                     config.publish_base + index,
                     what=f"publishing {NAME_PREFIX}-{index}",
-                    hint="Publish on other ports with --publish-base (e.g. --publish-base 4000 gives localhost:4001...).",
+                    hint=_publish_hint(config.publish_base),
                 )
 
     def _initial_data_dirs(self, count: int) -> list[Path]:
