@@ -31,8 +31,15 @@ from talentnest.launcher.supervisor import ClusterConfig, LocalCluster, LocalNod
 
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_SUBNET = "127.0.6"
-# Signups are seeding, not what is measured (the node reads these variables).
-FAST_ARGON2 = {"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "1024", "ARGON2_PARALLELISM": "1"}
+# Signups are seeding, not what is measured (the node reads these variables); nor are the write limits,
+# which a benchmark's few accounts on one address would meet.
+FAST_ARGON2 = {
+    "ARGON2_TIME_COST": "1",
+    "ARGON2_MEMORY_KIB": "1024",
+    "ARGON2_PARALLELISM": "1",
+    "WRITE_LIMIT_PER_ACCOUNT": "0",
+    "WRITE_LIMIT_PER_ADDRESS": "0",
+}
 
 __all__ = [
     "DEFAULT_SUBNET",

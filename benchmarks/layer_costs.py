@@ -363,7 +363,9 @@ def replicate_path(root: Path, rounds: int) -> dict:
     leader.term = 1
     users, posts = UserRepo(leader), PostRepo(leader)
     with leader.write() as conn:
-        author = users.insert(conn, username="rep", email="r@example.org", name="Rep", password_hash="-", now=leader.now())
+        author = users.insert(
+            conn, username="rep", email="r@example.org", name="Rep", password_hash="-", token_key="k", now=leader.now()
+        )
     for i in range(2000):
         with leader.write() as conn:
             posts.insert(conn, author, f"replicated post {i} from the leader's log " + "z" * 60, leader.now())

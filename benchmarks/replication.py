@@ -420,6 +420,7 @@ def build_database(data_dir: Path, target_bytes: int, rng: random.Random) -> dic
                 email="syncer@bench.example",
                 name="Sync Bench",
                 password_hash=password_hash,
+                token_key="k",
                 now=iso_now(),
             )
         page_size = db.conn.execute("PRAGMA page_size").fetchone()[0]

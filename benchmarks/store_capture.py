@@ -53,7 +53,9 @@ def open_store(root: Path, name: str, *, capture: bool) -> tuple[Database, UserR
 
 def add_user(db: Database, users: UserRepo, name: str) -> int:
     with db.write() as conn:
-        return users.insert(conn, username=name, email=f"{name}@example.org", name=name, password_hash="x", now="t")
+        return users.insert(
+            conn, username=name, email=f"{name}@example.org", name=name, password_hash="x", token_key=name, now="t"
+        )
 
 
 # --- write throughput --------------------------------------------------------------------------
@@ -262,7 +264,13 @@ def build_large_store(root: Path, target_bytes: int) -> Database:
     with db.write() as conn:
         user_ids = [
             users.insert(
-                conn, username=f"member{i}", email=f"member{i}@example.org", name=f"Member {i}", password_hash="x" * 90, now="t"
+                conn,
+                username=f"member{i}",
+                email=f"member{i}@example.org",
+                name=f"Member {i}",
+                password_hash="x" * 90,
+                token_key=f"k{i}",
+                now="t",
             )
             for i in range(5000)
         ]

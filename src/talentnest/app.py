@@ -28,9 +28,12 @@ from talentnest.errors import TalentNestError
 from talentnest.limits import BodyLimit
 from talentnest.logs import NodeContext
 from talentnest.services import AuthService, Passwords, PostService, Tokens, UserService
-from talentnest.services.throttle import LoginThrottle, ThrottlePolicy
+from talentnest.services.auth import random_token_key
+from talentnest.services.exports import ExportService
+from talentnest.services.throttle import LoginThrottle, ThrottlePolicy, WriteLimiter, WritePolicy
 from talentnest.store import Database, Retention, archive, guard, snapshot, storage_failure
 from talentnest.store.archiver import Archiver, ArchiveSettings
+from talentnest.store.exports import ExportRepo
 from talentnest.store.posts import PostRepo
 from talentnest.store.schema import product_database
 from talentnest.store.users import UserRepo
@@ -38,9 +41,11 @@ from talentnest.store.users import UserRepo
 log = logging.getLogger("talentnest.app")
 
 
-def build_database(settings: Settings, *, clock: Callable[[], float] = time.time) -> Database:
+def build_database(settings: Settings, *, clock: Callable[[], float] = time.time, reader_threads: bool = True) -> Database:
+    """The node's database; without ``reader_threads`` its reads run in the loop's executor (``store._readers``)."""
     retention = Retention(max_entries=settings.log_retention_entries, max_bytes=settings.log_retention_bytes)
-    return product_database(settings.data_dir, retention=retention, clock=clock)
+    options = {} if reader_threads else {"readers": 0}
+    return product_database(settings.data_dir, retention=retention, clock=clock, **options)
 
 
 def build_archiver(settings: Settings, db: Database, *, wall: Callable[[], float]) -> Archiver | None:
@@ -63,10 +68,12 @@ def build_product(
     sharing_nodes: Callable[[], int] = lambda: 1,
     clock: Clock | None = None,
     choose_token_key: Callable[[Sequence[str]], str] | None = None,
+    new_token_key: Callable[[], str] | None = None,
 ) -> api.Product:
     """The product's services. ``sharing_nodes()`` is how many nodes share the login allowance
     (each node allows its share; see ``services.throttle``); ``clock`` is the runtime's;
-    ``choose_token_key(kids)`` which accepted JWT key signs new tokens (during a key rotation)."""
+    ``choose_token_key(kids)`` which accepted JWT key signs new tokens (during a key rotation);
+    ``new_token_key()`` draws an account's token key (from the runtime's randomness)."""
     clock = clock or SystemClock()
     users, posts = UserRepo(db), PostRepo(db)
     passwords = Passwords(
@@ -88,9 +95,25 @@ def build_product(
         window=settings.login_window,
     )
     return api.Product(
-        auth=AuthService(db, users, passwords, tokens, LoginThrottle(policy, sharing_nodes=sharing_nodes, clock=clock.monotonic)),
+        auth=AuthService(
+            db,
+            users,
+            passwords,
+            tokens,
+            LoginThrottle(policy, sharing_nodes=sharing_nodes, clock=clock.monotonic),
+            new_token_key=new_token_key or random_token_key,
+        ),
         users=UserService(db, users),
         posts=PostService(db, posts, users),
+        exports=ExportService(db, users, ExportRepo(db)),
+        write_limits=WriteLimiter(
+            WritePolicy(
+                per_account=settings.write_limit_per_account,
+                per_address=settings.write_limit_per_address,
+                window=settings.write_limit_window,
+            ),
+            clock=clock.monotonic,
+        ),
         read=db.read,
     )
 
@@ -120,7 +143,7 @@ def create_app(
     """
     context = context or NodeContext()
     runtime = runtime or real_runtime(tls=tls.client_context(settings), accept_legacy=settings.cluster_accept_legacy_signatures)
-    db = build_database(settings, clock=runtime.clock.wall)
+    db = build_database(settings, clock=runtime.clock.wall, reader_threads=runtime.threads)
     node = ClusterNode(settings, db, runtime)
     signatures = auth.RequestAuth(
         node.key,
@@ -182,6 +205,7 @@ def create_app(
         sharing_nodes=node.members_alive,
         clock=runtime.clock,
         choose_token_key=lambda kids: keys.token_key_for(node, kids),
+        new_token_key=lambda: f"{runtime.random.getrandbits(128):032x}",
     )
     node.token_keys = app.state.product.auth.tokens.accepted_kids
 

@@ -69,6 +69,9 @@ class Settings:
     login_max_failures: int = 10
     login_max_failures_per_address: int = 100
     login_window: float = 900.0
+    write_limit_per_account: int = 300
+    write_limit_per_address: int = 3000
+    write_limit_window: float = 60.0
     client_timeout: float = 30.0
     jwt_secret_previous: tuple[str, ...] = field(default=(), repr=False)
     cluster_secret_previous: tuple[str, ...] = field(default=(), repr=False)
@@ -171,6 +174,9 @@ class Settings:
             login_max_failures=env.integer("LOGIN_MAX_FAILURES", 10, low=1, high=10_000),
             login_max_failures_per_address=env.integer("LOGIN_MAX_FAILURES_PER_ADDRESS", 100, low=1, high=1_000_000),
             login_window=env.seconds("LOGIN_WINDOW", 900.0),
+            write_limit_per_account=env.integer("WRITE_LIMIT_PER_ACCOUNT", 300, low=0, high=10**9),
+            write_limit_per_address=env.integer("WRITE_LIMIT_PER_ADDRESS", 3000, low=0, high=10**9),
+            write_limit_window=env.seconds("WRITE_LIMIT_WINDOW", 60.0),
             client_timeout=env.seconds("CLIENT_TIMEOUT", 30.0),
             jwt_secret_previous=jwt_previous,
             cluster_secret_previous=cluster_previous,

@@ -7,6 +7,7 @@ Before each test the app's database file is deleted and opened again, empty.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from talentnest.app import create_app
-from talentnest.services.throttle import LoginThrottle
+from talentnest.services.throttle import LoginThrottle, WriteLimiter
 from talentnest.store import DB_FILENAME
 from tests.api._helpers import Api, Member, fast_settings
 
@@ -26,6 +27,7 @@ def _node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, T
     app = create_app(fast_settings(tmp_path_factory.mktemp("node") / "data"))
     # As a context manager, so the lifespan runs and opens the real SQLite file.
     with TestClient(app) as test_client:
+        app.state.pristine_product = app.state.product
         yield app, test_client
 
 
@@ -48,6 +50,9 @@ def app(_node: tuple[FastAPI, TestClient]) -> FastAPI:
     # Failed logins of earlier tests must not throttle this one's.
     auth = app.state.product.auth
     auth.throttle = LoginThrottle(auth.throttle.policy)
+    # Nor their writes count against this one's write limits; and a test's own services are undone.
+    pristine = app.state.pristine_product
+    app.state.product = dataclasses.replace(pristine, write_limits=WriteLimiter(pristine.write_limits.policy))
     return app
 
 

@@ -18,7 +18,9 @@ from tests.api._helpers import Api, assert_error, fast_settings
 BODY_ROUTES = [
     ("POST", "/api/auth/signup"),
     ("POST", "/api/auth/login"),
+    ("POST", "/api/auth/password"),
     ("PATCH", "/api/users/me"),
+    ("DELETE", "/api/users/me"),
     ("POST", "/api/posts"),
     ("PATCH", "/api/posts/1"),
     ("POST", "/api/posts/1/comments"),
@@ -182,7 +184,7 @@ def test_an_unknown_route_is_404_in_the_error_shape(api: Api, path: str):
         ("GET", "/api/auth/signup", "POST"),
         ("OPTIONS", "/api/posts/1", "DELETE, GET, PATCH"),
         ("PUT", "/api/users/bob/follow", "DELETE, POST"),
-        ("DELETE", "/api/users/me", "GET, PATCH"),
+        ("PUT", "/api/users/me", "DELETE, GET, PATCH"),
         ("POST", "/api/posts/1/comments/2", "DELETE"),
         ("POST", "/healthz", "GET"),
     ],
@@ -227,7 +229,9 @@ def test_only_the_routes_that_write_are_marked_as_writes_and_login_is_a_read(api
 
     assert marked == {
         "POST /api/auth/signup",
+        "POST /api/auth/password",
         "PATCH /api/users/me",
+        "DELETE /api/users/me",
         "POST /api/users/{username}/follow",
         "DELETE /api/users/{username}/follow",
         "POST /api/posts",

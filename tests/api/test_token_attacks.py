@@ -76,7 +76,8 @@ def test_a_confused_or_crafted_token_is_401_and_changes_nothing(api: Api, make_m
 def test_the_same_claims_signed_properly_are_accepted(api: Api, make_member):
     victim = make_member("victim")  # so that the refusals above are about the token, not the claims
 
-    token = jwt.encode(claims(victim.id), JWT_SECRET, algorithm="HS256")
+    key = jwt.decode(victim.token, options={"verify_signature": False})["key"]  # the account's token key
+    token = jwt.encode(claims(victim.id, key=key), JWT_SECRET, algorithm="HS256")
 
     assert api.ok("GET", "/api/auth/me", headers=bearer(token))["id"] == victim.id
 

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,7 @@ from talentnest.cluster.auth import HEADER as SIGNATURE_HEADER
 from talentnest.cluster.auth import check_answer, cluster_key, sign
 from talentnest.launcher.probe import agreed_leader, disagreement
 from talentnest.launcher.supervisor import ClusterConfig, DnsFault, LocalCluster, is_alive, parse_subnet
-from talentnest.store._db import DB_FILENAME
+from talentnest.store import DB_FILENAME
 from tests.cluster.hazards import Tmpfs, fake_clock_env, missing_tool, set_clock_offset
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,11 +48,16 @@ TEST_SUBNET = parse_subnet(os.environ.get("TN_TEST_SUBNET", "127.0.2"))
 TEST_PUBLISH_BASE = int(os.environ.get("TN_TEST_PUBLISH_BASE", "3000"))
 # Cheap password hashing: signups in tests cost milliseconds, not a second of CPU each.
 FAST_HASHING = {"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "1024", "ARGON2_PARALLELISM": "1"}
+# Load from a few accounts on one address is what these clusters carry; the write limits that would
+# refuse it are tested on their own (tests/api/test_accounts.py, test_account_control.py), with this overridden.
+NO_WRITE_LIMITS = {"WRITE_LIMIT_PER_ACCOUNT": "0", "WRITE_LIMIT_PER_ADDRESS": "0"}
 REAL_NODE_COMMAND = (sys.executable, "-m", "talentnest", "node")
 FAKE_NODE_COMMAND = (sys.executable, str(ROOT / "tests" / "launcher" / "fake_node.py"))
 DEFAULT_TIMEOUT = 30.0
 LOG_TAIL_LINES = 40
 REQUEST_TIMEOUT = 5.0
+# How long a careful write (signup, post) retries a 503 with its Idempotency-Key before it fails.
+WRITE_RETRY_SECONDS = 30.0
 
 T = TypeVar("T")
 
@@ -459,7 +465,7 @@ class Cluster:
         """``node_env``: name -> variables for that node alone; ``disks``: name -> bytes of a tmpfs mounted
         as its ``DATA_DIR``; ``fake_clocks``: name -> starting offset (s) of its libfaketime wall clock;
         ``scheme`` and ``verify`` (an SSL context with the CA and a client certificate) for nodes that speak TLS."""
-        self.env = {**FAST_HASHING, **(env or {})}
+        self.env = {**FAST_HASHING, **NO_WRITE_LIMITS, **(env or {})}
         self.directory = Path(directory).resolve()
         self._node_env = {name: dict(values) for name, values in (node_env or {}).items()}
         self._disk_sizes = dict(disks or {})
@@ -491,7 +497,8 @@ class Cluster:
     # life cycle
 
     def start(self, nodes: int = 3, *, wait: bool = True, timeout: float = DEFAULT_TIMEOUT) -> Cluster:
-        """Start DNS, ports and ``nodes`` nodes; with ``wait``, return once every one agrees on a leader."""
+        """Start DNS, ports and ``nodes`` nodes; with ``wait``, return once every one agrees on a leader (the
+        highest ID, unless nodes were given settings of their own)."""
         self._local.preflight(nodes)
         for name, size in self._disk_sizes.items():
             self.disks[name] = Tmpfs(self.directory / name / "data", size).mount()
@@ -502,7 +509,10 @@ class Cluster:
             self._run(self._local.add_node(name, env=self._node_env.get(name)))
             self._nodes[name] = Node(self, name)
         if wait:
-            self.wait_for_leader(timeout=timeout)
+            # The steady state tests assume: the highest ID leads (under load it may start last and be handed
+            # the lead a moment after the others agreed). Nodes set up to differ may never get there.
+            plain = not self._node_env and not self._disk_sizes
+            self.wait_for_leader(expect=self._nodes[f"backend-{nodes}"] if plain and nodes > 1 else None, timeout=timeout)
         return self
 
     def add_node(
@@ -656,19 +666,30 @@ class Cluster:
         assert live, "no live node to send the request to"
         return live[0]
 
+    def _careful_write(self, node: Node | None, path: str, body: dict, *, token: str | None = None, what: str) -> Reply:
+        """One write as a careful client makes it: with an Idempotency-Key, a 503 (no leader yet, the
+        entry not applied on this node yet...) is retried with the same key until it is answered;
+        asserts 201. The key makes a retry safe: the cluster applies the write once."""
+        writer = self._writer(node)
+        headers = {"Idempotency-Key": f"harness-{uuid.uuid4().hex}"}
+        deadline = time.monotonic() + WRITE_RETRY_SECONDS
+        while True:
+            reply = writer.request("POST", path, json=body, token=token, headers=headers)
+            if reply.status != 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert reply.status == 201, f"{what} answered {reply.status}: {reply.body}\n{self.report()}"
+        return reply
+
     def signup(self, node: Node | None = None, *, username: str | None = None, password: str = "password123") -> Reply:
         """``POST /api/auth/signup`` of a fresh user; asserts 201. ``reply.body["token"]``, ``reply.lsn``."""
         username = username or f"user{next(self._usernames)}"
         body = {"name": username.title(), "username": username, "email": f"{username}@example.com", "password": password}
-        reply = self._writer(node).request("POST", "/api/auth/signup", json=body)
-        assert reply.status == 201, f"signup of {username} answered {reply.status}: {reply.body}\n{self.report()}"
-        return reply
+        return self._careful_write(node, "/api/auth/signup", body, what=f"signup of {username}")
 
     def post(self, token: str, content: str, node: Node | None = None) -> Reply:
         """``POST /api/posts``; asserts 201."""
-        reply = self._writer(node).request("POST", "/api/posts", json={"content": content}, token=token)
-        assert reply.status == 201, f"post answered {reply.status}: {reply.body}\n{self.report()}"
-        return reply
+        return self._careful_write(node, "/api/posts", {"content": content}, token=token, what="post")
 
     # failure reports
 

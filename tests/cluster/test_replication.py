@@ -129,7 +129,7 @@ def test_x_min_lsn_waits_for_the_lsn_or_answers_503(make_cluster):
 
 def test_an_idempotency_key_gives_the_first_answer_again_on_any_node_across_a_failover(make_cluster):
     cluster = make_cluster(3, env=FAST)
-    leader = cluster.wait_for_leader()
+    leader = cluster.wait_for_leader(expect=cluster.node("backend-3"))  # backend-2 takes over below
     follower = cluster.node("backend-1")
     token = cluster.signup(username="poster").body["token"]
     key = {"Idempotency-Key": "post-once-42"}

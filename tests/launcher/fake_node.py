@@ -22,7 +22,7 @@ import dns.exception
 import dns.resolver
 from aiohttp import web
 
-from talentnest.cluster.auth import HEADER, SignatureError, cluster_key, verify
+from talentnest.cluster.auth import HEADER, SignatureError, cluster_key, nonce_of, sign_answer, verify
 
 RESOLVE_EVERY = 0.2
 
@@ -120,7 +120,10 @@ class FakeNode:
         except SignatureError as exc:
             return web.json_response({"error": {"code": "unauthorized", "message": str(exc)}}, status=401)
         digest = hashlib.sha256(f"fake-{self.applied_lsn}".encode()).hexdigest()
-        return web.json_response({"checksum": digest, "applied_lsn": self.applied_lsn})
+        body = json.dumps({"checksum": digest, "applied_lsn": self.applied_lsn}).encode()
+        # Signed for this very request, as a real node signs its answers (docs/cluster.md, "Trust between nodes").
+        signature = sign_answer(self.key, nonce_of(request.headers[HEADER]), 200, hashlib.sha256(body).hexdigest())
+        return web.Response(body=body, content_type="application/json", headers={HEADER: signature})
 
     async def signup(self, request):
         body = await request.json()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 from talentnest.sim.loop import Scheduler, SimLoop, VirtualClock
+from talentnest.store.schema import product_database
 
 
 def make_scheduler(*names: str) -> tuple[Scheduler, list[SimLoop]]:
@@ -97,6 +99,39 @@ def test_to_thread_runs_inline_and_hands_back_its_result_and_its_error():
     scheduler.run_until(1)
 
     assert results == [42, "from the worker"]
+
+
+def test_a_database_without_reader_threads_reads_inline_on_its_own_connection(tmp_path):
+    # Runtime.threads off (the simulation): Database.read runs on the loop's thread, at once, in
+    # its own read transaction, and sees only what is committed.
+    scheduler, (loop,) = make_scheduler("a")
+    db = product_database(tmp_path, readers=0).open()
+    threads_before = threading.active_count()
+    seen: list[tuple[int, bool, int, float]] = []
+
+    def where() -> tuple[int, bool, int, float]:
+        count = db.reader.execute("SELECT COUNT(*) FROM users").fetchone()[0]
+        return threading.get_ident(), db.reader is db.conn, count, loop.time()
+
+    async def main():
+        await asyncio.sleep(1.0)
+        seen.append(await db.read(where))
+        db.conn.execute("BEGIN")
+        db.conn.execute(
+            "INSERT INTO users (username, email, name, password_hash, created_at, updated_at)"
+            " VALUES ('ada', 'a@x.io', 'A', 'h', '', '')"
+        )
+        seen.append(await db.read(where))  # the writer's transaction is not committed yet
+        db.conn.execute("ROLLBACK")
+
+    loop.create_task(main())
+    try:
+        scheduler.run_until(5)
+    finally:
+        db.shutdown()
+
+    assert seen == [(threading.get_ident(), False, 0, 1.0), (threading.get_ident(), False, 0, 1.0)]
+    assert threading.active_count() == threads_before
 
 
 def test_the_wire_delivers_in_time_order_before_loops_at_the_same_instant():

@@ -11,6 +11,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from talentnest.errors import Unauthorized
 from talentnest.services import AuthService, PostService, UserService
+from talentnest.services.exports import ExportService
+from talentnest.services.throttle import WriteLimiter
 
 _bearer = HTTPBearer(auto_error=False, description="the token from signup or login")
 T = TypeVar("T")
@@ -35,6 +37,8 @@ class Product:
     auth: AuthService
     users: UserService
     posts: PostService
+    exports: ExportService
+    write_limits: WriteLimiter
     read: Reads
 
 
@@ -65,3 +69,14 @@ async def optional_user(
     if credentials is None:
         return None
     return services.auth.authenticate(credentials.credentials)
+
+
+def client_address(request: Request) -> str | None:
+    """The caller's address (a peer's signed ``X-Forwarded-For`` on a forwarded request: cluster/middleware.py)."""
+    return request.client.host if request.client else None
+
+
+async def limited_writer(request: Request, user: int = Depends(current_user), services: Product = Depends(product)) -> int:
+    """The caller's id, once the write limits of their account and address admit one more write (429 if not)."""
+    services.write_limits.admit(user, client_address(request))
+    return user

@@ -38,6 +38,15 @@ class LoginIn(_In):
     password: str = Field(max_length=rules.PASSWORD_MAX)
 
 
+class PasswordChangeIn(_In):
+    old_password: str = Field(max_length=rules.PASSWORD_MAX, description="the account's current password")
+    new_password: str = Field(min_length=rules.PASSWORD_MIN, max_length=rules.PASSWORD_MAX, examples=["a new passphrase"])
+
+
+class AccountDeletionIn(_In):
+    password: str = Field(max_length=rules.PASSWORD_MAX, description="the account's password, to confirm")
+
+
 class ProfileIn(_In):
     name: str | None = Field(default=None, min_length=1, max_length=rules.NAME_MAX)
     headline: str | None = Field(default=None, max_length=rules.HEADLINE_MAX)
@@ -118,6 +127,45 @@ class CommentPage(BaseModel):
     next_cursor: str | None
 
 
+class ExportPostOut(BaseModel):
+    id: int
+    content: str
+    like_count: int
+    comment_count: int
+    created_at: str
+    updated_at: str
+
+
+class ExportCommentOut(BaseModel):
+    id: int
+    post_id: int
+    content: str
+    created_at: str
+
+
+class ExportLikeOut(BaseModel):
+    post_id: int
+    created_at: str
+
+
+class ExportFollowOut(BaseModel):
+    user_id: int
+    username: str
+    followed_at: str
+
+
+class ExportOut(BaseModel):
+    """Everything of one member, each list oldest first."""
+
+    exported_at: str
+    profile: MeOut
+    posts: list[ExportPostOut]
+    comments: list[ExportCommentOut]
+    likes: list[ExportLikeOut] = Field(description="the posts you like")
+    following: list[ExportFollowOut] = Field(description="the users you follow")
+    followers: list[ExportFollowOut] = Field(description="the users who follow you")
+
+
 class FieldError(BaseModel):
     field: str
     message: str
@@ -138,13 +186,13 @@ def errors(*statuses: int) -> dict[int | str, dict]:
     descriptions = {
         400: "Malformed JSON",
         401: "Missing, invalid or expired token, or wrong credentials",
-        403: "Not the author",
+        403: "Not the author, or not the account's password",
         404: "No such user, post or comment",
         409: "Username or email already taken",
         413: "Body larger than 1 MiB",
         415: "Body not sent as JSON",
         422: "Invalid fields",
-        429: "Too many attempts",
+        429: "Too many attempts or writes; see Retry-After",
         503: "No leader reachable for a write, or the node is not ready",
     }
     return {s: {"model": ErrorOut, "description": descriptions[s]} for s in statuses}

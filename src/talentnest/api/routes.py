@@ -5,16 +5,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from talentnest.api._marks import writes
-from talentnest.api.deps import Product, current_user, optional_user, product
+from talentnest.api.deps import Product, client_address, current_user, limited_writer, optional_user, product
 from talentnest.api.models import (
+    AccountDeletionIn,
     CommentIn,
     CommentOut,
     CommentPage,
+    ExportOut,
     LoginIn,
     MeOut,
+    PasswordChangeIn,
     PostIn,
     PostOut,
     PostPage,
@@ -35,6 +39,8 @@ Limit = Annotated[int | None, Query(ge=1, le=rules.PAGE_MAX, description=f"items
 Cursor = Annotated[str | None, Query(max_length=512, description="next_cursor of the previous page")]
 Services = Annotated[Product, Depends(product)]
 User = Annotated[int, Depends(current_user)]
+# The caller of a write that the write limits count (posts, comments, likes, follows).
+Writer = Annotated[int, Depends(limited_writer)]
 Viewer = Annotated[int | None, Depends(optional_user)]
 
 router = APIRouter(prefix="/api")
@@ -70,8 +76,27 @@ async def login(body: LoginIn, services: Services, request: Request) -> dict[str
     """Log in with ``password`` and ``username`` or ``email`` (a read: any node answers).
 
     Repeated failures for one account, or from one address, are answered 429 with Retry-After."""
-    client = request.client.host if request.client else None
-    session = await services.auth.login(username=body.username, email=body.email, password=body.password, client=client)
+    session = await services.auth.login(
+        username=body.username, email=body.email, password=body.password, client=client_address(request)
+    )
+    return session.as_dict()
+
+
+@router.post(
+    "/auth/password",
+    operation_id="changePassword",
+    response_model=SessionOut,
+    tags=["auth"],
+    responses=errors(400, 401, 403, 413, 415, 422, 429),
+    **writes(),
+)
+async def change_password(body: PasswordChangeIn, user: User, services: Services, request: Request) -> dict[str, Any]:
+    """Change your password (``old_password``, ``new_password``): every token of the account ends, on
+    every node, including the one sent; answers a new token. A wrong ``old_password`` is 403 and counts
+    as a failed login (429 after too many)."""
+    session = await services.auth.change_password(
+        user, old_password=body.old_password, new_password=body.new_password, client=client_address(request)
+    )
     return session.as_dict()
 
 
@@ -115,6 +140,44 @@ async def update_me(body: ProfileIn, user: User, services: Services) -> dict[str
     return services.users.update_profile(user, body.model_dump(exclude_unset=True, exclude_none=True))
 
 
+@router.delete(
+    "/users/me",
+    operation_id="deleteMyAccount",
+    status_code=204,
+    response_class=Response,
+    tags=["users"],
+    responses=errors(400, 401, 403, 413, 415, 422, 429),
+    **writes(),
+)
+async def delete_me(body: Annotated[AccountDeletionIn, Body()], user: User, services: Services, request: Request) -> Response:
+    """Delete your account (confirmed with ``password``) with your posts (and their likes and comments),
+    comments, likes and follows, on every node; every token of it ends. A wrong password is 403 and
+    counts as a failed login (429 after too many)."""
+    await services.auth.delete_account(user, password=body.password, client=client_address(request))
+    return Response(status_code=204)
+
+
+@router.get(
+    "/users/me/export",
+    operation_id="exportMyData",
+    response_class=StreamingResponse,
+    tags=["users"],
+    responses={200: {"model": ExportOut, "description": "Your data, as JSON"}, **errors(401)},
+)
+async def export_me(user: User, services: Services) -> StreamingResponse:
+    """All your data as one JSON document: profile (with email), posts, comments, likes, the users you
+    follow and those who follow you, each oldest first. Streamed a page at a time (any node answers)."""
+    document = services.exports.document(user, services.read)
+    first = await anext(document)  # the account is read before the answer starts: 401 if it is gone
+
+    async def pieces():
+        yield first
+        async for piece in document:
+            yield piece
+
+    return StreamingResponse(pieces(), media_type="application/json")
+
+
 @router.get("/users/{username}", operation_id="getUser", response_model=UserOut, tags=["users"], responses=errors(404, 422))
 async def get_user(username: Username, services: Services) -> dict[str, Any]:
     return await services.read(services.users.profile, username)
@@ -125,10 +188,10 @@ async def get_user(username: Username, services: Services) -> dict[str, Any]:
     operation_id="followUser",
     response_model=UserOut,
     tags=["users"],
-    responses=errors(401, 404, 422),
+    responses=errors(401, 404, 422, 429),
     **writes(),
 )
-async def follow(username: Username, user: User, services: Services) -> dict[str, Any]:
+async def follow(username: Username, user: Writer, services: Services) -> dict[str, Any]:
     """Follow a user (following twice changes nothing); answers the followed user."""
     return services.users.follow(user, username)
 
@@ -177,10 +240,10 @@ async def following(username: Username, services: Services, limit: Limit = None,
     response_model=PostOut,
     response_model_exclude_unset=True,
     tags=["posts"],
-    responses=errors(400, 401, 413, 415, 422),
+    responses=errors(400, 401, 413, 415, 422, 429),
     **writes(),
 )
-async def create_post(body: PostIn, user: User, services: Services) -> dict[str, Any]:
+async def create_post(body: PostIn, user: Writer, services: Services) -> dict[str, Any]:
     return services.posts.create(user, body.content)
 
 
@@ -263,10 +326,10 @@ async def delete_post(post_id: PostId, user: User, services: Services) -> Respon
     response_model=PostOut,
     response_model_exclude_unset=True,
     tags=["posts"],
-    responses=errors(401, 404, 422),
+    responses=errors(401, 404, 422, 429),
     **writes(),
 )
-async def like(post_id: PostId, user: User, services: Services) -> dict[str, Any]:
+async def like(post_id: PostId, user: Writer, services: Services) -> dict[str, Any]:
     """Like a post (liking twice changes nothing); answers the post."""
     return services.posts.like(user, post_id)
 
@@ -290,10 +353,10 @@ async def unlike(post_id: PostId, user: User, services: Services) -> dict[str, A
     status_code=201,
     response_model=CommentOut,
     tags=["posts"],
-    responses=errors(400, 401, 404, 413, 415, 422),
+    responses=errors(400, 401, 404, 413, 415, 422, 429),
     **writes(),
 )
-async def comment(post_id: PostId, body: CommentIn, user: User, services: Services) -> dict[str, Any]:
+async def comment(post_id: PostId, body: CommentIn, user: Writer, services: Services) -> dict[str, Any]:
     return services.posts.comment(user, post_id, body.content)
 
 

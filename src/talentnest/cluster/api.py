@@ -259,7 +259,9 @@ def build_routes(node: ClusterNode, replication: Replication, signatures: auth.R
         async def body():
             done = False
             try:
-                async for part in snapshot_stream.stream_image(image, header, sign, on_chunk=count):
+                async for part in snapshot_stream.stream_image(
+                    image, header, sign, on_chunk=count, threaded=node.runtime.threads
+                ):
                     yield part
                 done = True
                 replication.stats.snapshot_bytes = sent[0]

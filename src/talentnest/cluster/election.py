@@ -10,6 +10,9 @@ from enum import StrEnum
 from talentnest.cluster.types import Action, ClusterView, Decision, Role
 from talentnest.cluster.wire import VoteReply, VoteRequest
 
+# How far behind the leader a successor may still be when a planned handover starts (entries).
+HANDOVER_LAG = 256
+
 
 def elect(view: ClusterView) -> Decision:
     """Decide this node's next step. No I/O: the caller probes, then acts on the decision."""
@@ -48,8 +51,13 @@ def _as_leader(view: ClusterView) -> Decision:
 
 
 def _successor(view: ClusterView, *, settled: bool = True):
-    """A live, ready, eligible member that has caught up with us: with a higher ID than ours and alive
-    for a while (a planned handover), or any (``settled=False``: this node may not lead any more)."""
+    """A live, ready, eligible member that has (nearly) caught up with us: with a higher ID than ours and
+    alive for a while (a planned handover), or any (``settled=False``: this node may not lead any more).
+
+    Nearly: in this term, at most ``HANDOVER_LAG`` entries behind what it last reported. Under steady
+    writes a follower's report always trails the leader by a few entries, and exact equality would
+    starve the handover; ``handover.hand_over`` pauses writes and ships the rest before letting go, and
+    gives up (still leading) when the peer does not acknowledge the last entry in time."""
     candidates = [
         p
         for p in view.peers
@@ -57,7 +65,8 @@ def _successor(view: ClusterView, *, settled: bool = True):
         and p.ready
         and p.eligible
         and (p.id > view.self_id or not settled)
-        and p.log_position == view.log_position
+        and p.last_term == view.last_term
+        and 0 <= view.last_lsn - p.last_lsn <= HANDOVER_LAG
         and (p.alive_for >= view.handover_settle or not settled)
     ]
     return max(candidates, key=lambda p: p.id, default=None)

@@ -220,7 +220,7 @@ class ClusterNode:
         return self.membership.reachable()
 
     def lease_expiry(self) -> float:
-        return self.lease.expiry(self.voters(), self.membership.peers)
+        return self.lease.expiry(self.membership.lease_voters(), self.membership.peers)
 
     def lease_valid(self, now: float | None = None) -> bool:
         return (self.clock.monotonic() if now is None else now) < self.lease_expiry()

@@ -107,12 +107,16 @@ class Resolver(Protocol):
 @dataclass(frozen=True)
 class Runtime:
     """A node's outside world. ``transport(keys, local_address)`` makes the node's peer client once its
-    own address is known (``keys`` an ``auth.Keyring``); ``resolver(settings)`` makes its source of members."""
+    own address is known (``keys`` an ``auth.Keyring``); ``resolver(settings)`` makes its source of members.
+    ``threads``: whether the node may start threads of its own (the store's reader threads, a streamed
+    snapshot's read-ahead thread). The simulation says no: that work then goes through the event loop's
+    default executor, which the simulation's loops run inline, on virtual time (docs/simulation.md)."""
 
     clock: Clock
     random: random.Random
     transport: Callable[[Keyring, str | None], Transport]
     resolver: Callable[[Settings], Resolver]
+    threads: bool = True
 
 
 def _dns_resolver(settings: Settings) -> Resolver:

@@ -246,13 +246,23 @@ async def stream_image(
     sign: Callable[[str], str],
     *,
     on_chunk: Callable[[int, int], None] = lambda raw, sent: None,
+    threaded: bool = True,
 ) -> AsyncIterator[bytes | memoryview]:
     """The records of ``image`` from ``header.first_chunk``, each followed by its signature record
     (``sign(hex SHA-256 of the body so far)``). Chunks are read, packed, hashed and signed in a thread of
     lower priority, ``READ_AHEAD`` ahead of the one being sent, so memory stays a few chunks whatever the
-    size and the event loop (which answers the leader's writes) does none of it."""
+    size and the event loop (which answers the leader's writes) does none of it. Without ``threaded``
+    (``Runtime.threads`` off: the simulation), each chunk is made when it is sent, in the loop's executor."""
     signer = _Signer(sign)
     yield signer.signed(HEADER, header.to_bytes())
+    if not threaded:
+        for index in range(header.first_chunk, header.chunks):
+            pieces, size = await asyncio.to_thread(_chunk_records, image, header, index, signer)
+            on_chunk(header.chunk_size(index), size)
+            for piece in pieces:
+                yield piece
+        yield signer.signed(END, _end_payload(header))
+        return
     producer = _Producer(image, header, signer, asyncio.get_running_loop())
     producer.start()
     try:
@@ -264,10 +274,14 @@ async def stream_image(
             for piece in pieces:
                 yield piece
             producer.sent()
-        end = {"chunks": header.chunks, "pages": header.page_count, "raw_bytes": header.raw_bytes}
-        yield signer.signed(END, json.dumps(end, separators=(",", ":")).encode())
+        yield signer.signed(END, _end_payload(header))
     finally:
         producer.stop()
+
+
+def _end_payload(header: StreamHeader) -> bytes:
+    end = {"chunks": header.chunks, "pages": header.page_count, "raw_bytes": header.raw_bytes}
+    return json.dumps(end, separators=(",", ":")).encode()
 
 
 # --- the receiver's side -------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import secrets
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -15,7 +16,7 @@ import argon2
 import jwt
 
 from talentnest.config import MAX_CLOCK_SKEW_SECONDS
-from talentnest.errors import ClusterError, Conflict, InvalidInput, Unauthorized
+from talentnest.errors import ClusterError, Conflict, Forbidden, InvalidInput, Unauthorized
 from talentnest.services import _render, rules
 from talentnest.services.throttle import LoginThrottle, ThrottlePolicy
 from talentnest.store import Database
@@ -62,8 +63,19 @@ def token_key_id(secret: str) -> str:
     return hmac.new(secret.encode(), b"talentnest-token-key-id", hashlib.sha256).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class TokenSubject:
+    """Whom a valid token names: the account's id and username, and the account's token key when the
+    token was issued (empty in tokens of accounts made before keys, and of older releases)."""
+
+    user_id: int
+    username: str
+    key: str
+
+
 class Tokens:
-    """HS256 JWTs naming a user; only HS256 is accepted, expiry and issuer are checked.
+    """HS256 JWTs naming a user and the user's token key (claim ``key``); only HS256 is accepted,
+    expiry and issuer are checked.
 
     Each token names its key (``kid``). ``secret`` is the current key; ``previous`` keys are still
     accepted until the wall time ``previous_until`` (key rotation). ``choose_key(kids)`` picks which of
@@ -95,17 +107,23 @@ class Tokens:
             return (self._current,)
         return tuple(self._keys)
 
-    def issue(self, user_id: int, username: str) -> str:
+    def issue(self, user_id: int, username: str, key: str = "") -> str:
         now = int(self._clock())
         kids = self.accepted_kids()
         kid = self._choose(kids)
         if kid not in kids:
             kid = self._current
-        claims = {"sub": str(user_id), "usr": username, "iss": TOKEN_ISSUER, "iat": now, "exp": now + self._ttl}
+        claims: dict[str, Any] = {"sub": str(user_id), "usr": username, "iss": TOKEN_ISSUER, "iat": now, "exp": now + self._ttl}
+        if key:
+            claims["key"] = key
         return jwt.encode(claims, self._keys[kid], algorithm=TOKEN_ALGORITHM, headers={"kid": kid})
 
     def user_id(self, token: str) -> int:
         """The user a valid token names; Unauthorized for anything else."""
+        return self.subject(token).user_id
+
+    def subject(self, token: str) -> TokenSubject:
+        """Whom a valid token names; Unauthorized for anything else."""
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError:
@@ -135,7 +153,10 @@ class Tokens:
         # isascii: str.isdigit() is also true of "²", which int() refuses.
         if not isinstance(subject, str) or not (subject.isascii() and subject.isdigit()) or len(subject) > 18:
             raise Unauthorized("token is not valid", code="invalid_token")
-        return int(subject)
+        username, key = claims.get("usr", ""), claims.get("key", "")
+        if not isinstance(username, str) or not isinstance(key, str):
+            raise Unauthorized("token is not valid", code="invalid_token")
+        return TokenSubject(int(subject), username, key)
 
 
 @dataclass(frozen=True)
@@ -147,15 +168,36 @@ class Session:
         return {"token": self.token, "user": self.user}
 
 
+def random_token_key() -> str:
+    return secrets.token_hex(16)
+
+
 class AuthService:
+    """Signup, login, tokens, password changes and account deletion.
+
+    ``new_token_key()`` draws an account's token key (a random identity, 128 bits of hex by default): at
+    signup and at every password change. A token is accepted only while its account's row carries the key
+    the token carries, so a token never acts as another account that later got the same id (issue 15,
+    case 4), and a password change or a deletion ends every older token on every node that holds the
+    change. Wrong passwords given to a password change or a deletion count as failed logins.
+    """
+
     def __init__(
-        self, db: Database, users: UserRepo, passwords: Passwords, tokens: Tokens, throttle: LoginThrottle | None = None
+        self,
+        db: Database,
+        users: UserRepo,
+        passwords: Passwords,
+        tokens: Tokens,
+        throttle: LoginThrottle | None = None,
+        *,
+        new_token_key: Callable[[], str] = random_token_key,
     ):
         self.db = db
         self.users = users
         self.passwords = passwords
         self.tokens = tokens
         self.throttle = throttle or LoginThrottle(ThrottlePolicy())
+        self.new_token_key = new_token_key
 
     async def signup(self, *, name: str, username: str, email: str, password: str) -> Session:
         name = rules.text(name, field="name", max_length=rules.NAME_MAX, min_length=1, multiline=False)
@@ -164,13 +206,14 @@ class AuthService:
         password = rules.password(password)
         self._refuse_taken(username, email)
         password_hash = await self.passwords.hash(password)
+        key = self.new_token_key()
         with self.db.write() as conn:
             # Checked again inside the transaction: another signup may have won meanwhile.
             self._refuse_taken(username, email)
             user_id = self.users.insert(
-                conn, username=username, email=email, name=name, password_hash=password_hash, now=self.db.now()
+                conn, username=username, email=email, name=name, password_hash=password_hash, token_key=key, now=self.db.now()
             )
-        return Session(self.tokens.issue(user_id, username), _render.user(self.users.by_id(user_id), private=True))
+        return Session(self.tokens.issue(user_id, username, key), _render.user(self.users.by_id(user_id), private=True))
 
     def _refuse_taken(self, username: str, email: str) -> None:
         username_taken, email_taken = self.users.taken(username, email)
@@ -201,7 +244,48 @@ class AuthService:
             raise Unauthorized("wrong username, email or password", code="invalid_credentials")
         self.throttle.succeeded(account)
         await self._rehash_if_needed(row["id"], row["password_hash"], password)
-        return Session(self.tokens.issue(row["id"], row["username"]), _render.user(self.users.by_id(row["id"]), private=True))
+        return self._session(row["id"])
+
+    def _session(self, user_id: int) -> Session:
+        """A new token of the account as it is now (its current token key), with its profile."""
+        identity = self.users.token_identity(user_id)
+        if identity is None:
+            raise Unauthorized("the account of this token no longer exists", code="invalid_token")
+        user = _render.user(self.users.by_id(user_id), private=True)
+        return Session(self.tokens.issue(user_id, identity["username"], identity["token_key"]), user)
+
+    async def _confirm_password(self, user_id: int, password: object, client: str | None) -> None:
+        """Forbidden unless ``password`` is the account's own; throttled and counted as a login."""
+        if not isinstance(password, str):
+            raise InvalidInput("password must be a string", code="invalid_input")
+        row = self.users.credentials_of(user_id)
+        if row is None:
+            raise Unauthorized("the account of this token no longer exists", code="invalid_token")
+        account = f"user:{user_id}"
+        self.throttle.check(account, client)
+        if not await self.passwords.verify(row["password_hash"], password):
+            self.throttle.failed(account, client)
+            raise Forbidden("the password given is not this account's", code="wrong_password")
+        self.throttle.succeeded(account)
+
+    async def change_password(self, user_id: int, *, old_password: str, new_password: str, client: str | None = None) -> Session:
+        """Set a new password and a new token key: every other token of the account ends. Answers a
+        session with a fresh token (the caller's own token ends too)."""
+        new_password = rules.password(new_password, field="new_password")
+        await self._confirm_password(user_id, old_password, client)
+        password_hash = await self.passwords.hash(new_password)
+        with self.db.write() as conn:
+            if not self.users.change_password(conn, user_id, password_hash, self.new_token_key(), self.db.now()):
+                raise Unauthorized("the account of this token no longer exists", code="invalid_token")
+        return self._session(user_id)
+
+    async def delete_account(self, user_id: int, *, password: str, client: str | None = None) -> None:
+        """Remove the account with its posts, comments, likes and follows, in one write: its tokens end
+        with it, on every node that holds the write."""
+        await self._confirm_password(user_id, password, client)
+        with self.db.write() as conn:
+            if not self.users.delete(conn, user_id):
+                raise Unauthorized("the account of this token no longer exists", code="invalid_token")
 
     async def _rehash_if_needed(self, user_id: int, password_hash: str, password: str) -> None:
         if not self.passwords.needs_rehash(password_hash):
@@ -215,11 +299,18 @@ class AuthService:
             pass
 
     def authenticate(self, token: str) -> int:
-        """The id of the user a token names, who must still exist."""
-        user_id = self.tokens.user_id(token)
-        if not self.users.exists(user_id):
+        """The id of the account a token names, which must still exist and carry the token's key (an
+        account made before keys, whose key is empty, must carry the token's username too)."""
+        subject = self.tokens.subject(token)
+        identity = self.users.token_identity(subject.user_id)
+        # Another username under the token's id: its account is gone, and the id was given again
+        # (after a failover that lost the signup: issue 15, case 4).
+        if identity is None or (subject.username and subject.username != identity["username"]):
             raise Unauthorized("the account of this token no longer exists", code="invalid_token")
-        return user_id
+        key = identity["token_key"]
+        if subject.key != key or not (key or subject.username):
+            raise Unauthorized("this token was ended (its account's password changed); log in again", code="token_revoked")
+        return subject.user_id
 
     def me(self, user_id: int) -> dict[str, Any]:
         return _render.user(self.users.by_id(user_id), private=True)

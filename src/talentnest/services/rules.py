@@ -55,12 +55,12 @@ def email(value: str) -> str:
     return checked.normalized.lower()
 
 
-def password(value: str) -> str:
+def password(value: str, *, field: str = "password") -> str:
     if not isinstance(value, str) or not PASSWORD_MIN <= len(value) <= PASSWORD_MAX:
-        raise InvalidInput(f"password must be {PASSWORD_MIN}-{PASSWORD_MAX} characters", code="invalid_password")
-    _encodable(value, "password", code="invalid_password")
+        raise InvalidInput(f"{field} must be {PASSWORD_MIN}-{PASSWORD_MAX} characters", code="invalid_password")
+    _encodable(value, field, code="invalid_password")
     if "\x00" in value:
-        raise InvalidInput("password must not contain NUL characters", code="invalid_password")
+        raise InvalidInput(f"{field} must not contain NUL characters", code="invalid_password")
     return value
 
 

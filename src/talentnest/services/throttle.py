@@ -1,6 +1,7 @@
-"""Login throttling: failed logins per account and per client address, counted in a sliding window.
+"""Login throttling (failed logins) and write limits (posts, comments, likes, follows), per account and per
+client address, counted in sliding windows.
 
-Each node counts the failures it sees itself and allows its share of a cluster-wide allowance:
+For logins, each node counts the failures it sees itself and allows its share of a cluster-wide allowance:
 ``ceil(allowance / n)`` where ``n`` is the number of nodes that share the limit (the live nodes,
 given by an injected callable). An attacker who spreads attempts over every node therefore gets
 at most ``n * ceil(allowance / n) < allowance + n`` failures per window, never ``n * allowance``.
@@ -126,3 +127,47 @@ class LoginThrottle:
 
 def _seconds(wait: float) -> int:
     return max(1, math.ceil(wait))
+
+
+@dataclass(frozen=True)
+class WritePolicy:
+    """Writes (posts, comments, likes, follows) allowed per account and per client address within
+    ``window`` seconds; 0 turns a limit off."""
+
+    per_account: int = 300
+    per_address: int = 3000
+    window: float = 60.0
+    max_keys: int = MAX_KEYS
+
+
+class WriteLimiter:
+    """Refuses a write with TooManyRequests once its account or its client address has made its
+    allowance of writes within the window; an accepted write is counted, a refused one is not.
+
+    Writes run on the leader only (a follower forwards them, naming the client in a signed
+    ``X-Forwarded-For``), so the leader's counts are cluster-wide and the whole allowance is its own
+    (unlike logins, which every node answers: ``LoginThrottle``). A new leader starts counting afresh.
+    """
+
+    def __init__(self, policy: WritePolicy, *, clock: Callable[[], float] = time.monotonic):
+        self.policy = policy
+        self._clock = clock
+        self._accounts = _Window(policy.window, policy.max_keys)
+        self._addresses = _Window(policy.window, policy.max_keys)
+
+    def admit(self, user_id: int, address: str | None) -> None:
+        now = self._clock()
+        checks = [(self._accounts, f"user:{user_id}", self.policy.per_account, "this account")]
+        if address is not None:
+            checks.append((self._addresses, address, self.policy.per_address, "this address"))
+        for window, key, allowed, what in checks:
+            wait = window.retry_after(key, allowed, now) if allowed else None
+            if wait is not None:
+                raise TooManyRequests(
+                    f"too many writes from {what} (at most {allowed} in {self.policy.window:g} s); try again later",
+                    retry_after=_seconds(wait),
+                    code="write_rate_limited",
+                )
+        for window, key, allowed, _ in checks:
+            if allowed:
+                window.add(key, now)

@@ -9,12 +9,14 @@ one (``Read``), a token that acts as someone else, a token refused by a node.
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from talentnest.cluster.transport import Reply
+from talentnest.config import MAX_CLOCK_SKEW_SECONDS
 from talentnest.errors import PeerUnreachable
 from talentnest.sim.invariants import AckedWrite, Read, Violation
 from talentnest.sim.net import HttpRequest
@@ -166,9 +168,23 @@ class Client:
                     return None
                 continue
             refused = f"node {_node(reply)} refused {self.name}'s token: {_error_message(reply)}"
-            self.world.violation(Violation("token_refused", refused, self.world.clock.now))
+            off = self._clock_off(_node(reply))
+            if off is not None:  # out of spec: no node has to accept it (docs/simulation.md, "Clients")
+                self.world.trace.add(f"{refused} (its clock is {off:.0f} s from the token's, beyond {MAX_CLOCK_SKEW_SECONDS} s)")
+            else:
+                self.world.violation(Violation("token_refused", refused, self.world.clock.now))
             await self._pause(0.2, 1.0)
         return None
+
+    def _clock_off(self, node_id: int | None) -> float | None:
+        """How far node ``node_id``'s wall clock is from its token's ``iat``, when beyond what a node must
+        accept (``MAX_CLOCK_SKEW_SECONDS``: skew faults reach 45 s); None when within it."""
+        host = next((h for h in self.world.hosts if h.node_id == node_id), None)
+        issued = _issued_at(self.token or "")
+        if host is None or issued is None:
+            return None
+        off = host.clock.wall() - issued
+        return off if abs(off) > MAX_CLOCK_SKEW_SECONDS else None
 
     def _done(self, what: str, reply: Reply, ok: int) -> bool:
         """Whether the answer says the write happened (``ok``, or its key was used already)."""
@@ -256,6 +272,15 @@ class Client:
 
 def _int(text: str | None) -> int | None:
     return int(text) if text and text.isdigit() else None
+
+
+def _issued_at(token: str) -> float | None:
+    """The ``iat`` of a JWT, unverified (only to judge whether a refusal was within spec)."""
+    try:
+        payload = token.split(".")[1]
+        return float(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["iat"])
+    except (IndexError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _node(reply: Reply) -> int | None:

@@ -24,6 +24,7 @@ from talentnest.cluster.runtime import Runtime
 from talentnest.cluster.transport import Reply
 from talentnest.config import Settings
 from talentnest.errors import PeerUnreachable
+from talentnest.sim._patches import opened_by
 from talentnest.sim.dns import discovery_for
 from talentnest.sim.loop import SimLoop
 from talentnest.sim.net import PORT, Exchange, SimTransport, http_scope, reply_headers
@@ -119,11 +120,13 @@ class SimHost:
         number = next(self._numbers)
         loop = SimLoop(self.world.clock, f"{self.name}#{number}", on_error=self.world.loop_error)
         world = self.world
+        rng = random.Random(f"{world.seed}:runtime:{self.index}:{number}")
         runtime = Runtime(
             clock=self.clock,
-            random=random.Random(f"{world.seed}:runtime:{self.index}:{number}"),
-            transport=lambda key, address: SimTransport(world.network, key, address or self.address, self.clock.wall),
+            random=rng,
+            transport=lambda keys, address: SimTransport(world.network, keys, address or self.address, self.clock.wall, rng),
             resolver=lambda settings: discovery_for(settings, world.dns, self.address),
+            threads=False,  # reads and snapshot chunks run in the loop's executor: inline (sim/loop.py)
         )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # The process takes its data directory's lock first, as the CLI does; the kernel lets go of
@@ -198,8 +201,10 @@ class SimHost:
         inc.loop.dead = True
         inc.listening = False
         self._reset_open(inc)
-        with contextlib.suppress(Exception):
-            inc.db.conn.close()  # what the kernel does to a killed process's file: uncommitted work rolls back
+        # What the kernel does to a killed process's files: uncommitted work rolls back, locks go.
+        for conn in opened_by(inc.loop):
+            with contextlib.suppress(Exception):
+                conn.close()
         inc.lock.release()
         self._bury(inc)
         self.world.trace.add(f"{self.name} crash #{inc.number}")
@@ -285,9 +290,13 @@ class SimHost:
         if start is None:
             reply = Reply(500, reply_headers([(b"content-type", b"text/plain")]), b"Internal Server Error")
         elif not complete:
-            self.world.network.send_back(exchange, error=PeerUnreachable(f"http://{self.address}:{PORT} closed the answer early"))
+            if key[1] == 1:
+                error = PeerUnreachable(f"http://{self.address}:{PORT} closed the answer early")
+                self.world.network.send_back(exchange, error=error)
             return
         else:
             reply = Reply(start["status"], reply_headers(start.get("headers", [])), b"".join(chunks))
         self.world.watcher.answered(self, inc, exchange, reply)
-        self.world.network.send_back(exchange, reply)
+        # A duplicate's answer goes to whoever sent the copy (a replay is refused), not to the caller.
+        if key[1] == 1:
+            self.world.network.send_back(exchange, reply)

@@ -4,8 +4,9 @@ A request travels from its sender to the receiving node's app (its whole middlew
 answer travels back, each way after a seeded delay, through the ``wire`` (never paused, never
 crashed: it stands for the kernel and the cables). On the way a message may be dropped (the caller
 times out; a dropped *answer* means the callee did the work), duplicated (the callee serves it twice,
-the caller takes the first answer), delayed beyond others (so messages reorder), or cut by a
-partition (directed: ``(a, b)`` blocked drops what ``a`` sends to ``b``, answers included). A host whose
+the caller gets the first copy's answer; a node refuses a signed copy as a replay), delayed beyond
+others (so messages reorder), or cut by a partition (directed: ``(a, b)`` blocked drops what ``a``
+sends to ``b``, answers included). A host whose
 process is not running refuses the connection; one that is paused or cut off never answers, so the
 caller times out; a host that crashes while serving resets the connections it had open.
 """
@@ -13,10 +14,12 @@ caller times out; a host that crashes while serving resets the connections it ha
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
+import json
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -25,7 +28,7 @@ from urllib.parse import unquote, urlsplit
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from talentnest.cluster import auth
-from talentnest.cluster.transport import PeerRefused, Reply
+from talentnest.cluster.transport import ForgedAnswer, PeerRefused, Reply
 from talentnest.errors import PeerUnreachable
 
 if TYPE_CHECKING:
@@ -218,27 +221,41 @@ def host_of(base_url: str) -> str:
 
 
 class _Chunks:
-    """A whole answer as a ``ChunkStream`` (the simulated snapshot arrives in one message)."""
+    """A whole answer as a ``ChunkStream`` (the simulated snapshot arrives in one message);
+    ``authenticate`` checks one of its signed records against the request's nonce, as the real one."""
 
-    def __init__(self, reply: Reply):
+    def __init__(self, reply: Reply, check: Callable[[int, str | None, str], None]):
         self.status = reply.status
         self.headers = reply.headers
         self._body = reply.body
+        self._at = 0
+        self._check = check
 
     async def chunks(self, size: int) -> AsyncIterator[bytes]:
-        for start in range(0, len(self._body), size):
-            yield self._body[start : start + size]
+        while self._at < len(self._body):
+            yield await self.read_exactly(size)
+
+    async def read_exactly(self, size: int) -> bytes:
+        part = self._body[self._at : self._at + size]
+        self._at += len(part)
+        return part
+
+    def authenticate(self, signature: str, body_sha256: str) -> None:
+        self._check(200, signature, body_sha256)
 
 
 class SimTransport:
     """A node's ``Transport``: signed calls over the simulated network, signed with the node's own
-    (possibly skewed) wall clock, leaving from the node's own address."""
+    (possibly skewed) wall clock and a nonce from the node's own random stream, leaving from the node's
+    own address; an answer that is not signed for its request raises ``ForgedAnswer``, as the real
+    ``PeerClient``'s (one key: rotations are not simulated)."""
 
-    def __init__(self, network: Network, key: bytes, address: str, wall):
+    def __init__(self, network: Network, keys: auth.Keyring | bytes, address: str, wall, rng: random.Random):
         self.network = network
-        self.key = key
+        self.keys = auth.Keyring.of(keys)
         self.address = address
         self.wall = wall
+        self.rng = rng
         self.open = False
 
     async def start(self) -> None:
@@ -247,15 +264,29 @@ class SimTransport:
     async def close(self) -> None:
         self.open = False
 
-    def _headers(self, method: str, target: str, body: bytes, extra: Mapping[str, str] | None, sign: bool) -> list:
+    def _headers(self, method: str, target: str, body: bytes, extra: Mapping[str, str] | None, nonce: str | None) -> list:
         headers = {k.lower(): v for k, v in (extra or {}).items()}
-        if sign:
-            headers[auth.HEADER.lower()] = auth.sign(self.key, method, target, body, now=self.wall())
+        if nonce is not None:
+            headers[auth.HEADER.lower()] = auth.sign(self.keys, method, target, body, now=self.wall(), nonce=nonce)
         if body and "content-type" not in headers:
             headers["content-type"] = "application/json"
         headers["content-length"] = str(len(body))
         headers.setdefault("accept", "*/*")
         return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+    def _checker(self, base_url: str, target: str, nonce: str) -> Callable[[int, str | None, str], None]:
+        def check(status: int, header: str | None, body_sha256: str) -> None:
+            try:
+                auth.verify_answer(self.keys, header, nonce, status, body_sha256)
+            except auth.SignatureError as exc:
+                path = target.split("?")[0]
+                raise ForgedAnswer(f"{base_url} answered {path} with an answer that fails its signature: {exc}") from None
+
+        return check
+
+    async def _exchange(self, method: str, base_url: str, target: str, body: bytes, timeout: float, headers, nonce) -> Reply:
+        request = HttpRequest(method, target, self._headers(method, target, body, headers, nonce), body)
+        return await self.network.exchange(self.address, host_of(base_url), request, timeout, base_url=base_url)
 
     async def call(
         self,
@@ -268,21 +299,42 @@ class SimTransport:
         headers: Mapping[str, str] | None = None,
         sign: bool = True,
     ) -> Reply:
-        request = HttpRequest(method, target, self._headers(method, target, body, headers, sign), body)
-        return await self.network.exchange(self.address, host_of(base_url), request, timeout, base_url=base_url)
+        nonce = self._nonce() if sign else None
+        reply = await self._exchange(method, base_url, target, body, timeout, headers, nonce)
+        if nonce is not None and not _refused_signature(reply):
+            check = self._checker(base_url, target, nonce)
+            check(reply.status, reply.headers.get(auth.HEADER), hashlib.sha256(reply.body).hexdigest())
+        return reply
 
     async def call_json(self, method: str, base_url: str, target: str, payload: Any = None, *, timeout: float) -> Reply:
-        import json
-
         body = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
         return await self.call(method, base_url, target, body=body, timeout=timeout)
 
     @asynccontextmanager
     async def stream(self, base_url: str, target: str, *, connect_timeout: float, read_timeout: float) -> AsyncIterator[_Chunks]:
+        nonce = self._nonce()
         try:
             # No connections are modelled: the answer must start within the read timeout (aiohttp's
             # sock_read on a kept-alive connection; a new one would also fail its connect timeout sooner).
-            reply = await self.call("GET", base_url, target, timeout=read_timeout)
+            reply = await self._exchange("GET", base_url, target, b"", read_timeout, None, nonce)
         except PeerRefused as exc:
             raise PeerUnreachable(f"{base_url} is unreachable: {exc}") from None
-        yield _Chunks(reply)
+        check = self._checker(base_url, target, nonce)
+        if not _refused_signature(reply):
+            # A streamed answer's header signs its status only; its records sign the body (snapshot_stream).
+            body_sha256 = auth.STREAMED if reply.status == 200 else hashlib.sha256(reply.body).hexdigest()
+            check(reply.status, reply.headers.get(auth.HEADER), body_sha256)
+        yield _Chunks(reply, check)
+
+    def _nonce(self) -> str:
+        return f"{self.rng.getrandbits(4 * auth.NONCE_HEX_DIGITS):0{auth.NONCE_HEX_DIGITS}x}"
+
+
+def _refused_signature(reply: Reply) -> bool:
+    """A 401 ``invalid_signature``: the peer refused the request before anything ran (its answer is unsigned)."""
+    if reply.status != 401:
+        return False
+    try:
+        return json.loads(reply.body)["error"]["code"] == "invalid_signature"
+    except (ValueError, KeyError, TypeError):
+        return False

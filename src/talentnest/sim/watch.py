@@ -61,6 +61,16 @@ class Watcher:
     def __init__(self, world: World, hosts: int):
         self.world = world
         self.of = {i: _Memory() for i in range(hosts)}
+        self.counted_out = False  # a node led having counted out members that run (async mode's hole)
+
+    def _long_running(self, seconds: float) -> set[int]:
+        """The node IDs of the processes that have been serving for at least ``seconds``."""
+        now = self.world.clock.now
+        return {
+            h.node_id
+            for h in self.world.hosts
+            if h.incarnation is not None and h.incarnation.started and now - h.incarnation.started_at >= seconds
+        }
 
     def started(self, host: SimHost, inc: Incarnation) -> None:
         """A new incarnation: its loop belongs to ``host``; its commits are watched."""
@@ -136,6 +146,12 @@ class Watcher:
             watch.role = role
             self.world.trace.add(f"{host.name} is {role[0]} in term {role[1]}")
             if role[0] == "leader":
+                members = self._long_running(node.settings.failure_timeout) - {node.node_id}
+                if node.voters() < 1 + len(members) and not self.counted_out:
+                    # Async mode's documented hole (findings F8): it counted out members whose processes run.
+                    self.counted_out = True
+                    counted = f"{node.voters()} voters of {1 + len(members)}"
+                    self.world.trace.add(f"{host.name} leads term {role[1]} counting {counted}")
                 if node.voters() == 1 and len(self.world.hosts) > 1 and self.world.clock.now > BOOTSTRAP:
                     text = f"{host.name} leads term {role[1]} with a voter set of 1 (itself)"
                     if self.world.known_trigger("led-alone", text):

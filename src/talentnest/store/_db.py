@@ -313,7 +313,8 @@ class Database:
 
     ``derived`` declares the product's derived tables; ``older_entries(conn, schema_version,
     changes)`` is called after applying an older schema's entry (see the module docstring);
-    ``readers`` is the number of reader threads of ``read()``.
+    ``readers`` is the number of reader threads of ``read()`` (0: none of its own, reads run in the
+    event loop's default executor; the simulation's runs them inline, see ``store._readers``).
     """
 
     def __init__(

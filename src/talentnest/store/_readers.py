@@ -6,6 +6,11 @@ connection for its whole life (never shared: see the deadlock note in ``api/deps
 on its first read, ``query_only`` and in WAL mode like the writer's. Every call runs in one read
 transaction, so all its statements see the same committed state.
 
+With ``size=0`` the pool starts no thread of its own: each read runs through the running loop's
+default executor (``run_in_executor``), on a connection of the executor thread's own. The
+deterministic simulation uses it: its event loops run their executor inline, so a read runs on the
+loop's thread, at once, on virtual time (docs/simulation.md, "Processes and virtual time").
+
 ``pause()`` closes every connection once the reads in progress are done, and holds back new
 ones (they wait in their thread, not on the event loop) until ``resume()``: the owner swaps the
 database file in between (``Database.replace_file``, under ``snapshot.install``), and a read never sees half of it.
@@ -34,11 +39,12 @@ class ReadersClosed(RuntimeError):
 
 
 class ReaderPool:
-    """``size`` reader threads for the database at ``path``; ``run(fn, *args)`` awaits ``fn`` in one of them."""
+    """``size`` reader threads for the database at ``path``; ``run(fn, *args)`` awaits ``fn`` in one of them
+    (``size=0``: in the loop's default executor, see the module docstring)."""
 
     def __init__(self, path: Path, size: int, functions: Mapping[str, tuple[int, Callable]], *, pause_timeout: float = 30.0):
-        if size < 1:
-            raise ValueError(f"a reader pool needs at least one thread, got {size}")
+        if size < 0:
+            raise ValueError(f"a reader pool needs 0 or more threads, got {size}")
         self.path = Path(path)
         self.size = size
         self._functions = functions
@@ -119,6 +125,8 @@ class ReaderPool:
     def run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """``fn(*args)`` in a reader thread, in one read transaction: a future of its result or exception."""
         loop = asyncio.get_running_loop()
+        if not self.size:
+            return loop.run_in_executor(None, self._call, fn, args)
         future = loop.create_future()
         if not self._threads:
             self._start_threads()

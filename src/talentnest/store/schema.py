@@ -1,6 +1,6 @@
 """The product's tables, as numbered migrations every node runs on its own database at start, and
 what the store needs to know of them: the derived search index, and how to apply a leader's
-entries written before migration 2 (they carry no counters)."""
+entries written before migration 2 (they carry no counters) or 3 (their users carry no token key)."""
 
 from __future__ import annotations
 
@@ -86,6 +86,17 @@ MIGRATIONS: list[tuple[int, str]] = [
         {search.CREATE_TERMS};
         {search.FILL[0]};
         {search.FILL[1]};
+        """,
+    ),
+    (
+        3,
+        # Each account's token key: a random identity drawn at signup and drawn again at every password
+        # change, carried in its tokens (services/auth.py), so that a token never authenticates another
+        # account that got the same id (issue 15, case 4) and a password change ends the older tokens.
+        # Accounts made before this migration keep the empty key until their first password change
+        # (their tokens are checked by username too): a key drawn here would differ on every node.
+        """
+        ALTER TABLE users ADD COLUMN token_key TEXT NOT NULL DEFAULT '';
         """,
     ),
 ]

@@ -40,6 +40,13 @@ class UserRepo:
     def exists(self, user_id: int) -> bool:
         return self.db.reader.execute("SELECT 1 FROM users WHERE id = ?", (user_id,)).fetchone() is not None
 
+    def token_identity(self, user_id: int) -> sqlite3.Row | None:
+        """The account's ``username`` and ``token_key`` (what its tokens must carry), or None."""
+        return self.db.reader.execute("SELECT username, token_key FROM users WHERE id = ?", (user_id,)).fetchone()
+
+    def credentials_of(self, user_id: int) -> sqlite3.Row | None:
+        return self.db.reader.execute("SELECT id, username, password_hash FROM users WHERE id = ?", (user_id,)).fetchone()
+
     def taken(self, username: str, email: str) -> tuple[bool, bool]:
         row = self.db.reader.execute(
             "SELECT EXISTS(SELECT 1 FROM users WHERE username = ?), EXISTS(SELECT 1 FROM users WHERE email = ?)",
@@ -96,10 +103,13 @@ class UserRepo:
 
     # --- writes ----------------------------------------------------------------------------
 
-    def insert(self, conn: sqlite3.Connection, *, username: str, email: str, name: str, password_hash: str, now: str) -> int:
+    def insert(
+        self, conn: sqlite3.Connection, *, username: str, email: str, name: str, password_hash: str, token_key: str, now: str
+    ) -> int:
         cursor = conn.execute(
-            "INSERT INTO users(username, email, name, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (username, email, name, password_hash, now, now),
+            "INSERT INTO users(username, email, name, password_hash, token_key, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (username, email, name, password_hash, token_key, now, now),
         )
         return int(cursor.lastrowid)
 
@@ -112,6 +122,41 @@ class UserRepo:
 
     def set_password_hash(self, conn: sqlite3.Connection, user_id: int, password_hash: str) -> None:
         conn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
+
+    def change_password(self, conn: sqlite3.Connection, user_id: int, password_hash: str, token_key: str, now: str) -> bool:
+        """A new password and a new token key (every older token ends); False if the account is gone."""
+        cursor = conn.execute(
+            "UPDATE users SET password_hash = ?, token_key = ?, updated_at = ? WHERE id = ?",
+            (password_hash, token_key, now, user_id),
+        )
+        return cursor.rowcount > 0
+
+    def delete(self, conn: sqlite3.Connection, user_id: int) -> bool:
+        """Remove the account and, by the schema's cascades, its posts (with their likes and comments),
+        its likes, comments and follows; first take what goes away off the counters of the users and
+        posts that stay. False if there was no such account."""
+        conn.execute(
+            "UPDATE users SET following_count = following_count - 1 "
+            "WHERE id IN (SELECT follower_id FROM follows WHERE followee_id = ?1)",
+            (user_id,),
+        )
+        conn.execute(
+            "UPDATE users SET follower_count = follower_count - 1 "
+            "WHERE id IN (SELECT followee_id FROM follows WHERE follower_id = ?1)",
+            (user_id,),
+        )
+        conn.execute(
+            "UPDATE posts SET like_count = like_count - 1 "
+            "WHERE id IN (SELECT post_id FROM likes WHERE user_id = ?1) AND author_id != ?1",
+            (user_id,),
+        )
+        conn.execute(
+            "UPDATE posts SET comment_count = comment_count - "
+            "(SELECT COUNT(*) FROM comments c WHERE c.post_id = posts.id AND c.author_id = ?1) "
+            "WHERE id IN (SELECT post_id FROM comments WHERE author_id = ?1) AND author_id != ?1",
+            (user_id,),
+        )
+        return conn.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount > 0
 
     def follow(self, conn: sqlite3.Connection, follower_id: int, followee_id: int, now: str) -> bool:
         """Follow, and count it on both users in the same transaction; False if already following."""

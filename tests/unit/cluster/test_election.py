@@ -7,7 +7,7 @@ from dataclasses import replace
 from hypothesis import given
 from hypothesis import strategies as st
 
-from talentnest.cluster.election import elect
+from talentnest.cluster.election import HANDOVER_LAG, elect
 from talentnest.cluster.types import Action, ClusterView, PeerView, Role
 
 
@@ -67,11 +67,21 @@ def test_a_leader_hands_over_to_a_caught_up_higher_id_at_the_periodic_election()
     assert decision.action == Action.HANDOVER and decision.target == 515
 
 
+def test_a_higher_id_a_few_entries_behind_under_steady_writes_still_gets_the_handover():
+    # A follower's report trails a busy leader; hand_over ships the rest with writes paused.
+    lsn = 10 + HANDOVER_LAG
+    view = make_view(514, role=Role.LEADER, leader_id=514, lease_valid=True, periodic=True, lsn=lsn, peers=[peer(515, lsn=10)])
+    assert elect(view).target == 515
+
+
 def test_no_handover_outside_the_periodic_election_or_to_a_peer_not_ready_behind_or_settling():
     base = dict(role=Role.LEADER, leader_id=514, lease_valid=True)
     assert elect(make_view(514, periodic=False, peers=[peer(515)], **base)).action == Action.NONE
     assert elect(make_view(514, periodic=True, peers=[peer(515, ready=False)], **base)).action == Action.NONE
-    assert elect(make_view(514, periodic=True, peers=[peer(515, lsn=9)], **base)).action == Action.NONE
+    far_behind = 10 - HANDOVER_LAG - 1
+    assert elect(make_view(514, periodic=True, lsn=10, peers=[peer(515, lsn=far_behind)], **base)).action == Action.NONE
+    assert elect(make_view(514, periodic=True, peers=[peer(515, lsn=12)], **base)).action == Action.NONE, "ahead: another history"
+    assert elect(make_view(514, periodic=True, term=2, peers=[peer(515, term=1)], **base)).action == Action.NONE, "older term"
     assert elect(make_view(514, periodic=True, peers=[peer(515, alive_for=0.5)], **base)).action == Action.NONE
     assert elect(make_view(514, periodic=True, peers=[peer(515, alive=False)], **base)).action == Action.NONE
 

@@ -23,7 +23,7 @@ def test_an_ineligible_leader_hands_over_to_a_caught_up_peer_or_steps_down():
     base = dict(role=Role.LEADER, leader_id=515, lease_valid=True, eligible=False, not_eligible_because="cannot commit")
     handover = elect(make_view(515, peers=[peer(513), peer(514)], **base))
     assert handover.action == Action.HANDOVER and handover.target == 514, "any caught-up eligible peer, not only higher IDs"
-    alone = elect(make_view(515, peers=[peer(513, lsn=3), peer(514, ready=False)], **base))
+    alone = elect(make_view(515, term=2, peers=[peer(513, term=1), peer(514, ready=False)], **base))
     assert alone.action == Action.STEP_DOWN and "cannot commit" in alone.reason
 
 

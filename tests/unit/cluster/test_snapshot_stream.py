@@ -29,22 +29,23 @@ def database(path) -> None:
         conn.execute("INSERT INTO _tn_log VALUES (7, 1, '', 1, '')")
 
 
-async def stream(image: PageImage, header: StreamHeader) -> bytes:
+async def stream(image: PageImage, header: StreamHeader, *, threaded: bool = True) -> bytes:
     def sign(body_sha256: str) -> str:
         return auth.sign_answer(KEY, NONCE, 200, body_sha256)
 
-    return b"".join([part async for part in snapshot_stream.stream_image(image, header, sign)])
+    return b"".join([part async for part in snapshot_stream.stream_image(image, header, sign, threaded=threaded)])
 
 
+@pytest.mark.parametrize("threaded", [True, False], ids=["read-ahead-thread", "no-thread"])
 @pytest.mark.parametrize("compression", snapshot_stream.COMPRESSIONS)
-def test_a_streamed_image_arrives_whole_and_equal(tmp_path, compression):
+def test_a_streamed_image_arrives_whole_and_equal(tmp_path, compression, threaded):
     source = tmp_path / "leader.db"
     database(source)
     image = PageImage.open(source)
     info = image.info
     header = StreamHeader("s1", info.lsn, info.term, info.schema_version, info.page_size, info.page_count, 16, 0, 1, compression)
     try:
-        body = asyncio.run(stream(image, header))
+        body = asyncio.run(stream(image, header, threaded=threaded))
     finally:
         image.close()
     assert header.chunks > 3

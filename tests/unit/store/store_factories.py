@@ -28,7 +28,13 @@ class Node:
     def signup(self, username: str) -> int:
         with self.db.write() as conn:
             return self.users.insert(
-                conn, username=username, email=f"{username}@example.org", name=username.title(), password_hash="x", now="t"
+                conn,
+                username=username,
+                email=f"{username}@example.org",
+                name=username.title(),
+                password_hash="x",
+                token_key=f"k-{username}",
+                now="t",
             )
 
     def post(self, user_id: int, content: str = "hello") -> int:

@@ -70,7 +70,13 @@ class Writes:
             self.signups += 1
             with node.db.write() as conn:
                 node.users.insert(
-                    conn, username=f"u{self.signups}", email=f"u{self.signups}@x.org", name=step[1], password_hash="x", now="t"
+                    conn,
+                    username=f"u{self.signups}",
+                    email=f"u{self.signups}@x.org",
+                    name=step[1],
+                    password_hash="x",
+                    token_key="k",
+                    now="t",
                 )
             return
         if kind == "post":

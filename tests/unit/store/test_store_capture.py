@@ -169,7 +169,7 @@ def test_a_failing_statement_rolls_back_the_whole_transaction(nodes):
     node.signup("ada")
     with pytest.raises(sqlite3.IntegrityError), node.db.write() as conn:
         node.posts.insert(conn, 1, "lost", "t")
-        node.users.insert(conn, username="ada", email="other@example.org", name="A", password_hash="x", now="t")
+        node.users.insert(conn, username="ada", email="other@example.org", name="A", password_hash="x", token_key="k", now="t")
     assert node.db.last_lsn == 1
     assert node.db.conn.execute("SELECT COUNT(*) FROM posts").fetchone()[0] == 0
 

@@ -154,7 +154,9 @@ def check_takeover(leader: Node, follower: Node) -> None:
     new_post = follower.post(new_user, "after the failover")
     with leader.db.write() as conn:
         assert (
-            leader.users.insert(conn, username="successor", email="successor@example.org", name="S", password_hash="x", now="t")
+            leader.users.insert(
+                conn, username="successor", email="successor@example.org", name="S", password_hash="x", token_key="k", now="t"
+            )
             == new_user
         )
         assert leader.posts.insert(conn, new_user, "after the failover", "t") == new_post
