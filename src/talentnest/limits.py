@@ -70,7 +70,8 @@ class BodyLimit:
     and refuses a JSON body nested deeper than ``max_depth`` (400) before anything parses it.
 
     The body is kept in ``scope["talentnest.body"]`` so that later layers (the write forwarder,
-    the signature check) reuse it instead of reading the stream again.
+    the signature check) reuse it instead of reading the stream again. A GET or HEAD that declares
+    no body (most of the traffic) has nothing to wait for: it passes at once, with an empty body.
     """
 
     def __init__(self, app, max_bytes: int = MAX_BODY_BYTES, timeout: float = CLIENT_TIMEOUT, max_depth: int = MAX_JSON_DEPTH):
@@ -83,49 +84,78 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if _bodiless(scope):
+            # Nothing to wait for, nothing to replay: the app reads the (empty) body from the client's receive.
+            scope[BODY_SCOPE_KEY] = b""
+            await self.app(scope, receive, send)
+            return
         internal = scope["path"].startswith(CLUSTER_PREFIX)
         max_bytes = MAX_CLUSTER_BODY_BYTES if internal else self.max_bytes
-        declared = _content_length(scope)
-        if declared is not None and declared > max_bytes:
-            await self._too_large(send, max_bytes)
+        body = await read_body(scope, receive, send, max_bytes=max_bytes, timeout=self.timeout)
+        if body is None:
             return
-        chunks, size = [], 0
-        deadline = asyncio.get_running_loop().time() + self.timeout
-        while True:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    message = await receive()
-            except TimeoutError:
-                await _refuse(send, 408, "request_timeout", f"the request body did not arrive within {self.timeout:g} s")
-                return
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > max_bytes:
-                await self._too_large(send, max_bytes)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
         if body and not internal and _is_json(scope) and await _scan_depth(body, self.max_depth):
             await _refuse(send, 400, "json_too_deep", f"the JSON body nests deeper than {self.max_depth} levels")
             return
         scope[BODY_SCOPE_KEY] = body
-        delivered = False
+        await self.app(scope, replaying(body, receive), send)
 
-        async def replay():
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
 
-        await self.app(scope, replay, send)
+async def read_body(scope, receive, send, *, max_bytes: int, timeout: float) -> bytes | None:
+    """The whole request body, at most ``max_bytes`` (else 413), within ``timeout`` seconds (else 408);
+    None when it was refused (answered here) or the client went away."""
+    declared = _content_length(scope)
+    if declared is not None and declared > max_bytes:
+        await _too_large(send, max_bytes)
+        return None
+    chunks, size = [], 0
+    try:
+        async with asyncio.timeout(timeout):  # one deadline for the whole body, however it is cut up
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return None
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > max_bytes:
+                    break
+                if not message.get("more_body", False):
+                    return chunk if not chunks else b"".join([*chunks, chunk])
+                chunks.append(chunk)
+    except TimeoutError:
+        await _refuse(send, 408, "request_timeout", f"the request body did not arrive within {timeout:g} s")
+        return None
+    await _too_large(send, max_bytes)
+    return None
 
-    async def _too_large(self, send, max_bytes: int) -> None:
-        await _refuse(send, 413, "payload_too_large", f"request body is larger than {max_bytes} bytes")
+
+def _bodiless(scope) -> bool:
+    """A GET or HEAD that declares no body (RFC 9112 section 6.3: without Content-Length or Transfer-Encoding
+    a request has none), whose (empty) body the server has therefore already received whole."""
+    if scope["method"] not in ("GET", "HEAD"):
+        return False
+    for name, value in scope["headers"]:
+        if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+            return False
+    return True
+
+
+def replaying(body: bytes, receive):
+    """A ``receive`` that gives the body already read, whole, then passes on to the client's ``receive``."""
+    delivered = False
+
+    async def replay():
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _too_large(send, max_bytes: int) -> None:
+    await _refuse(send, 413, "payload_too_large", f"request body is larger than {max_bytes} bytes")
 
 
 async def _refuse(send, status: int, code: str, message: str) -> None:

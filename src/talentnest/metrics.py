@@ -97,6 +97,21 @@ class RequestStats:
         yield latency
 
 
+class StatusSend:
+    """An ASGI ``send`` that passes every message on and remembers the answer's status (500 until one starts)."""
+
+    __slots__ = ("send", "status")
+
+    def __init__(self, send) -> None:
+        self.send = send
+        self.status = 500
+
+    async def __call__(self, message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self.send(message)
+
+
 class HttpMetrics:
     """Pure ASGI middleware: records each HTTP request in ``stats`` by method, route template and
     status, with the time until the app has sent the whole answer.
@@ -119,23 +134,16 @@ class HttpMetrics:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
         # Routing rewrites root_path (mounts); keep the path as it arrived for matching afterwards.
         path, root_path = scope["path"], scope.get("root_path", "")
-
-        async def send_status(message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        answer = StatusSend(send)
         try:
-            await self.app(scope, receive, send_status)
+            await self.app(scope, receive, answer)
         finally:
             method = scope["method"] if scope["method"] in _METHODS else "other"
             route = scope.get("route")
             template = route_template(route) if route is not None else self._match(method, path, root_path)
-            self.stats.record(method, template, status, time.perf_counter() - started)
+            self.stats.record(method, template, answer.status, time.perf_counter() - started)
 
     def _match(self, method: str, path: str, root_path: str) -> str:
         known = self._fixed_paths.get(path)

@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 
 from talentnest.app import create_app
 from talentnest.cluster.auth import HEADER, SignatureError, cluster_key, nonce_of, sign, sign_legacy, verify_answer
+from talentnest.limits import MAX_CLUSTER_BODY_BYTES
 from tests.api._helpers import JWT_SECRET, assert_error, fast_settings
 
 KEY = cluster_key(jwt_secret=JWT_SECRET, cluster_secret=None)
@@ -325,3 +326,19 @@ def test_a_signed_heartbeat_from_a_node_that_is_not_a_member_moves_no_term(tmp_p
 
         after = fresh.state()
         assert after["term"] == before["term"] and after["role"] == before["role"] == "leader"
+
+
+def test_a_cluster_call_served_ahead_of_the_stack_keeps_its_body_limit_its_headers_and_its_metric(node: Node):
+    """/cluster/* skips the product's layers (cluster/front.py) but not what they gave it: the 16 MiB body limit,
+    checked before the signature; the node's headers on every answer; a count in /metrics by route."""
+    before = node.state()
+    huge = b"x" * (MAX_CLUSTER_BODY_BYTES + 1)
+    assert_error(node.signed("POST", "/cluster/replicate", huge), 413, "payload_too_large")
+
+    answer = node.signed("POST", "/cluster/heartbeat", heartbeat_of_a_higher_term(node))
+    assert answer.status_code == 200, answer.text
+    assert {"x-node-id", "x-node-role", "x-cluster-lsn"} <= set(answer.headers)
+    metrics = node.client.get("/metrics").text
+    assert 'talentnest_http_requests_total{method="POST",route="/cluster/replicate",status="413"} 1.0' in metrics
+    assert 'talentnest_http_requests_total{method="POST",route="/cluster/heartbeat",status="200"}' in metrics
+    assert node.state() == before

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from talentnest.limits import BodyLimit, json_too_deep
+from talentnest.limits import BODY_SCOPE_KEY, BodyLimit, json_too_deep
 
 
 def nested(depth: int, leaf: object = 1) -> object:
@@ -114,3 +114,30 @@ def test_a_body_that_arrives_in_time_is_served():
     status, _, reached = run_body_limit(chunks, timeout=5, stall=False)
 
     assert status == 200 and reached
+
+
+def test_a_get_is_limited_like_any_request_once_it_declares_a_body():
+    """A GET without Content-Length or Transfer-Encoding has no body and passes at once; one that declares a
+    body is read within the same limits (here: declared larger than the limit, refused before it is read)."""
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append(scope[BODY_SCOPE_KEY])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def run(headers):
+        sent = []
+
+        async def receive():
+            await asyncio.Event().wait()  # a body that never comes
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": "/api/posts/1", "headers": headers}
+        await asyncio.wait_for(BodyLimit(app, max_bytes=10, timeout=5)(scope, receive, send), timeout=10)
+        return sent[0]["status"]
+
+    assert asyncio.run(run([(b"host", b"x")])) == 200 and seen == [b""]
+    assert asyncio.run(run([(b"content-length", b"11")])) == 413 and len(seen) == 1

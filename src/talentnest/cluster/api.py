@@ -112,7 +112,7 @@ def build_routes(node: ClusterNode, replication: Replication, signatures: auth.R
         return _json({"ok": True})
 
     async def replicate(request: Request) -> Response:
-        reply = await replication.on_replicate(in_reach(wire.ReplicateRequest.parse(await body_of(request))))
+        reply = await replication.on_replicate(in_reach(wire.ReplicateRequest.parse(wire.decode_replicate(await request.body()))))
         return _wire(reply.to_bytes())
 
     async def log_entries(request: Request) -> Response:

@@ -47,7 +47,6 @@ class PeerState:
     info: NodeInfo | None = None  # what it last said of itself
     refuses: str | None = None  # why it refuses this node's signed heartbeats (clock off, another key)
     skew: float | None = None  # its clock minus ours, in seconds, as its last heartbeat or refusal showed
-    remembered: bool = False  # counted before this node last stopped (cluster-state.json)
 
     @property
     def term(self) -> int:
@@ -124,12 +123,7 @@ class Membership:
         for address in addresses:
             if address != self.address and address not in self.peers:
                 self.peers[address] = PeerState(
-                    id=node_id_for(address),
-                    address=address,
-                    url=f"http://{address}:{self.port}",
-                    first_seen=now,
-                    listed=False,
-                    remembered=True,
+                    id=node_id_for(address), address=address, url=f"http://{address}:{self.port}", first_seen=now, listed=False
                 )
 
     # --- who is a member ---------------------------------------------------------------------
@@ -150,17 +144,6 @@ class Membership:
         if self.cluster_size:
             return self.cluster_size
         return 1 + len(self.peers)
-
-    def lease_voters(self) -> int:
-        """The voters a sitting leader's lease is counted over: ``voters()`` less the peers that are newly
-        listed and have never answered this node (a node still starting, or joining). Elections count
-        them (a candidate needs a majority of everything listed); a lease does not, so that a leader does
-        not step down the moment a new node appears in DNS, before that node could answer a heartbeat
-        (a lone leader joined by a node that is new, and so does not vote yet, would then never be
-        elected again: docs/cluster.md, "Membership"). Once it has answered, it counts."""
-        if self.cluster_size:
-            return self.cluster_size
-        return 1 + sum(1 for p in self.peers.values() if p.remembered or p.last_ok is not None or p.alive_since is not None)
 
     def reachable(self, now: float | None = None) -> int:
         """This node plus the members that answer now."""

@@ -34,6 +34,7 @@ FORWARDED_BY = "x-talentnest-forwarded-by"
 FORWARDED_FOR = "x-forwarded-for"
 FORWARDED_SCOPE_KEY = "talentnest.forwarded_by"
 MAX_LSN = 2**63 - 1
+_READ_HEADERS = frozenset({b"x-cluster-signature", b"x-min-lsn", FORWARDED_BY.encode(), FORWARDED_FOR.encode()})
 # Served even by a node that refuses everything else (its own state, for operators).
 OPERATIONS_PATHS = ("/cluster/", "/healthz", "/readyz", "/metrics")
 MIN_LSN_WAIT = 2.0  # seconds a read with X-Min-LSN may wait
@@ -104,32 +105,34 @@ class ClusterMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        signature = header(scope, b"x-cluster-signature")
+        # One pass over the headers for the four this layer reads (most requests carry none of them).
+        signature = wanted = None
+        forwarding = False
+        for name, value in scope["headers"]:
+            if name in _READ_HEADERS:
+                if name == b"x-cluster-signature":
+                    signature = value.decode("latin-1") if signature is None else signature
+                elif name == b"x-min-lsn":
+                    wanted = value.decode("latin-1") if wanted is None else wanted
+                else:
+                    forwarding = True
         if signature is not None:
             try:
                 verified = self.signatures.check(
                     scope, signature, scope["method"], request_target(scope), scope.get(BODY_SCOPE_KEY, b"")
                 )
             except auth.SignatureError as exc:
-                client = scope.get("client")
-                log.warning(
-                    "security: refused %s %s from %s: %s", scope["method"], scope["path"], client[0] if client else "?", exc
-                )
-                # Our clock, so that a peer refused for a stale signature can tell its clock is off.
-                headers = [
-                    (b"www-authenticate", auth.HEADER.encode()),
-                    (b"x-node-time", str(int(self.coordinator.wall())).encode()),
-                ]
-                await self.respond.send_error(send, 401, "invalid_signature", str(exc), headers=headers)
+                await refuse_signature(self.respond, send, scope, exc, self.coordinator.wall)
                 return
-            send = self._signing(send, verified)
-        self._take_forwarding_headers(scope)
+            send = signing(send, self.signatures, verified)
+        if forwarding:
+            self._take_forwarding_headers(scope)
         refusal = self.coordinator.refusal()
         if refusal is not None and not scope["path"].startswith(OPERATIONS_PATHS):
             await self.respond.send_error(send, 503, "identity_clash", refusal, retry=True)
             return
         if scope["path"].startswith("/cluster/") or not self.is_write(scope):
-            await self._read(scope, receive, send)
+            await self._read(scope, receive, send, wanted)
             return
         await self._write(scope, receive, send)
 
@@ -138,9 +141,7 @@ class ClusterMiddleware:
         ``scope["client"]`` for what comes after (throttling); anyone else's forwarding headers
         are dropped, so a client can neither pretend to be a node nor choose its own address."""
         names = (FORWARDED_BY.encode(), FORWARDED_FOR.encode())
-        headers = scope.get("headers", ())
-        if not any(name in names for name, _ in headers):
-            return
+        headers = scope["headers"]
         if auth.RequestAuth.verified(scope) is None:
             scope["headers"] = [(name, value) for name, value in headers if name not in names]
             return
@@ -152,8 +153,8 @@ class ClusterMiddleware:
 
     # --- reads -----------------------------------------------------------------------------
 
-    async def _read(self, scope, receive, send) -> None:
-        wanted = header(scope, b"x-min-lsn")
+    async def _read(self, scope, receive, send, wanted: str | None) -> None:
+        """A read (or a /cluster/* call): after the node reached ``wanted`` (X-Min-LSN), if given."""
         if wanted is not None:
             try:
                 lsn = int(wanted)
@@ -198,40 +199,6 @@ class ClusterMiddleware:
             await self.respond.error(send, NotReady(f"node {c.node_id} takes no writes now: {problem}", code="node_unhealthy"))
             return
         await self.forwarder.write_at_leader(scope, send, lambda: self._write_here(scope, receive, send, None))
-
-    def _signing(self, send, verified: auth.Verified):
-        """``send``, but the answer is held until whole and leaves signed for the request's nonce (an answer
-        that carries its own signature, a streamed one, passes as it is)."""
-        start: dict[str, Any] = {}
-        parts: list[bytes] = []
-        digest = hashlib.sha256()
-
-        async def signed_send(message) -> None:
-            if message["type"] == "http.response.start":
-                if any(k.lower() == b"x-cluster-signature" for k, _ in message.get("headers", [])):
-                    start["passthrough"] = True
-                    await send(message)
-                else:
-                    start.update(message)
-                return
-            if start.get("passthrough") or message["type"] != "http.response.body":
-                await send(message)
-                return
-            part = message.get("body", b"")
-            digest.update(part)
-            parts.append(part)
-            if message.get("more_body", False):
-                return
-            headers = list(start.get("headers", []))
-            signature = self.signatures.sign_answer(verified, start["status"], digest.hexdigest())
-            if signature is not None:
-                headers.append((b"x-cluster-signature", signature.encode()))
-            await send({**start, "headers": headers})
-            while parts:
-                part = parts.pop(0)
-                await send({"type": "http.response.body", "body": part, "more_body": bool(parts)})
-
-        return signed_send
 
     async def _write_here(self, scope, receive, send, forwarded_by: str | None) -> None:
         key = header(scope, b"idempotency-key")
@@ -316,3 +283,47 @@ class ClusterMiddleware:
         ]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+async def refuse_signature(respond: Responder, send, scope, exc: auth.SignatureError, wall: Callable[[], float]) -> None:
+    """The 401 for a request whose signature is bad, logged as a security event."""
+    client = scope.get("client")
+    log.warning("security: refused %s %s from %s: %s", scope["method"], scope["path"], client[0] if client else "?", exc)
+    # Our clock, so that a peer refused for a stale signature can tell its clock is off.
+    headers = [(b"www-authenticate", auth.HEADER.encode()), (b"x-node-time", str(int(wall())).encode())]
+    await respond.send_error(send, 401, "invalid_signature", str(exc), headers=headers)
+
+
+def signing(send, signatures: auth.RequestAuth, verified: auth.Verified):
+    """``send``, but the answer is held until whole and leaves signed for the request's nonce (an answer
+    that carries its own signature, a streamed one, passes as it is)."""
+    start: dict[str, Any] = {}
+    parts: list[bytes] = []
+    digest = hashlib.sha256()
+
+    async def signed_send(message) -> None:
+        if message["type"] == "http.response.start":
+            if any(k.lower() == b"x-cluster-signature" for k, _ in message.get("headers", [])):
+                start["passthrough"] = True
+                await send(message)
+            else:
+                start.update(message)
+            return
+        if start.get("passthrough") or message["type"] != "http.response.body":
+            await send(message)
+            return
+        part = message.get("body", b"")
+        digest.update(part)
+        parts.append(part)
+        if message.get("more_body", False):
+            return
+        headers = list(start.get("headers", []))
+        signature = signatures.sign_answer(verified, start["status"], digest.hexdigest())
+        if signature is not None:
+            headers.append((b"x-cluster-signature", signature.encode()))
+        await send({**start, "headers": headers})
+        while parts:
+            part = parts.pop(0)
+            await send({"type": "http.response.body", "body": part, "more_body": bool(parts)})
+
+    return signed_send

@@ -208,7 +208,14 @@ class ClusterNode:
         return control.view(self, periodic=periodic)
 
     def voters(self) -> int:
-        return self.membership.voters()
+        """Members whose majority is needed. A peer that said it does not vote (it has no durable state
+        yet: a joiner, or a lost disk) is a learner and is not counted, unless this node does not vote
+        either (a cluster being created counts everyone): a lone leader joined by a new node keeps
+        leading (docs/cluster.md, "Membership"). Quorum mode counts ``CLUSTER_SIZE`` whatever happens."""
+        total = self.membership.voters()
+        if self.membership.cluster_size or not self.health.may_vote:
+            return total
+        return total - sum(1 for p in self.membership.peers.values() if p.info is not None and not p.info.votes)
 
     def members(self) -> Sequence[Member]:
         return [
@@ -220,7 +227,7 @@ class ClusterNode:
         return self.membership.reachable()
 
     def lease_expiry(self) -> float:
-        return self.lease.expiry(self.membership.lease_voters(), self.membership.peers)
+        return self.lease.expiry(self.voters(), self.membership.peers)
 
     def lease_valid(self, now: float | None = None) -> bool:
         return (self.clock.monotonic() if now is None else now) < self.lease_expiry()

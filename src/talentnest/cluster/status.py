@@ -23,6 +23,7 @@ def self_info(node: Core) -> NodeInfo:
         ready=readiness(node)[0],
         leaving=node.stopping,
         eligible=node.may_lead(),
+        votes=node.health.may_vote,
         incarnation=node.incarnation,
         started_ms=node.started_ms,
         wall_ms=int(node.clock.wall() * 1000),

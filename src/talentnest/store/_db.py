@@ -127,6 +127,8 @@ class LogEntry:
     schema_version: int
     changes: str
     epoch: int = 0  # the random identity of the leader that wrote it (0: written before epochs)
+    # ``changes`` parsed, when the entry came parsed off the wire (apply uses it instead of parsing again).
+    decoded: list | None = field(default=None, compare=False, repr=False)
 
     @property
     def position(self) -> tuple[int, int]:
@@ -140,8 +142,10 @@ class LogEntry:
         )
 
     @classmethod
-    def from_dict(cls, item: dict) -> LogEntry:
-        """Build from a decoded wire entry; raise InvalidInput on any malformed field."""
+    def from_dict(cls, item: dict, *, changes_text: str | None = None) -> LogEntry:
+        """Build from a decoded wire entry; raise InvalidInput on any malformed field. ``changes_text`` is the
+        JSON text ``item["changes"]`` was parsed from, when the caller kept it: it is kept as it came,
+        instead of being written out again."""
         try:
             lsn, term = item["lsn"], item["term"]
             changes = item["changes"]
@@ -168,8 +172,10 @@ class LogEntry:
                 and isinstance(change.get("data"), dict)
             ):
                 raise InvalidInput("each change needs operation INSERT/UPDATE/DELETE, table and data")
-        text = json.dumps(changes, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        return cls(lsn, term, timestamp, schema_version, text, epoch)
+        if changes_text is None:
+            text = json.dumps(changes, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            return cls(lsn, term, timestamp, schema_version, text, epoch)
+        return cls(lsn, term, timestamp, schema_version, changes_text, epoch, changes)
 
 
 @dataclass(frozen=True)
@@ -913,7 +919,7 @@ class Database:
                 position = (self._last_term, self._last_epoch)
                 for entry in entries:
                     older = entry.schema_version < self.schema_version
-                    changes = json.loads(entry.changes)
+                    changes = entry.decoded if entry.decoded is not None else json.loads(entry.changes)
                     for change in changes:
                         self._apply_change(conn, change, older=older)
                     if older and self.older_entries is not None:

@@ -8,6 +8,7 @@ import pytest
 
 from talentnest.cluster import wire
 from talentnest.errors import InvalidInput
+from talentnest.store import LogEntry
 
 HEARTBEAT = {"id": 514, "url": "http://10.0.2.2:3000", "term": 3, "role": "leader", "last_lsn": 7, "last_term": 3}
 REPLICATE = {
@@ -112,3 +113,41 @@ def test_a_body_that_is_not_a_json_object_is_refused():
     for body in (b"[1]", b"nope", b'"text"', b"[" * 100_000):
         with pytest.raises(InvalidInput):
             wire.decode(body)
+
+
+def _leaders_body(entries) -> bytes:
+    return wire.replicate_body(
+        leader_id=515, term=4, leader_url="http://10.0.2.3:3000", prev_lsn=1, prev_term=4, prev_epoch=7,
+        leader_last_lsn=3, leader_last_term=4, leader_first_lsn=1, history=[(4, 1, 7)], entries=entries,
+    )  # fmt: skip
+
+
+def test_a_replicate_body_in_the_leaders_form_is_parsed_once_and_its_changes_kept_as_sent():
+    changes = [{"operation": "INSERT", "table": "posts", "data": {"id": 1, "content": 'é "quoted" \\ [x]', "n": 1.5}}]
+    sent = [LogEntry(2, 4, "2026-01-01T00:00:00.000Z", 2, json.dumps(changes, separators=(",", ":"), ensure_ascii=False), 7)]
+    sent.append(LogEntry(3, 4, "2026-01-01T00:00:01.000Z", 2, "[]", 7))
+    body = _leaders_body(sent)
+
+    decoded = wire.decode_replicate(body)
+    fast = wire.ReplicateRequest.parse(decoded)
+    slow = wire.ReplicateRequest.parse(wire.decode(body))
+
+    assert all(type(item) is tuple for item in decoded["entries"]), "the leader's form takes the one-parse path"
+    assert fast == slow and fast.entries == tuple(sent)
+    assert [e.changes for e in fast.entries] == [e.changes for e in sent]  # the text as the leader stored it
+    assert fast.entries[0].decoded == changes and slow.entries[0].decoded is None
+
+
+def test_a_replicate_body_in_any_other_json_form_is_still_accepted_or_refused_as_before():
+    seed = json.dumps({**REPLICATE, "entries": [{"changes": [], "term": 4, "lsn": 2, "timestamp": "t"}]}, indent=2).encode()
+    assert wire.ReplicateRequest.parse(wire.decode_replicate(seed)) == wire.ReplicateRequest.parse(wire.decode(seed))
+    spaced = _leaders_body([LogEntry(2, 4, "t", 2, "[ ]", 7)]).replace(b'"lsn":2', b'"lsn": 2')
+    assert wire.ReplicateRequest.parse(wire.decode_replicate(spaced)).entries[0].changes == "[]"
+    for bad in (
+        b"[1]",
+        b"nope",
+        _leaders_body([LogEntry(2, 4, "t", 2, "[", 7)]),
+        _leaders_body([LogEntry(2, 4, "t", 2, "[]", 7)])[:-1],
+    ):
+        with pytest.raises(InvalidInput):
+            wire.decode_replicate(bad)
