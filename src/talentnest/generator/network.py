@@ -16,8 +16,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
-from talentnest.generator import _vocabulary as words
-from talentnest.services import rules
+import talentnest.generator._vocabulary as words
+import talentnest.services.rules as rules
 from talentnest.store import Database
 from talentnest.store._time import iso_from_epoch
 

@@ -15,9 +15,10 @@ from typing import Any
 import argon2
 import jwt
 
+import talentnest.services._render as _render
+import talentnest.services.rules as rules
 from talentnest.config import MAX_CLOCK_SKEW_SECONDS
 from talentnest.errors import ClusterError, Conflict, Forbidden, InvalidInput, Unauthorized
-from talentnest.services import _render, rules
 from talentnest.services.throttle import LoginThrottle, ThrottlePolicy
 from talentnest.store import Database
 from talentnest.store.users import UserRepo

@@ -6,8 +6,8 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import talentnest.services._render as _render
 from talentnest.errors import Unauthorized
-from talentnest.services import _render
 from talentnest.store import Database
 from talentnest.store.exports import SECTIONS, ExportRepo
 from talentnest.store.users import UserRepo

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import talentnest.services._paging as _paging
+import talentnest.services._render as _render
+import talentnest.services.rules as rules
 from talentnest.errors import Forbidden, NotFound
-from talentnest.services import _paging, _render, rules
 from talentnest.services._paging import Page
 from talentnest.store import Database
 from talentnest.store.posts import PostRepo

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import talentnest.services._paging as _paging
+import talentnest.services._render as _render
+import talentnest.services.rules as rules
 from talentnest.errors import InvalidInput, NotFound
-from talentnest.services import _paging, _render, rules
 from talentnest.services._paging import Page
 from talentnest.store import Database
 from talentnest.store.search import TIERS
