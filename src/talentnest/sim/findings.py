@@ -28,6 +28,7 @@ class Finding:
     trigger: str | None = None  # ``trigger``: the event the world recognises (see World.known_trigger)
     only_after_wipe: bool = False  # ``known`` applies only to runs in which a disk was lost
     only_after_counted_out: bool = False  # ... only once a node led having counted out a running member
+    only_after_one_way_cut: bool = False  # ... only in runs that played a one-way cut (``cut``)
 
     @property
     def how(self) -> str:
@@ -41,6 +42,7 @@ class Finding:
         if self.invariants:
             after = " after a lost disk" if self.only_after_wipe else ""
             after += " once a node led having counted out a running member" if self.only_after_counted_out else ""
+            after += " in runs with a one-way cut" if self.only_after_one_way_cut else ""
             parts.append(f"{'/'.join(sorted(self.invariants))}{after} counted as known")
         return "; ".join(parts)
 
@@ -55,6 +57,13 @@ KNOWN: dict[str, Finding] = {
             "remains in async mode'), or restarted on a lost disk while DNS lists nobody (seed 301: it bootstraps alone)",
             invariants=frozenset({"one_leader_per_term", "lease_overlap"}),
             only_after_counted_out=True,
+        ),
+        Finding(
+            "F10-follower-stuck-after-one-way-cut",
+            "a follower cut off one way from the leader (its messages to the leader dropped, the leader's reaching it) "
+            "while it is still empty stays at LSN 0 after the cut heals: it never catches up (seed 688, 5 nodes; open)",
+            invariants=frozenset({"no_convergence"}),
+            only_after_one_way_cut=True,
         ),
     )
 }
@@ -76,7 +85,9 @@ def resolve(names: list[str] | None) -> list[Finding]:
     return [KNOWN[n] for n in names]
 
 
-def known_as(invariant: str, findings: list[Finding], *, disk_lost: bool = False, counted_out: bool = False) -> str | None:
+def known_as(
+    invariant: str, findings: list[Finding], *, disk_lost: bool = False, counted_out: bool = False, one_way_cut: bool = False
+) -> str | None:
     """The tolerated finding a violation of ``invariant`` counts as, if any."""
     return next(
         (
@@ -85,6 +96,7 @@ def known_as(invariant: str, findings: list[Finding], *, disk_lost: bool = False
             if invariant in f.invariants
             and (disk_lost or not f.only_after_wipe)
             and (counted_out or not f.only_after_counted_out)
+            and (one_way_cut or not f.only_after_one_way_cut)
         ),
         None,
     )

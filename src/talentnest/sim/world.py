@@ -196,7 +196,11 @@ class World:
         if self.closing:
             return
         finding = findings.known_as(
-            violation.invariant, self.tolerated, disk_lost=bool(self.checker.wiped), counted_out=self.watcher.counted_out
+            violation.invariant,
+            self.tolerated,
+            disk_lost=bool(self.checker.wiped),
+            counted_out=self.watcher.counted_out,
+            one_way_cut=any(f.kind == "cut" for f in self.schedule),
         )
         if finding is not None:
             self.known.append((finding, violation))
@@ -331,7 +335,12 @@ class World:
             return
         now = self.clock.now
         incs = [(h, h.incarnation) for h in self.members]
-        if not self.settled:
+        lost_majority = self.checker.quorum and len({node for _, node in self.checker.wiped}) > len(self.members) // 2
+        if not self.settled and lost_majority:
+            # Quorum mode with a majority of disks lost: the acknowledged writes may be on none of the
+            # nodes that kept theirs, so no leader may be elected (docs/cluster.md): waiting is right.
+            self.trace.add("not converged: a majority of the nodes lost their disks (quorum mode waits for an operator)")
+        elif not self.settled:
             state = "; ".join(
                 f"{h.name}: down"
                 if inc is None
