@@ -34,18 +34,6 @@ def canonical_digest(changes: str | list) -> int:
 
 
 @dataclass
-class _Watch:
-    """What the world remembers of one host across its incarnations."""
-
-    role: tuple[str, int] | None = None
-    lsn: int = 0
-    conn: Any = None
-    captured_to: int = 0
-    entries: dict[int, tuple[int, int]] = field(default_factory=dict)  # lsn -> (term, digest) it held
-    archives: dict[str, dict] = field(default_factory=dict)  # archive file name -> parsed
-
-
-@dataclass
 class _Memory:
     """What the simulation remembers of one host across its incarnations."""
 
