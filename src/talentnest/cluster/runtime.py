@@ -87,7 +87,7 @@ class Transport(Protocol):
     async def call_json(self, method: str, base_url: str, target: str, payload: Any = None, *, timeout: float) -> Reply: ...
 
     def stream(
-        self, base_url: str, target: str, *, connect_timeout: float, read_timeout: float
+        self, base_url: str, target: str, *, connect_timeout: float, start_timeout: float, read_timeout: float
     ) -> AbstractAsyncContextManager[ChunkStream]: ...
 
 

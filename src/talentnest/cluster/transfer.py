@@ -27,8 +27,14 @@ log = logging.getLogger("talentnest.replication")
 
 SYNC_PATH = "/cluster/sync?format=stream"
 # Deadlines: the leader sends its header record within milliseconds of the request (it pins the
-# database, it does not copy it first), and then a chunk every few milliseconds.
+# database, it does not copy it first), and then a chunk every few milliseconds. A request lost on
+# the way (a one-way cut) is given up after the start timeout, as a replicate call is, not after the
+# read timeout: a syncing node applies nothing else meanwhile (simulator finding F10, docs/simulation.md).
 CONNECT_TIMEOUT, READ_TIMEOUT = 5.0, 30.0
+
+
+def start_timeout(heartbeat: float) -> float:
+    return max(CONNECT_TIMEOUT, 5 * heartbeat)
 MAX_RESUMES = 5
 PROGRESS_LOG_SECONDS = 5.0
 WRITE_QUEUE = 4  # chunks received but not yet written
@@ -124,7 +130,10 @@ async def _receive(node: Node, db: Database, url: str, transfer: _Transfer, prog
     queue: asyncio.Queue = asyncio.Queue(WRITE_QUEUE)
     writer = asyncio.ensure_future(_write_chunks(queue, transfer, progress))
     try:
-        async with node.transport.stream(url, target, connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT) as response:
+        stream = node.transport.stream(
+            url, target, connect_timeout=CONNECT_TIMEOUT, start_timeout=start_timeout(node.heartbeat), read_timeout=READ_TIMEOUT
+        )
+        async with stream as response:
             if response.status == 410 and transfer.header is not None:
                 raise SnapshotGone(f"node at {url} no longer keeps snapshot {transfer.header.snapshot}")
             if response.status != 200:

@@ -241,18 +241,26 @@ class PeerClient:
 
     @asynccontextmanager
     async def stream(
-        self, base_url: str, target: str, *, connect_timeout: float, read_timeout: float
+        self, base_url: str, target: str, *, connect_timeout: float, start_timeout: float, read_timeout: float
     ) -> AsyncIterator[_ResponseStream]:
         """A signed GET whose body is read in chunks by the caller (snapshots). A streamed answer's header
         signature covers its status and nonce (the body hash reads ``streamed``); the caller checks the
-        body's own signed records with ``authenticate``. A non-streamed answer is checked whole here."""
+        body's own signed records with ``authenticate``. A non-streamed answer is checked whole here.
+        The answer's status line must come within ``start_timeout`` (a request lost on the way is given
+        up then, not after ``read_timeout``, the longest wait allowed between two reads of the body)."""
         timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
         signers = self._signers(base_url)
+        path = target.split("?")[0]
         for index, signer in enumerate(signers):
             nonce = self._nonce()
             headers = self._headers(signer, "GET", target, b"", nonce, None)
             try:
-                async with self.session.get(base_url + target, headers=headers, timeout=timeout) as response:
+                try:
+                    async with asyncio.timeout(start_timeout):
+                        started = await self.session.get(base_url + target, headers=headers, timeout=timeout)
+                except TimeoutError:
+                    raise PeerUnreachable(f"{base_url} did not start answering GET {path} within {start_timeout:g} s") from None
+                async with started as response:
                     header = response.headers.get(auth.HEADER)
                     if response.status != 200:
                         body = await response.content.read(1 << 20)
@@ -269,11 +277,11 @@ class PeerClient:
                     yield _ResponseStream(response, signer, nonce, self, base_url, target)
                     return
             except TimeoutError:
-                raise PeerUnreachable(f"{base_url} stalled while sending {target.split('?')[0]}") from None
+                raise PeerUnreachable(f"{base_url} stalled while sending {path}") from None
             except aiohttp.ClientConnectorError as exc:
                 raise PeerUnreachable(f"{base_url} is unreachable: {exc}") from None
             except aiohttp.ClientError as exc:
-                raise PeerUnreachable(f"{base_url} failed during {target.split('?')[0]}: {exc}") from None
+                raise PeerUnreachable(f"{base_url} failed during {path}: {exc}") from None
 
 
 class _ResponseStream:

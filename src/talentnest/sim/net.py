@@ -311,12 +311,13 @@ class SimTransport:
         return await self.call(method, base_url, target, body=body, timeout=timeout)
 
     @asynccontextmanager
-    async def stream(self, base_url: str, target: str, *, connect_timeout: float, read_timeout: float) -> AsyncIterator[_Chunks]:
+    async def stream(
+        self, base_url: str, target: str, *, connect_timeout: float, start_timeout: float, read_timeout: float
+    ) -> AsyncIterator[_Chunks]:
         nonce = self._nonce()
         try:
-            # No connections are modelled: the answer must start within the read timeout (aiohttp's
-            # sock_read on a kept-alive connection; a new one would also fail its connect timeout sooner).
-            reply = await self._exchange("GET", base_url, target, b"", read_timeout, None, nonce)
+            # No connections are modelled and the answer comes whole: it must start within the start timeout.
+            reply = await self._exchange("GET", base_url, target, b"", start_timeout, None, nonce)
         except PeerRefused as exc:
             raise PeerUnreachable(f"{base_url} is unreachable: {exc}") from None
         check = self._checker(base_url, target, nonce)

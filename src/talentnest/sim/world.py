@@ -200,7 +200,6 @@ class World:
             self.tolerated,
             disk_lost=bool(self.checker.wiped),
             counted_out=self.watcher.counted_out,
-            one_way_cut=any(f.kind == "cut" for f in self.schedule),
         )
         if finding is not None:
             self.known.append((finding, violation))

@@ -82,7 +82,7 @@ class FakeTransport:
         return await self.call(method, base_url, target, body=body, timeout=timeout)
 
     @asynccontextmanager
-    async def stream(self, base_url, target, *, connect_timeout, read_timeout):
+    async def stream(self, base_url, target, *, connect_timeout, start_timeout, read_timeout):
         raise PeerUnreachable(f"{base_url} sends no snapshot in this test")
         yield  # pragma: no cover
 
