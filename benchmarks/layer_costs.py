@@ -353,7 +353,7 @@ async def pieces(root: Path, rounds: int, n: int) -> dict:
 
 def replicate_path(root: Path, rounds: int) -> dict:
     """A follower's work for a batch: parse (decode + ReplicateRequest.parse) and apply, per entry."""
-    from talentnest.cluster import wire
+    from talentnest.cluster import logwire, wire
     from talentnest.store import _db as db_module
     from talentnest.store.posts import PostRepo
     from talentnest.store.schema import product_database
@@ -373,7 +373,7 @@ def replicate_path(root: Path, rounds: int) -> dict:
     leader.close()
 
     def body(batch) -> bytes:
-        return wire.replicate_body(
+        return logwire.replicate_body(
             leader_id=1, term=1, leader_url="http://127.0.0.1:3000", prev_lsn=batch[0].lsn - 1, prev_term=1,
             leader_last_lsn=batch[-1].lsn, leader_last_term=1, leader_first_lsn=1, history=None, entries=batch,
         )  # fmt: skip
@@ -394,7 +394,7 @@ def replicate_path(root: Path, rounds: int) -> dict:
             parse, redump, apply = [], [], []
             for number in range(rounds):
                 started = time.thread_time()
-                parsed = [wire.ReplicateRequest.parse(wire.decode(b)) for b in bodies]
+                parsed = [logwire.ReplicateRequest.parse(wire.decode(b)) for b in bodies]
                 parse.append((time.thread_time() - started) / (len(bodies) * size) * 1e6)
                 decoded = [wire.decode(b)["entries"] for b in bodies]
                 started = time.thread_time()

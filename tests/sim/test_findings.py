@@ -1,8 +1,8 @@
-"""Each bug the simulation found and the lead has not fixed yet, replayed from its shortest schedule.
+"""Each bug the simulation found, replayed from its shortest schedule.
 
-Each test asserts what must hold (the run is clean) and is a strict xfail naming the finding
-(``sim.findings``, /work/notes/sim-findings.md): it fails today, and once the bug is fixed it
-passes, which a strict xfail reports as a failure, so the marker and the finding are removed then.
+Each test asserts what must hold (the run is clean). A fixed finding's case must pass (a regression
+test); an open one (``sim.findings``, docs/simulation.md "Known findings") is a strict xfail naming it:
+once the bug is fixed it passes, which a strict xfail reports as a failure, so the finding is removed then.
 The other known findings are tolerated in each replay, so only this one can fail it.
 """
 

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from talentnest.cluster import auth, follower, handover, snapshot_stream, votes, wire
+from talentnest.cluster import auth, follower, handover, logwire, snapshot_stream, votes, wire
 from talentnest.errors import InvalidInput, LogTruncated, TalentNestError
 from talentnest.http_errors import error_response, respond_to
 from talentnest.store import iso_from_epoch, pages, snapshot
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("talentnest.cluster")
 Handler = Callable[[Request], Awaitable[Response]]
-M = TypeVar("M", wire.NodeInfo, wire.VoteRequest, wire.ReplicateRequest)
+M = TypeVar("M", wire.NodeInfo, wire.VoteRequest, logwire.ReplicateRequest)
 LOG_PAGE_MAX = 10_000
 
 
@@ -112,7 +112,8 @@ def build_routes(node: ClusterNode, replication: Replication, signatures: auth.R
         return _json({"ok": True})
 
     async def replicate(request: Request) -> Response:
-        reply = await replication.on_replicate(in_reach(wire.ReplicateRequest.parse(wire.decode_replicate(await request.body()))))
+        batch = logwire.ReplicateRequest.parse(logwire.decode_replicate(await request.body()))
+        reply = await replication.on_replicate(in_reach(batch))
         return _wire(reply.to_bytes())
 
     async def log_entries(request: Request) -> Response:

@@ -76,6 +76,19 @@ def fallback_address() -> str:
     return source or "127.0.0.1"
 
 
+def own_address(*, advertise: str | None, host: str, listed: Sequence[str]) -> str:
+    """``detect_address``, or the default route's address (said in the log) when nothing tells it."""
+    address = detect_address(advertise=advertise, host=host, listed=listed)
+    if address is None:
+        address = fallback_address()
+        log.warning(
+            "cluster: no DNS record or host name tells this node's address; advertising %s "
+            "(set ADVERTISE_ADDRESS if peers reach this node elsewhere)",
+            address,
+        )
+    return address
+
+
 class Discovery:
     """Resolves the member list with a real DNS query every time it is asked.
 

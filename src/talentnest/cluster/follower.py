@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 
 from talentnest.cluster import transfer
+from talentnest.cluster.logwire import LogPage, ReplicateReply, ReplicateRequest, log_page_body
 from talentnest.cluster.protocols import Node
 from talentnest.cluster.stats import Stats
 from talentnest.cluster.stream import BATCH_BYTES, BATCH_ENTRIES
-from talentnest.cluster.wire import LogPage, ReplicateReply, ReplicateRequest, TermHistory, decode, log_page_body
+from talentnest.cluster.wire import TermHistory, decode
 from talentnest.cluster.work import Job
 from talentnest.errors import InvalidInput, LogDiverged, PeerUnreachable, StaleTerm, StorageFailure
 from talentnest.store import Database, LogEntry

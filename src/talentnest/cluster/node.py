@@ -13,14 +13,12 @@ majority; a follower votes for a new leader only after ``3h`` without a message 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from talentnest.cluster import auth, control, handover, status, votes, wire
-from talentnest.cluster.discovery import detect_address, fallback_address, node_id_for
+from talentnest.cluster import auth, control, handover, lifecycle, status, wire
 from talentnest.cluster.gate import WriteGate
 from talentnest.cluster.health import Health
 from talentnest.cluster.lease import Lease, check_timing
@@ -56,15 +54,10 @@ class ClusterNode:
         self.lease = Lease(self.clock.monotonic, 2.5 * self.heartbeat)
         check_timing(lease=self.lease.duration, suspect_after=self.suspect_after)
         self.membership = Membership(
-            resolver=runtime.resolver(settings),
-            clock=self.clock.monotonic,
-            wall=self.clock.wall,
-            port=settings.port,
-            heartbeat=self.heartbeat,
-            failure_timeout=settings.failure_timeout,
-            cluster_size=settings.cluster_size if self.quorum_mode else None,
-            owner=self,
-        )
+            resolver=runtime.resolver(settings), clock=self.clock.monotonic, wall=self.clock.wall, port=settings.port,
+            heartbeat=self.heartbeat, failure_timeout=settings.failure_timeout, owner=self,
+            cluster_size=settings.cluster_size if self.quorum_mode else None,  # async mode: voters from DNS
+        )  # fmt: skip
         self.membership.scheme = settings.scheme
         self.worker = Worker()
         self.waiters = AppliedWaiters(lambda: db.last_lsn)
@@ -77,7 +70,7 @@ class ClusterNode:
         self.address: str | None = None
         self.node_id: int = settings.node_id or 0
         self.url = ""
-        self._transport: Transport | None = None
+        self.transport_or_none: Transport | None = None  # set by lifecycle.start
         self.role = Role.FOLLOWER
         self.leader_id: int | None = None  # the leader of the current term, once known
         self.leader_url: str | None = None
@@ -91,7 +84,7 @@ class ClusterNode:
         self._last_leader: int | None = None
         self._wake = asyncio.Event()
         self._leader_changed = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self.loop_task: asyncio.Task | None = None  # the control loop (lifecycle.start)
         db.add_commit_listener(self.waiters.committed)
         db.add_commit_listener(self.health.committed)
         self.care = StorageCare(self)
@@ -103,9 +96,9 @@ class ClusterNode:
 
     @property
     def transport(self) -> Transport:
-        if self._transport is None:
+        if self.transport_or_none is None:
             raise RuntimeError("the node has not started")
-        return self._transport
+        return self.transport_or_none
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -114,37 +107,7 @@ class ClusterNode:
         at once). A node can be started again after ``stop``, in another event loop. Without
         ``run_loop`` the caller runs the cycles itself (``run_cycle``), as unit tests do."""
         self._reset_runtime()
-        self.started_ms = int(self.clock.wall() * 1000)
-        listed = await self.membership.resolver.resolve()
-        address = detect_address(advertise=self.settings.advertise_address, host=self.settings.host, listed=listed)
-        if address is None:
-            address = fallback_address()
-            log.warning(
-                "cluster: no DNS record or host name tells this node's address; advertising %s "
-                "(set ADVERTISE_ADDRESS if peers reach this node elsewhere)",
-                address,
-            )
-        self.address = self.membership.address = address
-        self.node_id = self.settings.node_id if self.settings.node_id is not None else node_id_for(address)
-        self.url = f"{self.settings.scheme}://{address}:{self.settings.port}"
-        self._transport = self.membership.transport = self.runtime.transport(self.key, address)
-        self.membership.remember(self.state.current.members)
-        await self._transport.start()
-        self.db.write_guard = self.gate.guard_write
-        self.care.check_marker()
-        if self.db.last_term > self.term:
-            # A snapshot or a restored file can hold a newer term than our state file remembers.
-            self.state.save(self.db.last_term, None)
-        log.info(
-            "cluster: node %d at %s (members from %s, term %d, LSN %d)",
-            *(self.node_id, self.url, self.membership.resolver.source, self.term, self.db.last_lsn),
-        )
-        await self.membership.refresh()
-        if not self.membership.peers:
-            await votes.campaign(self, handover_from=None)  # alone: a single node serves writes from its first request
-        if run_loop:
-            self._task = asyncio.create_task(control.run_loop(self), name="cluster-loop")
-            self._task.add_done_callback(self._loop_ended)
+        await lifecycle.start(self, run_loop=run_loop)
 
     def _reset_runtime(self) -> None:
         self.stopping = False
@@ -160,27 +123,14 @@ class ClusterNode:
         if self.replication is not None:
             self.replication.reset()
 
-    def _loop_ended(self, task: asyncio.Task) -> None:
-        if not self.stopping:
-            error = None if task.cancelled() else task.exception()
-            log.critical("cluster: the membership loop ended unexpectedly (%r); this node can no longer take part", error)
-
     async def stop(self) -> None:
         self.stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(self._task, timeout=2)
-        await self.worker.stop()
-        if self.replication is not None:
-            await self.replication.stop_leading()
-        if self._transport is not None:
-            await self._transport.close()
+        await lifecycle.stop(self)
 
     async def leave(self, drain_timeout: float = 5.0) -> None:
         """Graceful stop (SIGTERM): refuse new writes, drain replication if leading, tell the peers."""
         self.stopping = True
-        if self._transport is not None:
+        if self.transport_or_none is not None:
             await handover.leave(self, drain_timeout)
 
     def run_job(self, job: Job, work: Coroutine[Any, Any, Any]) -> bool:

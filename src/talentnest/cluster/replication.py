@@ -7,9 +7,9 @@ from typing import Any
 
 from talentnest.cluster.follower import FollowerSide
 from talentnest.cluster.leader import LeaderSide
+from talentnest.cluster.logwire import ReplicateReply, ReplicateRequest
 from talentnest.cluster.protocols import Node
 from talentnest.cluster.stats import Stats
-from talentnest.cluster.wire import ReplicateReply, ReplicateRequest
 from talentnest.store import Database
 
 

@@ -13,9 +13,10 @@ import contextlib
 import logging
 from typing import Protocol
 
+from talentnest.cluster.logwire import ReplicateReply, replicate_body
 from talentnest.cluster.protocols import Node
 from talentnest.cluster.stats import Stats
-from talentnest.cluster.wire import ReplicateReply, decode, replicate_body
+from talentnest.cluster.wire import decode
 from talentnest.errors import InvalidInput, LogTruncated, PeerUnreachable
 from talentnest.store import Database
 

@@ -35,6 +35,8 @@ CONNECT_TIMEOUT, READ_TIMEOUT = 5.0, 30.0
 
 def start_timeout(heartbeat: float) -> float:
     return max(CONNECT_TIMEOUT, 5 * heartbeat)
+
+
 MAX_RESUMES = 5
 PROGRESS_LOG_SECONDS = 5.0
 WRITE_QUEUE = 4  # chunks received but not yet written

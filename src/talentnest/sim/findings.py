@@ -1,7 +1,7 @@
 """Bugs the simulation found in the core that are not fixed yet, and how a run may tolerate each.
 
-Each finding is written up in ``/work/notes/sim-findings.md`` (seed, shortest schedule, the invariant it
-breaks, the diagnosis). Until the lead fixes it, a run can *tolerate* it, in one of three visible ways:
+Each finding is written up in docs/simulation.md, "Known findings" (seed, the invariant it breaks, the
+diagnosis, the fix). Until it is fixed, a run can *tolerate* it, in one of three visible ways:
 
 - ``avoid``: the fault generator does not produce the faults that trigger it;
 - ``known``: its invariants are still checked, but a violation of them counts as *known*, is
@@ -78,9 +78,7 @@ def resolve(names: list[str] | None) -> list[Finding]:
     return [KNOWN[n] for n in names]
 
 
-def known_as(
-    invariant: str, findings: list[Finding], *, disk_lost: bool = False, counted_out: bool = False
-) -> str | None:
+def known_as(invariant: str, findings: list[Finding], *, disk_lost: bool = False, counted_out: bool = False) -> str | None:
     """The tolerated finding a violation of ``invariant`` counts as, if any."""
     return next(
         (

@@ -18,8 +18,8 @@ from typing import Any
 
 from talentnest.cluster import control, votes
 from talentnest.cluster.follower import FollowerSide
+from talentnest.cluster.logwire import ReplicateReply
 from talentnest.cluster.node import ClusterNode
-from talentnest.cluster.wire import ReplicateReply
 from talentnest.store import ApplyResult, Database
 from talentnest.store import _db as store_db
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from tests.unit.cluster.fakes import make_rig, started
 
-from talentnest.cluster.wire import ReplicateRequest
+from talentnest.cluster.logwire import ReplicateRequest
 from talentnest.cluster.work import Job
 from talentnest.store import LogEntry
 

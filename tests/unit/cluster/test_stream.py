@@ -8,9 +8,10 @@ import pytest
 from tests.unit.cluster.fakes import FakeClock, reply
 
 from talentnest.cluster import stream as stream_module
+from talentnest.cluster.logwire import ReplicateReply
 from talentnest.cluster.stats import Stats
 from talentnest.cluster.stream import FollowerStream
-from talentnest.cluster.wire import ReplicateReply, decode
+from talentnest.cluster.wire import decode
 from talentnest.errors import PeerUnreachable
 from talentnest.store.schema import product_database
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from talentnest.cluster import wire
+from talentnest.cluster import logwire, wire
 from talentnest.errors import InvalidInput
 from talentnest.store import LogEntry
 
@@ -35,9 +35,9 @@ NOT_WHOLE_NUMBERS = [99999999999999999999999, 2**63, -1, 1.5, float("inf"), True
         (wire.NodeInfo.parse, HEARTBEAT, "last_lsn"),
         (wire.VoteRequest.parse, VOTE, "term"),
         (wire.VoteRequest.parse, VOTE, "last_lsn"),
-        (wire.ReplicateRequest.parse, REPLICATE, "term"),
-        (wire.ReplicateRequest.parse, REPLICATE, "prev_lsn"),
-        (wire.ReplicateRequest.parse, REPLICATE, "leader_last_lsn"),
+        (logwire.ReplicateRequest.parse, REPLICATE, "term"),
+        (logwire.ReplicateRequest.parse, REPLICATE, "prev_lsn"),
+        (logwire.ReplicateRequest.parse, REPLICATE, "leader_last_lsn"),
     ],
 )
 def test_a_number_that_is_not_a_64_bit_whole_number_is_refused(parse, good, field, bad):
@@ -63,27 +63,27 @@ def test_node_ids_are_bounded_like_node_id():
 
 def test_entries_and_histories_are_checked_item_by_item():
     with pytest.raises(InvalidInput):
-        wire.ReplicateRequest.parse({**REPLICATE, "entries": [{"lsn": 2**64, "term": 1, "changes": []}]})
+        logwire.ReplicateRequest.parse({**REPLICATE, "entries": [{"lsn": 2**64, "term": 1, "changes": []}]})
     with pytest.raises(InvalidInput):
-        wire.ReplicateRequest.parse({**REPLICATE, "history": [[1, 2, 3, 4]]})
+        logwire.ReplicateRequest.parse({**REPLICATE, "history": [[1, 2, 3, 4]]})
     with pytest.raises(InvalidInput):
-        wire.ReplicateRequest.parse({**REPLICATE, "history": [[True, 1]]})
+        logwire.ReplicateRequest.parse({**REPLICATE, "history": [[True, 1]]})
     with pytest.raises(InvalidInput):
-        wire.ReplicateRequest.parse({**REPLICATE, "entries": "all of them"})
+        logwire.ReplicateRequest.parse({**REPLICATE, "entries": "all of them"})
 
 
 def test_a_role_or_reason_outside_the_protocol_is_refused():
     with pytest.raises(InvalidInput, match="role"):
         wire.NodeInfo.parse({**HEARTBEAT, "role": "dictator"})
     with pytest.raises(InvalidInput, match="reason"):
-        wire.ReplicateReply.parse({"term": 1, "success": True, "applied_lsn": 1, "reason": "because"})
+        logwire.ReplicateReply.parse({"term": 1, "success": True, "applied_lsn": 1, "reason": "because"})
 
 
 def test_messages_survive_their_own_wire_form():
     info = wire.NodeInfo.parse(HEARTBEAT)
     assert wire.NodeInfo.parse(json.loads(info.to_bytes())) == info
-    request = wire.ReplicateRequest.parse(REPLICATE)
-    body = wire.replicate_body(
+    request = logwire.ReplicateRequest.parse(REPLICATE)
+    body = logwire.replicate_body(
         leader_id=request.leader_id,
         term=request.term,
         leader_url=request.leader_url,
@@ -96,7 +96,7 @@ def test_messages_survive_their_own_wire_form():
         history=request.history,
         entries=request.entries,
     )
-    again = wire.ReplicateRequest.parse(wire.decode(body))
+    again = logwire.ReplicateRequest.parse(wire.decode(body))
     assert again.prev_epoch == 7 and again.history == ((4, 1, 0),), "a history without epochs reads as epoch 0"
     assert again.entries == request.entries
 
@@ -116,7 +116,7 @@ def test_a_body_that_is_not_a_json_object_is_refused():
 
 
 def _leaders_body(entries) -> bytes:
-    return wire.replicate_body(
+    return logwire.replicate_body(
         leader_id=515, term=4, leader_url="http://10.0.2.3:3000", prev_lsn=1, prev_term=4, prev_epoch=7,
         leader_last_lsn=3, leader_last_term=4, leader_first_lsn=1, history=[(4, 1, 7)], entries=entries,
     )  # fmt: skip
@@ -128,9 +128,9 @@ def test_a_replicate_body_in_the_leaders_form_is_parsed_once_and_its_changes_kep
     sent.append(LogEntry(3, 4, "2026-01-01T00:00:01.000Z", 2, "[]", 7))
     body = _leaders_body(sent)
 
-    decoded = wire.decode_replicate(body)
-    fast = wire.ReplicateRequest.parse(decoded)
-    slow = wire.ReplicateRequest.parse(wire.decode(body))
+    decoded = logwire.decode_replicate(body)
+    fast = logwire.ReplicateRequest.parse(decoded)
+    slow = logwire.ReplicateRequest.parse(wire.decode(body))
 
     assert all(type(item) is tuple for item in decoded["entries"]), "the leader's form takes the one-parse path"
     assert fast == slow and fast.entries == tuple(sent)
@@ -140,9 +140,9 @@ def test_a_replicate_body_in_the_leaders_form_is_parsed_once_and_its_changes_kep
 
 def test_a_replicate_body_in_any_other_json_form_is_still_accepted_or_refused_as_before():
     seed = json.dumps({**REPLICATE, "entries": [{"changes": [], "term": 4, "lsn": 2, "timestamp": "t"}]}, indent=2).encode()
-    assert wire.ReplicateRequest.parse(wire.decode_replicate(seed)) == wire.ReplicateRequest.parse(wire.decode(seed))
+    assert logwire.ReplicateRequest.parse(logwire.decode_replicate(seed)) == logwire.ReplicateRequest.parse(wire.decode(seed))
     spaced = _leaders_body([LogEntry(2, 4, "t", 2, "[ ]", 7)]).replace(b'"lsn":2', b'"lsn": 2')
-    assert wire.ReplicateRequest.parse(wire.decode_replicate(spaced)).entries[0].changes == "[]"
+    assert logwire.ReplicateRequest.parse(logwire.decode_replicate(spaced)).entries[0].changes == "[]"
     for bad in (
         b"[1]",
         b"nope",
@@ -150,4 +150,4 @@ def test_a_replicate_body_in_any_other_json_form_is_still_accepted_or_refused_as
         _leaders_body([LogEntry(2, 4, "t", 2, "[]", 7)])[:-1],
     ):
         with pytest.raises(InvalidInput):
-            wire.decode_replicate(bad)
+            logwire.decode_replicate(bad)
