@@ -133,6 +133,9 @@ def build_routes(node: ClusterNode, replication: Replication, signatures: auth.R
         return _json({"checksum": node.db.checksum(), "applied_lsn": node.db.last_lsn, "node_id": node.node_id})
 
     images = snapshot_stream.Images(node.clock.monotonic, node.clock.sleep)
+    # A kept image pins the file: a node about to install a snapshot itself (a deposed leader that served
+    # others) lets go of them first, or its swap finds the file held (simulator seed 1430).
+    node.db.add_release_listener(images.close)
 
     async def sweep_later(seconds: float) -> None:
         # A kept image pins the database (its WAL cannot restart): release it once nobody resumed it,

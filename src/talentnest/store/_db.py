@@ -364,6 +364,7 @@ class Database:
         self._pending: list[str] = []
         self._listeners: list[Callable[[int], None]] = []
         self._failure_listeners: list[Callable[[StorageFailure], None]] = []
+        self._release_listeners: list[Callable[[], None]] = []
         self._last_lsn = 0
         self._last_term = 0
         self._last_epoch = 0
@@ -695,6 +696,11 @@ class Database:
         """Call ``listener(failure)`` whenever a write or an apply fails for a reason of storage."""
         self._failure_listeners.append(listener)
 
+    def add_release_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` before the file is replaced (``replace_file``): let go of what pins it
+        (a snapshot kept for a receiver to resume, say), so the swap does not find it held."""
+        self._release_listeners.append(listener)
+
     def check_writable(self) -> None:
         """Raise StorageFailure unless a write of a few hundred KiB commits here now (and is undone)."""
         try:
@@ -1003,6 +1009,8 @@ class Database:
         conn = self.conn
         if conn.in_transaction:
             raise RuntimeError("replace_file inside a transaction")
+        for listener in list(self._release_listeners):
+            listener()
         try:
             # The readers let go of the file first; reads that arrive meanwhile wait in their threads.
             self._readers.pause()

@@ -165,3 +165,27 @@ def test_a_snapshot_install_waits_for_reads_in_progress_and_holds_new_ones_until
 
 async def test_the_checksum_can_be_computed_in_a_reader_thread(node):
     assert await node.db.read(node.db.checksum) == node.db.checksum()
+
+
+def test_a_snapshot_install_first_lets_go_of_what_pins_the_file(nodes, node, tmp_path):
+    # A deposed leader that served its image to others still kept them for resumes: a release
+    # listener closes them, or its own install found the file held (simulator seed 1430).
+    from talentnest.store.pages import PageImage
+
+    bigger = nodes("bigger")
+    bigger.post(bigger.signup("bob"), "bigger")
+    info = take_snapshot(bigger.db.path, tmp_path / "snap")
+    options = {"compression": info.compression, "expected_sha256": info.sha256}
+    prepared = prepare_snapshot(node.db.data_dir, tmp_path / "snap", max_schema_version=node.db.schema_version, **options)
+    kept = PageImage.open(node.db.path)
+    released: list[bool] = []
+
+    def release() -> None:
+        kept.close()
+        released.append(True)
+
+    node.db.add_release_listener(release)
+    install(node.db, prepared)
+
+    assert released == [True]
+    assert count_posts(node) == 1, "the peer's file is in"
