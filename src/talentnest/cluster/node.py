@@ -187,8 +187,7 @@ class ClusterNode:
             self.lease.acknowledge(address, sent_at)
 
     @property
-    def heard_from(self) -> int | None:
-        """The leader (or candidate voted for) that last reached this node."""
+    def heard_from(self) -> int | None:  # the leader (or candidate voted for) that last reached this node
         return self._heard_from
 
     def leader_changed(self) -> asyncio.Event:
@@ -196,12 +195,13 @@ class ClusterNode:
         return self._leader_changed
 
     def leader_alive(self, now: float | None = None) -> bool:
-        """A leader reached this node within ``3h`` (or it voted that recently), and its process is
-        not known to be gone. Until then this node neither stands nor votes for anyone else."""
+        """A leader reached this node within ``3h`` (or it voted that recently), and is not known gone
+        (refused, left, or removed: only a member known gone is). Until then this node neither stands
+        nor votes for anyone else."""
         if self._heard_at is None or self._heard_from == self.node_id:
             return False
         leader = self.membership.by_id(self._heard_from)
-        if leader is not None and (leader.refused or leader.left):
+        if leader is None or leader.refused or leader.left:
             return False
         return (self.clock.monotonic() if now is None else now) - self._heard_at < self.suspect_after
 

@@ -177,3 +177,22 @@ def _entry(lsn):
     from talentnest.store import LogEntry
 
     return LogEntry(lsn, 1, "t", 1, "[]")
+
+
+async def test_a_leader_removed_as_gone_frees_this_node_at_once(tmp_path):
+    # SIGKILL on the launcher: the leader's address refuses and DNS drops it, so it is no longer a
+    # member; that is known gone, not three heartbeats of silence (benchmarks/failover.py: 0.7 s, not 3.5).
+    from talentnest.cluster.transport import PeerRefused
+
+    rig = await started(make_rig(tmp_path, address=B, peers=[A, C]))
+    peers_answer(rig)
+    await rig.node.membership.probe_all()
+    rig.node.heard_from_leader(515, f"http://{C}:3000")
+    assert rig.node.leader_alive()
+    previous = rig.transport.handler
+    rig.transport.handler = lambda call: PeerRefused("refused") if C in call.url else previous(call)
+    rig.resolver.answer = [A, B]
+    await rig.node.membership.probe_all()
+    await rig.node.membership.refresh()
+    assert C not in rig.node.membership.peers
+    assert not rig.node.leader_alive(), "a leader known gone holds nothing back"
