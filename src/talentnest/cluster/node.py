@@ -172,8 +172,7 @@ class ClusterNode:
             Member(p.address, p.url, p.id, p.last_lsn if p.last_ok is not None else None) for p in self.membership.peers.values()
         ]
 
-    def members_alive(self) -> int:
-        """This node plus the members that answer now (what shares a cluster-wide allowance)."""
+    def members_alive(self) -> int:  # this node plus the members that answer now (a shared allowance)
         return self.membership.reachable()
 
     def lease_expiry(self) -> float:
@@ -195,13 +194,12 @@ class ClusterNode:
         return self._leader_changed
 
     def leader_alive(self, now: float | None = None) -> bool:
-        """A leader reached this node within ``3h`` (or it voted that recently), and is not known gone
-        (refused, left, or removed: only a member known gone is). Until then this node neither stands
-        nor votes for anyone else."""
+        """A leader reached this node within ``3h`` (or it voted that recently), and its process is
+        not known to be gone. Until then this node neither stands nor votes for anyone else."""
         if self._heard_at is None or self._heard_from == self.node_id:
             return False
         leader = self.membership.by_id(self._heard_from)
-        if leader is None or leader.refused or leader.left:
+        if leader is not None and (leader.refused or leader.left):
             return False
         return (self.clock.monotonic() if now is None else now) - self._heard_at < self.suspect_after
 
@@ -223,7 +221,8 @@ class ClusterNode:
             return  # not a member (discovery does not list it): its term and leader move nothing here
         if info.term > self.term and not self.adopt_term(info.term, f"node {info.id} is in term {info.term}"):
             return
-        if peer is not None and probe_sent_at is not None and info.term == self.term:
+        if probe_sent_at is not None and info.term == self.term and info.leader_id == self.node_id:
+            # Only a follower that counts this node its leader renews the lease (simulator seed 986).
             self.lease_acknowledged(peer.address, probe_sent_at)
         if info.term == self.term and info.role == Role.LEADER and info.id != self.node_id:
             if self.role == Role.LEADER and info.id < self.node_id:
@@ -236,6 +235,7 @@ class ClusterNode:
     def peer_lost(self, peer: PeerState, why: str, *, gone: bool) -> None:
         self.gate.leader_suspected(peer.url)
         if peer.id == self._heard_from and self.role != Role.LEADER and gone:
+            self._heard_at = None  # known gone (its lease went with its process), even once it is no member
             self.record_event("leader_lost", f"leader {peer.id} {why}")
             log.info("election: term %d: leader %d %s; looking for a new leader", self.term, peer.id, why)
             self.wake()

@@ -180,8 +180,9 @@ def _entry(lsn):
 
 
 async def test_a_leader_removed_as_gone_frees_this_node_at_once(tmp_path):
-    # SIGKILL on the launcher: the leader's address refuses and DNS drops it, so it is no longer a
-    # member; that is known gone, not three heartbeats of silence (benchmarks/failover.py: 0.7 s, not 3.5).
+    # SIGKILL on the launcher: the leader's address refuses (known gone) and DNS drops it, so it is no
+    # longer a member; that must free this node at once, not after three heartbeats of silence
+    # (benchmarks/failover.py: 0.5 s, not 3.5).
     from talentnest.cluster.transport import PeerRefused
 
     rig = await started(make_rig(tmp_path, address=B, peers=[A, C]))
@@ -196,3 +197,21 @@ async def test_a_leader_removed_as_gone_frees_this_node_at_once(tmp_path):
     await rig.node.membership.refresh()
     assert C not in rig.node.membership.peers
     assert not rig.node.leader_alive(), "a leader known gone holds nothing back"
+
+
+async def test_a_heartbeat_answer_renews_the_lease_only_from_a_follower_that_counts_this_node_its_leader(tmp_path):
+    # A follower that does not count this node as a member ignores its heartbeats (they do not hold its
+    # vote back), yet answers them in the same term: such an answer must not renew the lease.
+    rig = await started(make_rig(tmp_path, address=C, peers=[A, B]))
+    peers_answer(rig)
+    assert await votes.campaign(rig.node, handover_from=None)
+
+    def following_nobody(call):
+        address = call.url[7:].split(":")[0]
+        return reply(info(512 + int(address.split(".")[-1]), address, term=rig.node.term))
+
+    rig.transport.handler = following_nobody
+    rig.clock.advance(2.0)
+    await rig.node.membership.probe_all()  # answered in our term, but following nobody
+    rig.clock.advance(0.6)
+    assert not rig.node.lease_valid(), "answers from followers of nobody renewed the lease"
