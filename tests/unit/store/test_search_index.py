@@ -13,6 +13,7 @@ import unicodedata
 from contextlib import suppress
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from store_factories import Node, assert_counters_are_recounts, assert_index_is_rebuilt, index_instances, make_node
@@ -366,3 +367,36 @@ def test_words_that_fold_into_nothing_or_into_two_find_what_they_should(nodes):
     # word "0", found in member 1's name ("... 0") and in member 3's headline.
     assert found("0¨") == found("0") == [1, 3]
     assert found("grade 0¨") == [3]
+
+
+@pytest.mark.parametrize(
+    "variants",
+    [
+        ("elodie", "élodie", "Élodie", "ELODIE", "ÉLODIE", "Elodie"),
+        ("jose", "José", "JOSÉ", "jose\u0301"),  # the last one decomposed (NFD)
+        ("strasse", "Straße", "STRASSE", "STRAẞE"),
+        ("σοφια", "Σοφία", "ΣΟΦΊΑ", "σοφία"),
+        ("lodz", "Łódź", "ŁÓDŹ"),
+        ("soren", "Søren", "SØREN", "Sǿren"),
+        ("nguyen duc", "Nguyễn Đức", "NGUYỄN ĐỨC"),
+        ("isik ilkay", "Işık İlkay", "IŞIK İLKAY"),
+        ("aesir oeuvre", "Æsir Œuvre", "ǼSIR ŒUVRE"),
+        ("fish", "ﬁsh"),
+    ],
+)
+def test_case_and_accents_fold_away_for_the_index_and_the_query_alike(variants):
+    assert {search.fold(v) for v in variants} == {variants[0]}
+    # Every tier compares folded forms: each variant is the same document and the same query.
+    assert len({search.document("u1", v, v, json.dumps([v])) for v in variants}) == 1
+    assert {search.SearchQuery.of(v.split()) for v in variants} == {search.SearchQuery.of(variants[0].split())}
+
+
+def test_letters_unicode_does_not_decompose_keep_their_identity_but_the_listed_few():
+    assert search.fold("Þór Ðóra") == "þor ðora"
+    assert search.fold("Ǥǥ Ħ Ŧ") == "gg h t"
+    assert search.fold("ƀ ɨ") == "ƀ ɨ", "letters outside the list stay as they are"
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",))))
+def test_folding_twice_is_folding_once(text):
+    assert search.fold(search.fold(text)) == search.fold(text)
