@@ -292,12 +292,19 @@ def test_migration_4_rebuilds_an_index_that_schema_3_folded_with_its_accents(tmp
             user = old.signup(username)
             old.user_service.update_profile(user, {"name": name, "headline": f"{name} writes", "skills": [name]})
         terms = {term for term, *_ in index_instances(old.db)}
+        entries = old.all_entries()
         old.db.shutdown()
     search.document.cache_clear()
     assert {"④élodie", "②josé␣núñez", "③søren␣łukasz"} <= terms and "④elodie" not in terms, "the old folding kept accents"
 
+    # An upgraded follower applies that node's entries (schema 3) with the new folding.
+    follower = make_node(tmp_path / "follower")
+    follower.db.apply(entries)
     node = make_node(tmp_path / "node")
     try:
+        assert {e.schema_version for e in entries} == {3}
+        assert follower.db.checksum() == node.db.checksum()
+        assert index_instances(follower.db) == index_instances(node.db)
         assert node.db.get_meta("schema_version") == str(len(MIGRATIONS))
         accented = set("éüñøłß")
         assert not [t for t, *_ in index_instances(node.db) if accented & set(t)], "the index holds no accent"
@@ -312,6 +319,7 @@ def test_migration_4_rebuilds_an_index_that_schema_3_folded_with_its_accents(tmp
         assert found("strasse") == ["m3"] and found("lukasz soren") == ["m4"]
     finally:
         node.db.shutdown()
+        follower.db.shutdown()
 
 
 def test_a_follower_applies_an_older_leaders_entries_and_keeps_counters_and_index_right(tmp_path):
