@@ -16,7 +16,7 @@ ligature of two: ``đ ǥ ħ ł ø ŧ`` are ``d g h l o t``, dotless ``ı`` is ``
 (as ``ß`` is ``ss``), so ``lodz`` finds ``Łódź`` and ``soren`` finds ``Søren``; ``þ``, ``ð`` and the
 letters of other scripts stay as they are. Dropping Mn also drops the vowel signs and viramas
 some scripts write as nonspacing marks (Devanagari ``ि`` stays, ``ु`` goes) and Japanese voicing
-marks (``が`` is ``か``): such words match more widely, never less. SQLite cannot fold this way in
+marks (``が`` is ``か``): such words match more widely. SQLite cannot fold this way in
 SQL (its ``lower()`` is ASCII, FTS5's ``unicode61`` has no ``ß -> ss``), so Python computes every
 token and the table's tokenizer only splits on the spaces between them (every character category
 but separators and controls is part of a token). A word gives its folded self (``node.js``), that
