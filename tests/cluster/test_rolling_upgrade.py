@@ -1,5 +1,5 @@
 """A rolling upgrade from the previous release (schema 1: no counters, no search index, no token keys) to
-this one (schema 3), one node at a time while writes go on: nothing acknowledged is lost, the cluster serves
+this one (schema 4), one node at a time while writes go on: nothing acknowledged is lost, the cluster serves
 throughout, and at the end every node holds the same rows, right counters and a right index.
 
 The order (README, "Upgrading"): followers first, lowest ID first, the leader last. An upgraded
@@ -158,6 +158,8 @@ def test_a_rolling_upgrade_from_the_previous_release_loses_nothing_and_serves_th
             assert leader.request("POST", f"/api/users/old{n - 1}/follow", token=token).status == 200
             assert leader.request("POST", f"/api/posts/{first}/like", token=token).status == 200
             assert leader.request("POST", f"/api/posts/{first}/comments", json={"content": "hi"}, token=token).status == 201
+        # An accented name the old release stores: every upgraded node's index folds its accents away.
+        assert leader.request("PATCH", "/api/users/me", json={"name": "Élodie Ünal"}, token=tokens[5]).status == 200
 
         with Traffic(cluster, tokens) as traffic:
             for step, name in enumerate(("backend-1", "backend-2")):  # followers first, lowest ID first
@@ -194,6 +196,8 @@ def test_a_rolling_upgrade_from_the_previous_release_loses_nothing_and_serves_th
             assert node.request("GET", "/api/users/old0").body["follower_count"] == 1
             found = node.request("GET", "/api/users/search?query=old3").body["items"]
             assert [u["username"] for u in found][:1] == ["old3"], f"{node.name}'s search index misses a member"
+            found = node.request("GET", "/api/users/search?query=elodie unal").body["items"]
+            assert [u["username"] for u in found] == ["old5"], f"{node.name}'s search index keeps accents"
             wrong_users, wrong_posts, indexed = counters_and_index(node)
             assert (wrong_users, wrong_posts) == ([], []), f"{node.name}: counters that are not recounts"
             assert indexed == 6

@@ -1,6 +1,7 @@
 """The product's tables, as numbered migrations every node runs on its own database at start, and
-what the store needs to know of them: the derived search index, and how to apply a leader's
-entries written before migration 2 (they carry no counters) or 3 (their users carry no token key)."""
+what the store needs to know of them: the derived search index (rebuilt by migration 4 for a new
+folding), and how to apply a leader's entries written before migration 2 (they carry no counters) or
+3 (their users carry no token key)."""
 
 from __future__ import annotations
 
@@ -98,6 +99,13 @@ MIGRATIONS: list[tuple[int, str]] = [
         """
         ALTER TABLE users ADD COLUMN token_key TEXT NOT NULL DEFAULT '';
         """,
+    ),
+    (
+        4,
+        # Search ignores accents (store/search.py, "Folding"): an index built before holds the older
+        # folding's tokens (``élodie``), so this node rebuilds it from the rows it holds. Nothing
+        # replicated changes; entries of schema 3 apply as they are.
+        search.REBUILD,
     ),
 ]
 COUNTERS_SINCE = 2

@@ -4,14 +4,24 @@ The index (``users_fts``, FTS5, contentless, ``detail=none``) is derived from ``
 node on its own file and never replicated: the store declares it derived (``store._db.Derived``),
 so change capture skips it and its shadow tables, and ``Database.checksum()`` ignores them.
 
-**Folding.** Search is case-insensitive as ``str.casefold`` is (``STRASSE`` finds ``Straße``,
-``ΣΟΦΊΑ`` finds ``Σοφία``) and keeps accents (``élodie`` finds ``Élodie`` but not ``Elodie``), as
-the LIKE search before it did; text is also NFKC-normalised (``ﬁ`` is ``fi``). SQLite cannot fold
-this way in SQL (its ``lower()`` is ASCII, FTS5's ``unicode61`` has no ``ß -> ss``), so Python
-computes every token and the table's tokenizer only splits on the spaces between them (every
-character category but separators and controls is part of a token). A word gives its folded self
-(``node.js``), that word without leading and trailing punctuation (``(python),`` -> ``python``),
-and its runs of letters and digits (``node``, ``js``).
+**Folding.** Search ignores case and accents: ``élodie``, ``ELODIE`` and ``elodie`` find both
+``Élodie`` and ``Elodie``, ``jose`` finds ``José``, ``STRASSE`` finds ``Straße``, ``σοφια`` finds
+``Σοφία``. One rule folds the index's tokens and the query's words alike (``fold``), so every
+condition (a match, a prefix, and the tiers: exact username, exact name, username prefix, exact
+skill) compares folded forms: NFKC (``ﬁ`` is ``fi``), ``str.casefold`` (``ß`` is ``ss``, ``ς`` is
+``σ``), canonical decomposition (NFD), every nonspacing mark (category Mn) dropped, a few letters
+replaced (below), and NFC again. Letters that Unicode does not decompose keep their identity,
+except those European and Vietnamese orthographies write as a base letter with a stroke or as a
+ligature of two: ``đ ǥ ħ ł ø ŧ`` are ``d g h l o t``, dotless ``ı`` is ``i``, ``æ œ`` are ``ae oe``
+(as ``ß`` is ``ss``), so ``lodz`` finds ``Łódź`` and ``soren`` finds ``Søren``; ``þ``, ``ð`` and the
+letters of other scripts stay as they are. Dropping Mn also drops the vowel signs and viramas
+some scripts write as nonspacing marks (Devanagari ``ि`` stays, ``ु`` goes) and Japanese voicing
+marks (``が`` is ``か``): such words match more widely. SQLite cannot fold this way in
+SQL (its ``lower()`` is ASCII, FTS5's ``unicode61`` has no ``ß -> ss``), so Python computes every
+token and the table's tokenizer only splits on the spaces between them (every character category
+but separators and controls is part of a token). A word gives its folded self (``node.js``), that
+word without leading and trailing punctuation (``(python),`` -> ``python``), and its runs of
+letters and digits (``node``, ``js``).
 
 **Tokens are marked** with what they are, by a first character: ``USERNAME`` the whole username,
 ``USERNAME_START`` each of its first 1-8 characters, ``NAME`` the whole name and ``SKILL`` each
@@ -43,7 +53,8 @@ any connection without that function: the ``sqlite3`` shell, a backup tool, an o
 (``no such function``). Pure-SQL stored triggers cannot fold as ``casefold`` does. The cost of
 this choice: a write made outside the node (the ``sqlite3`` shell) does not update the index;
 such writes bypass replication too and are unsupported. Migration 2 creates and fills the index;
-a change to the folding needs a migration that rebuilds it (``clear`` and ``fill``).
+a change to the folding needs a migration that rebuilds it (``REBUILD``: ``clear`` and ``fill``), as
+migration 4 did when accents stopped counting.
 """
 
 from __future__ import annotations
@@ -104,12 +115,26 @@ TRIGGERS = (
 _UNSPLITTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u180e\ufffe\uffff]")
 
 
+# Letters with no decomposition that fold to the letters they are written with (see "Folding").
+_LETTERS = {"đ": "d", "ǥ": "g", "ħ": "h", "ł": "l", "ø": "o", "ŧ": "t", "ı": "i", "æ": "ae", "œ": "oe"}
+
+
+@functools.cache
+def _unaccented() -> dict[int, str | None]:
+    """The ``str.translate`` table of a decomposed, casefolded text: nonspacing marks go, ``_LETTERS``
+    are replaced (built at the first non-ASCII fold: it reads the category of every code point)."""
+    table: dict[int, str | None] = {cp: None for cp in range(sys.maxunicode + 1) if unicodedata.category(chr(cp)) == "Mn"}
+    table.update({ord(letter): base for letter, base in _LETTERS.items()})
+    return table
+
+
 def fold(text: str) -> str:
-    """The case- and compatibility-folded form of ``text`` that the index and the queries share."""
+    """The case-, accent- and compatibility-folded form of ``text`` that the index and the queries share."""
     if text.isascii() and text.isprintable():  # most text: nothing to clean or normalise
         return text.lower()
     text = _UNSPLITTABLE.sub(" ", text)
-    return unicodedata.normalize("NFC", unicodedata.normalize("NFKC", text).casefold())
+    decomposed = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", text).casefold())
+    return unicodedata.normalize("NFC", decomposed.translate(_unaccented()))
 
 
 def _is_punctuation(ch: str) -> bool:
@@ -205,6 +230,8 @@ INDEX = Derived(
     clear=(f"INSERT INTO {TABLE}({TABLE}) VALUES ('delete-all')",),
 )
 VOCABULARY = Derived(name=TERMS, fill=FILL[1:], clear=(f"DELETE FROM {TERMS}",))
+# Both tables rebuilt from the rows, as one migration's statements (after a change to the folding).
+REBUILD = ";\n".join((*INDEX.clear, *VOCABULARY.clear, *INDEX.fill, *VOCABULARY.fill))
 
 
 # --- queries -----------------------------------------------------------------------------------
