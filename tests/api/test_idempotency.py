@@ -1,13 +1,18 @@
 """Idempotency-Key on one node: a retry gets the first answer, the key reused for another request is
-refused, and keys are forgotten after a day."""
+refused, a commit the disk refuses is a 503, and keys are forgotten after a day."""
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import time
 
+from fastapi.testclient import TestClient
+
+from talentnest.app import create_app
 from talentnest.cluster import idempotency
 from talentnest.cluster.idempotency import TTL as IDEMPOTENCY_TTL
-from tests.api._helpers import bearer
+from tests.api._helpers import assert_error, bearer, fast_settings
 
 
 def post(client, token: str, key: str, content: str = "once"):
@@ -59,6 +64,37 @@ def test_an_answer_kept_without_a_claim_by_an_earlier_release_is_replayed_whatev
     with api.unchanged():
         again = post(client, member.token, "old", content="another")
     assert again.status_code == 201 and again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+
+
+def test_a_commit_the_disk_refuses_is_503_storage_failure_logged_once_without_a_traceback(tmp_path, caplog):
+    """The answer and the write commit together, after the route ran: a full disk there is the node's
+    503, as it is inside a route, not an exception past the app (a traceback in the server's log)."""
+    app = create_app(fast_settings(tmp_path / "data"))
+    with TestClient(app) as client:
+        token = client.post(
+            "/api/auth/signup", json={"name": "Ann", "username": "ann", "email": "ann@example.com", "password": "pass123"}
+        ).json()["token"]
+        db = app.state.db
+        lsn = db.last_lsn
+        append_entry = db._append_entry
+
+        def full_disk(conn, pending):
+            error = sqlite3.OperationalError("database or disk is full")
+            error.sqlite_errorcode = sqlite3.SQLITE_FULL  # what SQLite sets when the disk fills at this step
+            raise error
+
+        db._append_entry = full_disk
+        try:
+            with caplog.at_level(logging.WARNING):
+                refused = post(client, token, "k-full")
+        finally:
+            db._append_entry = append_entry
+        error = assert_error(refused, 503, "storage_failure")
+        assert "the disk is full" in error["message"] and refused.headers["retry-after"] == "1"
+        assert db.last_lsn == lsn and client.get("/api/posts").json()["items"] == [], "the refused write was kept"
+        failed = [r for r in caplog.records if "POST /api/posts failed" in r.getMessage()]
+        assert [r.levelno for r in failed] == [logging.WARNING], caplog.text
+        assert not [r for r in caplog.records if r.exc_info], caplog.text
 
 
 def test_keys_older_than_a_day_are_forgotten_by_the_leader(client, app, make_member):

@@ -23,7 +23,7 @@ from talentnest.cluster import auth, idempotency
 from talentnest.cluster.api import request_target
 from talentnest.cluster.forward import Forwarder, ForwardStats, Responder, header
 from talentnest.cluster.runtime import Transport
-from talentnest.errors import ClusterError, NoLeader, NotReady
+from talentnest.errors import ClusterError, NoLeader, NotReady, StorageFailure
 from talentnest.http_errors import error_body
 from talentnest.limits import BODY_SCOPE_KEY
 from talentnest.store import Database, WriteReceipt, current_receipt
@@ -236,6 +236,7 @@ class ClusterMiddleware:
         term = c.current_term()
         start: dict[str, Any] | None = None
         chunks: list[bytes] = []
+        failure: StorageFailure | None = None
 
         async def capture(message) -> None:
             nonlocal start
@@ -253,11 +254,19 @@ class ClusterMiddleware:
                     body = b"".join(chunks)
                     kept = {k.decode("latin-1"): v.decode("latin-1") for k, v in start.get("headers", []) if k == b"content-type"}
                     if start["status"] < 500:
-                        request.commit(idempotency.keep(use, start["status"], kept, body, c.wall()))
+                        try:
+                            request.commit(idempotency.keep(use, start["status"], kept, body, c.wall()))
+                        except StorageFailure as exc:  # rolled back: nothing was written, a retry is safe
+                            failure = exc
                     if request.suspended:
                         log.error("forward: %s %s awaited with its write transaction open", scope["method"], scope["path"])
         finally:
             current_receipt.reset(token)
+        if failure is not None:
+            # As the app answers one met inside a route (docs/cluster.md, "When a node cannot do its part").
+            log.warning("%s %s failed: %s", scope["method"], scope["path"], failure)
+            await self.respond.error(send, failure)
+            return
         if start is None:
             return
         body = b"".join(chunks)
