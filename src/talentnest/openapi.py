@@ -38,8 +38,9 @@ PARAMETERS = {
         "schema": {"type": "string", "minLength": 1, "maxLength": 200},
         "description": (
             "Makes a retry safe (after a timeout or a failover): a second request with the same key, from the "
-            "same caller (token) to the same route, is not applied again; it gets the first answer, marked "
-            "`Idempotent-Replayed: true`. Keys are kept 24 h."
+            "same caller (token), with the same method, path and body, is not applied again; it gets the first "
+            "answer, marked `Idempotent-Replayed: true`. The same key with another method, path or body is refused "
+            "(422 `idempotency_key_reused`) and changes nothing. Keys are kept 24 h."
         ),
     },
 }
@@ -76,6 +77,10 @@ WRITE_503 = (
 READ_400 = "X-Min-LSN is not a whole number (`invalid_input`)."
 WRITE_400 = "Idempotency-Key is not 1-200 characters (`invalid_input`)."
 WRITE_409 = "A request with this Idempotency-Key was applied but its answer was not kept (`idempotency_key_used`)."
+WRITE_422 = (
+    "This Idempotency-Key was already used by the same caller for another request (another method, path or "
+    "body): nothing was applied (`idempotency_key_reused`)."
+)
 
 
 def _ref(kind: str, name: str) -> dict[str, str]:
@@ -115,6 +120,7 @@ def describe_cluster_contract(schema: dict[str, Any]) -> dict[str, Any]:
                 _add_response(responses, "503", WRITE_503 if is_write else READ_503, retry=True)
                 if is_write:
                     _add_response(responses, "409", WRITE_409)
+                    _add_response(responses, "422", WRITE_422)
             if "429" in responses:
                 responses["429"].setdefault("headers", {})["Retry-After"] = _header_ref("Retry-After")
             for status, response in responses.items():

@@ -79,6 +79,8 @@ def test_reads_take_x_min_lsn_and_writes_take_an_idempotency_key(api: Api):
         retry = operation["responses"]["503"]
         assert "Retry-After" in retry["headers"], name
         assert ("no_leader" if operation.get(WRITE_FLAG) else "lsn_not_reached") in retry["description"], name
+        if operation.get(WRITE_FLAG):
+            assert "idempotency_key_reused" in operation["responses"]["422"]["description"], name
     assert _resolve(schema, {"$ref": "#/components/parameters/IdempotencyKey"})["schema"]["maxLength"] == 200
 
 

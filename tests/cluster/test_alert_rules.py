@@ -9,19 +9,23 @@ follower behind the retained log whose leader cannot make a snapshot (a file sta
 snapshots directory should be), so its sync fails again and again; leadership moved three times
 over the walk. Two leaders cannot be produced inside one cluster (a leader without a majority steps
 down); they are produced as Prometheus would see a split: a second, independent one-node cluster
-scraped under the same job.
+scraped under the same job. The archive's alerts: one node whose ARCHIVE_DIR is a tmpfs, filled up (every
+round fails, the archive stops while writes go on), then freed after its log moved past what it had archived.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
+import httpx
 import pytest
 
 from tests import _prometheus as prom
 from tests._node import ready_node
 from tests._tools import missing, require
 from tests.cluster.harness import TEST_SUBNET, firewall_unavailable, wait_until
+from tests.cluster.hazards import Tmpfs, tmpfs_unavailable
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -194,6 +198,89 @@ def test_each_alert_fires_on_real_metrics_of_the_state_it_is_about(make_cluster,
             [(healthy, 2), (two_leaders, 3)],
             {"TalentNestMoreThanOneLeader": [_expect("TalentNestMoreThanOneLeader")], "TalentNestNoLeader": []},
             "two clusters scraped as one job: two leaders",
+        ),
+    ]
+    result = prom.run_promtool_tests(promtool, tmp_path, cases)
+    assert result.returncode == 0, f"promtool test rules failed:\n{result.stdout}\n{result.stderr}"
+    assert "SUCCESS" in result.stdout
+
+
+def test_the_archive_alerts_fire_on_real_metrics_of_a_node_whose_archive_disk_fills_up(tmp_path):
+    """One node archiving into a tmpfs (ARCHIVE_DIR): archiving, then the tmpfs filled (every round fails,
+    the archive stops while writes go on), then freed after its log moved past what was archived (a hole)."""
+    promtool = require("promtool", "prometheus")
+    reason = tmpfs_unavailable()
+    if reason:
+        missing(reason)
+    disk = Tmpfs(tmp_path / "archive", 8 << 20).mount()
+    (tmp_path / "node").mkdir()
+    node = None
+    try:
+        node = ready_node(
+            tmp_path / "node",
+            f"{TEST_SUBNET}.202",
+            ARCHIVE_DIR=str(disk.path),
+            ARCHIVE_INTERVAL="0.5",
+            LOG_RETENTION_ENTRIES="10",
+            JWT_SECRET="a-node-that-archives-with-its-own-secret",
+        )
+        target = f"{node.host}:{node.port}"
+
+        def frame_when(what: str, holds: Callable[[Callable[[str], float]], bool]) -> prom.Frame:
+            def scraped() -> prom.Frame | None:
+                frame = prom.scrape([target], label=what)
+                return frame if holds(lambda name: frame.values(f"talentnest_archive_{name}").get(target, -1.0)) else None
+
+            return wait_until(scraped, timeout=60, interval=0.2, what=what, report=node.log)
+
+        with httpx.Client(base_url=node.url, trust_env=False, timeout=10) as http:
+            signup = {"name": "Archie", "username": "archie", "email": "archie@example.com", "password": "pass123"}
+            token = http.post("/api/auth/signup", json=signup).json()["token"]
+
+            def write(n: int) -> None:
+                for i in range(n):
+                    reply = http.post("/api/posts", json={"content": f"post {i}"}, headers={"Authorization": f"Bearer {token}"})
+                    assert reply.status_code == 201, reply.text
+
+            write(3)
+            archiving = frame_when("the archive up to date", lambda m: m("lsn") > 0 and m("lag_entries") == 0)
+            disk.fill()
+            write(3)
+            failing = [archiving]
+            for _ in range(4):  # rounds fail with backoff (0.5 s, 1 s, 2 s, ...): one frame per failure
+                seen = failing[-1].values("talentnest_archive_failures_total")[target]
+                failing.append(frame_when("one more failed round", lambda m, seen=seen: m("failures_total") > seen))
+            stalled = failing[-1]
+            assert stalled.values("talentnest_archive_lsn") == archiving.values("talentnest_archive_lsn")
+            write(150)  # the log is trimmed to LOG_RETENTION_ENTRIES every 64 writes: past what was archived
+            disk.free()
+            hole = frame_when("a hole in the archive, and a new chain", lambda m: m("gaps_total") >= 1 and m("lag_entries") == 0)
+    finally:
+        if node is not None:
+            node.stop()
+        disk.unmount()
+
+    expect = {"instance": target}
+    cases = [
+        prom.promtool_case(
+            [(archiving, 20)],
+            {"TalentNestArchiveFailing": [], "TalentNestArchiveLagging": [], "TalentNestArchiveGap": []},
+            "archiving: nothing fires",
+        ),
+        prom.promtool_case(
+            [(frame, 1) for frame in failing],
+            {"TalentNestArchiveFailing": [_expect("TalentNestArchiveFailing", **expect)], "TalentNestArchiveLagging": []},
+            "every round fails",
+        ),
+        prom.promtool_case(
+            [(archiving, 2), (stalled, 14)],
+            {"TalentNestArchiveLagging": [_expect("TalentNestArchiveLagging", **expect)]},
+            "entries wait and the archive does not move",
+        ),
+        prom.promtool_case(
+            [(archiving, 2), (hole, 3)],
+            {"TalentNestArchiveGap": [_expect("TalentNestArchiveGap", **expect)], "TalentNestArchiveLagging": []},
+            "entries left the log before they were archived",
         ),
     ]
     result = prom.run_promtool_tests(promtool, tmp_path, cases)

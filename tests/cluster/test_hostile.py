@@ -396,6 +396,10 @@ def test_a_leader_whose_disk_fills_up_steps_down_another_leads_within_seconds_an
     # Nor to a peer: a vote or a term it cannot persist is a 503 storage_failure, not a traceback.
     crashes = [line for line in full.logs().splitlines() if "unexpected error on" in line]
     assert not crashes, f"{full.name} answered peers with 500s: {crashes[:5]}"
+    # And a client's write whose commit (with its Idempotency-Key's answer) the disk refused: a 503, no traceback.
+    logs = full.logs()
+    at = logs.find("Traceback")
+    assert at < 0, f"{full.name} logged a traceback:\n{logs[max(0, at - 500) : at + 2500]}"
 
 
 # --- case 6: clocks off by 25-40 s ----------------------------------------------------------------------

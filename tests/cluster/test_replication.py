@@ -144,6 +144,9 @@ def test_an_idempotency_key_gives_the_first_answer_again_on_any_node_across_a_fa
     other = cluster.node("backend-2")
     retried = other.request("POST", "/api/posts", json={"content": "only once"}, token=token, headers=key)
     assert retried.status == 201 and retried.body["id"] == first.body["id"]
+    # The same key for another request, through a follower of the new leader: refused, nothing applied.
+    reused = follower.request("POST", "/api/posts", json={"content": "another"}, token=token, headers=key)
+    assert reused.status == 422 and reused.body["error"]["code"] == "idempotency_key_reused", reused.body
     posts = other.request("GET", "/api/posts?author=poster").body["items"]
     assert [p["content"] for p in posts] == ["only once"], "the retry was applied twice"
     # Another token with the same key is another request.

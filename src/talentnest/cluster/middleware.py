@@ -23,7 +23,7 @@ from talentnest.cluster import auth, idempotency
 from talentnest.cluster.api import request_target
 from talentnest.cluster.forward import Forwarder, ForwardStats, Responder, header
 from talentnest.cluster.runtime import Transport
-from talentnest.errors import ClusterError, NoLeader, NotReady
+from talentnest.errors import ClusterError, NoLeader, NotReady, StorageFailure
 from talentnest.http_errors import error_body
 from talentnest.limits import BODY_SCOPE_KEY
 from talentnest.store import Database, WriteReceipt, current_receipt
@@ -210,14 +210,25 @@ class ClusterMiddleware:
                 send, 400, "invalid_input", f"Idempotency-Key must be 1-{idempotency.MAX_KEY_LENGTH} characters"
             )
             return
-        scoped = idempotency.scoped_key(key, scope["method"], scope["path"], header(scope, b"authorization") or "")
-        kept = idempotency.find(self.db, scoped)
+        use = idempotency.Use.of(
+            key,
+            scope["method"],
+            scope["path"],
+            request_target(scope),
+            scope.get(BODY_SCOPE_KEY, b""),
+            header(scope, b"authorization") or "",
+        )
+        reused = idempotency.reuse(self.db, use)
+        if reused is not None:
+            await self.respond.send_error(send, 422, "idempotency_key_reused", reused)
+            return
+        kept = idempotency.find(self.db, use.scoped)
         if kept is not None:
             await self._replay(send, kept)
             return
-        await self._run_write(scope, receive, send, scoped)
+        await self._run_write(scope, receive, send, use)
 
-    async def _run_write(self, scope, receive, send, scoped: str | None) -> None:
+    async def _run_write(self, scope, receive, send, use: idempotency.Use | None) -> None:
         """Run the write here (this node leads); with an Idempotency-Key, the write and its answer are
         one transaction. In quorum mode the answer waits until a majority holds the write."""
         c = self.coordinator
@@ -225,6 +236,7 @@ class ClusterMiddleware:
         term = c.current_term()
         start: dict[str, Any] | None = None
         chunks: list[bytes] = []
+        failure: StorageFailure | None = None
 
         async def capture(message) -> None:
             nonlocal start
@@ -236,17 +248,25 @@ class ClusterMiddleware:
         token = current_receipt.set(receipt)
         try:
             with contextlib.ExitStack() as stack:
-                request = stack.enter_context(self.db.request_transaction()) if scoped is not None else None
+                request = stack.enter_context(self.db.request_transaction()) if use is not None else None
                 await self.app(scope, receive, capture)
                 if request is not None and start is not None:
                     body = b"".join(chunks)
                     kept = {k.decode("latin-1"): v.decode("latin-1") for k, v in start.get("headers", []) if k == b"content-type"}
                     if start["status"] < 500:
-                        request.commit(idempotency.keep(scoped, start["status"], kept, body, c.wall()))
+                        try:
+                            request.commit(idempotency.keep(use, start["status"], kept, body, c.wall()))
+                        except StorageFailure as exc:  # rolled back: nothing was written, a retry is safe
+                            failure = exc
                     if request.suspended:
                         log.error("forward: %s %s awaited with its write transaction open", scope["method"], scope["path"])
         finally:
             current_receipt.reset(token)
+        if failure is not None:
+            # As the app answers one met inside a route (docs/cluster.md, "When a node cannot do its part").
+            log.warning("%s %s failed: %s", scope["method"], scope["path"], failure)
+            await self.respond.error(send, failure)
+            return
         if start is None:
             return
         body = b"".join(chunks)
