@@ -267,10 +267,6 @@ class Membership:
             if back:
                 peer.alive_since = now
                 log.info("membership: node %d (%s) answers", info.id, peer.address)
-            # Its log went back (it installed another node's snapshot, or archived a divergence that
-            # another leader's batch showed it): what a stream thought it held is wrong, so it counts as
-            # back too (simulator seed 1430: an idle stream never resent what the follower had lost).
-            back = back or (peer.info is not None and info.last_lsn < peer.info.last_lsn)
             peer.refused = peer.left = False
             peer.refuses = None
             peer.last_ok = now

@@ -62,6 +62,7 @@ class FollowerStream:
         self.wakeup = asyncio.Event()
         self._epoch = 0  # bumped on every reset: answers to older requests are ignored
         self._retry_at = 0.0  # while failing or syncing: when to try again
+        self._last_sent = 0.0  # when the last batch left
         self._inflight: set[asyncio.Task] = set()
         self._stopped = False
 
@@ -120,6 +121,12 @@ class FollowerStream:
                 await self._wait(pause)
                 continue
             if not self._fill():
+                if not self._inflight and leader.now() - self._last_sent >= leader.node.heartbeat:
+                    # Idle for a heartbeat: an empty batch checks that the follower still holds what it
+                    # acknowledged. Its log can go back without this stream's word (another node's
+                    # snapshot, an archived divergence: simulator seeds 1430 and 733); a gap resets us.
+                    self._send()
+                    continue
                 await self._wait(leader.node.heartbeat, new_entries=True)
 
     async def _wait(self, timeout: float, *, new_entries: bool = False) -> None:
@@ -171,6 +178,7 @@ class FollowerStream:
         )
         if entries:
             self.next_lsn = entries[-1].lsn + 1
+        self._last_sent = self.leader.now()
         task = asyncio.create_task(self._request(body, len(entries), self._epoch, node.term))
         self._inflight.add(task)
         task.add_done_callback(self._request_done)

@@ -157,3 +157,28 @@ async def test_an_answer_sent_for_an_older_term_renews_no_lease(leader_db):
     s, _sender, node = make(leader_db, Holding())
     s.handle(ReplicateReply(2, True, 3, "applied"), s._epoch, 1.0, term=1)
     assert node.acks == []
+
+
+async def test_an_idle_stream_checks_each_heartbeat_that_the_follower_still_holds_what_it_acknowledged(leader_db):
+    # The follower's log can go back without a word to this stream (it installed another node's
+    # snapshot, or archived what another leader of the term showed it: simulator seeds 1430 and 733).
+    transport = Holding()
+    s, _sender, node = make(leader_db, transport)
+    s.next_lsn, s.match_lsn, s.confirmed = 21, 20, True
+    s._last_sent = node.clock.monotonic()
+    s.start()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert transport.requests == [], "nothing to send, and a batch left less than a heartbeat ago"
+    node.clock.advance(1.0)
+    s.wakeup.set()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    (check, answer), *_ = transport.requests
+    assert (check["prev_lsn"], check["entries"]) == (20, []), "an empty batch after what it acknowledged"
+    answer.set_result(reply({"term": 2, "success": False, "applied_lsn": 3, "reason": "gap"}))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert s.match_lsn == 3
+    assert [r["prev_lsn"] for r, _ in transport.requests[1:2]] == [3], "it sends again from what the follower holds"
+    await s.stop()
