@@ -98,4 +98,3 @@ async def test_a_member_that_answers_again_is_reported_back_once(tmp_path):
     await m.probe_all()
     await m.probe_all()
     assert sorted(back) == [A, B]
-
