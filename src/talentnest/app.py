@@ -223,7 +223,10 @@ def create_app(
         return failure
 
     http_errors.install(app, classify=classify)
-    app.include_router(api.router)
+    # The product's routes go on the app's router itself, not through include_router: FastAPI serves an
+    # included router as one entry whose routes are all matched twice per request, once to select it and
+    # once inside it (benchmarks/README.md, issue 13). Same routes, same order, same schema.
+    app.router.routes.extend(api.router.routes)
 
     @app.get("/healthz", operation_id="getHealth", tags=["operations"])
     async def healthz() -> dict:
@@ -272,9 +275,8 @@ def create_app(
         stats=forwards,
     )
     app.add_middleware(BodyLimit, timeout=settings.client_timeout)
-    # Outermost: times every request, including those the layers below answer themselves. It matches
-    # against the routes themselves (the product's router is included as one opaque entry).
-    routes = [*api.router.routes, *(r for r in app.router.routes if isinstance(r, (Route, Mount)))]
+    # Outermost: times every request, including those the layers below answer themselves.
+    routes = [r for r in app.router.routes if isinstance(r, (Route, Mount))]
     app.add_middleware(metrics.HttpMetrics, stats=request_stats, routes=routes)
     # Ahead of everything: node-to-node calls, with their own body limit, signature check and metrics. Not
     # /cluster/heartbeat yet: served there, a joining node's answers stopped keeping a lone leader's lease in
