@@ -278,12 +278,10 @@ def create_app(
     # Outermost: times every request, including those the layers below answer themselves.
     routes = [r for r in app.router.routes if isinstance(r, (Route, Mount))]
     app.add_middleware(metrics.HttpMetrics, stats=request_stats, routes=routes)
-    # Ahead of everything: node-to-node calls, with their own body limit, signature check and metrics. Not
-    # /cluster/heartbeat yet: served there, a joining node's answers stopped keeping a lone leader's lease in
-    # test_trust's joiner case (cause not found yet), so heartbeats take the full stack as before.
+    # Ahead of everything: node-to-node calls, with their own body limit, signature check and metrics.
     app.add_middleware(
         ClusterFront,
-        routes=[route for route in cluster_routes if route.path != "/cluster/heartbeat"],
+        routes=cluster_routes,
         signatures=signatures,
         respond=Responder(node.gate, db),
         wall=node.gate.wall,
