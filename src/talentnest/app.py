@@ -135,6 +135,24 @@ def write_classifier(routes: Sequence[BaseRoute]) -> Callable[[dict], bool]:
     return is_write
 
 
+# The routes the router tries first: it tries them in order, and a read of a post by its id (most of the
+# traffic) came 18th, after a failed match of every route declared before it (benchmarks/README.md, issue 13).
+# None of the routes before it matches its paths, so the same route answers every request; the schema keeps
+# the declared order (``openapi.install``).
+BUSIEST = (("GET", "/api/posts/{post_id}"),)
+
+
+def tried_first(routes: list[BaseRoute], busiest: Sequence[tuple[str, str]]) -> None:
+    """Move the routes of ``busiest`` (method, path) to the front of ``routes``, in place, in that order."""
+    first = [
+        route
+        for method, path in busiest
+        for route in routes
+        if isinstance(route, APIRoute) and route.path == path and method in route.methods
+    ]
+    routes[:] = [*first, *(route for route in routes if route not in first)]
+
+
 def create_app(
     settings: Settings,
     *,
@@ -266,6 +284,7 @@ def create_app(
     app.router.routes.extend(cluster_routes)
     app.router.routes.extend(web.routes())
     openapi_schema.install(app)
+    tried_first(app.router.routes, BUSIEST)
     app.add_middleware(
         ClusterMiddleware,
         coordinator=node.gate,
