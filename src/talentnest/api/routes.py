@@ -292,7 +292,7 @@ async def feed(user: User, services: Services, limit: Limit = None, cursor: Curs
 async def get_post(post_id: PostId, viewer: Viewer, services: Services) -> dict[str, Any]:
     # On the event loop, not through ``services.read``: a post by its key is a few index seeks (its
     # counts are kept on its row), a few microseconds of SQL, where the hop to a reader thread and back
-    # costs ~60 us of CPU (benchmarks/README.md, issue 13). It reads on the writer's connection, on the
+    # costs 40-60 us of CPU (benchmarks/README.md, issue 13). It reads on the writer's connection, on the
     # thread that owns it, between writes (a write's transaction never spans an await).
     return services.posts.get(post_id, viewer)
 
