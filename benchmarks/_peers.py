@@ -443,11 +443,17 @@ class BareApp:
             tokens = Tokens(self.secret, ttl=86400)
             with db.write() as conn:
                 for i in range(users):
-                    name = f"bare{i}"
+                    name, key = f"bare{i}", os.urandom(16).hex()
                     user_id = user_repo.insert(
-                        conn, username=name, email=f"{name}@bench.example", name=f"Bare {i}", password_hash="-", now=db.now()
+                        conn,
+                        username=name,
+                        email=f"{name}@bench.example",
+                        name=f"Bare {i}",
+                        password_hash="-",
+                        token_key=key,
+                        now=db.now(),
                     )
-                    self.tokens.append(tokens.issue(user_id, name))
+                    self.tokens.append(tokens.issue(user_id, name, key))
                 for i in range(posts):
                     self.post_ids.append(post_repo.insert(conn, 1 + i % users, f"seed post {i} " + "y" * 80, db.now()))
         finally:

@@ -22,10 +22,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def worker(tree: Path, per_round: int) -> None:
+def worker(tree: Path, per_round: int, clock: str = "thread") -> None:
     import gc
     import logging
     import tempfile
+    import time
 
     sys.path.insert(0, str(HERE))
     import layer_costs  # puts this checkout's src/ on sys.path: the tree's goes in front of it
@@ -47,7 +48,8 @@ def worker(tree: Path, per_round: int) -> None:
             print(json.dumps({"ready": True}), flush=True)
             for _line in sys.stdin:
                 gc.collect()
-                print(json.dumps(await layer_costs.measure_app(app, *seed, per_round)), flush=True)
+                timer = time.process_time if clock == "process" else time.thread_time
+                print(json.dumps(await layer_costs.measure_app(app, *seed, per_round, clock=timer)), flush=True)
         finally:
             await lifespan.__aexit__(None, None, None)
 
@@ -60,16 +62,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2, help="worker processes per tree")
+    parser.add_argument(
+        "--clock",
+        choices=["thread", "process"],
+        default="thread",
+        help="CPU of the requests' thread (default), or of the whole worker process: reader threads included",
+    )
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker is not None:
-        worker(args.worker, args.requests)
+        worker(args.worker, args.requests, args.clock)
         return 0
     if len(args.trees) != 2:
         parser.error(f"give two trees, the one before and the one after; got {len(args.trees)}")
     workers, tree_of = [], []
     for tree in [tree for _ in range(args.workers) for tree in args.trees]:
-        command = [sys.executable, __file__, "--worker", str(tree.resolve()), "--requests", str(args.requests)]
+        command = [
+            sys.executable,
+            __file__,
+            "--worker",
+            str(tree.resolve()),
+            "--requests",
+            str(args.requests),
+            "--clock",
+            args.clock,
+        ]
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert json.loads(process.stdout.readline())["ready"]
         workers.append(process)
@@ -87,7 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         for process in workers:
             process.stdin.close()
             process.wait(timeout=30)
-    print(f"CPU us per request, median of {args.rounds} rounds x {args.workers} workers per tree, batches of {args.requests}")
+    print(
+        f"CPU us per request ({args.clock} time), median of {args.rounds} rounds x {args.workers} workers per tree, "
+        f"batches of {args.requests}"
+    )
     print(f"{'request':<36}{'before':>10}{'after':>10}{'change':>10}")
     for request in samples[0]:
         before, after = statistics.median(samples[0][request]), statistics.median(samples[1][request])

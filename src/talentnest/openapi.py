@@ -134,12 +134,18 @@ def describe_cluster_contract(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def install(app: FastAPI) -> None:
-    """Make ``app.openapi()`` (and so /openapi.json and /docs) carry the cluster's contract."""
+    """Make ``app.openapi()`` (and so /openapi.json and /docs) carry the cluster's contract.
+
+    Its paths keep the order in which the routes were declared when this is called, whatever order the
+    router tries them in afterwards (``app.py`` puts the busiest first)."""
     generate = app.openapi
+    declared = list(dict.fromkeys(path for route in app.routes if isinstance(path := getattr(route, "path", None), str)))
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            describe_cluster_contract(generate())
+            schema = describe_cluster_contract(generate())
+            paths = schema.get("paths", {})
+            schema["paths"] = {path: paths[path] for path in dict.fromkeys([*declared, *paths]) if path in paths}
         return app.openapi_schema
 
     app.openapi = openapi

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from talentnest.api import WRITE_FLAG
+from talentnest.api import WRITE_FLAG, router
 from talentnest.web import STATIC_DIR
 from tests.api._helpers import Api
 
@@ -135,3 +135,13 @@ def test_the_shipped_swagger_ui_is_the_upstream_files_with_their_licence():
     for name, digest in listed.items():
         assert hashlib.sha256((directory / name).read_bytes()).hexdigest() == digest, f"{name} differs from SOURCE.txt"
     assert "Apache License" in (directory / "LICENSE").read_text()
+
+
+def test_the_schema_lists_paths_as_declared_though_the_busiest_route_is_tried_first(api: Api):
+    """app.py moves the read of a post by id to the front of the router; the schema must not move with it."""
+    first = api.app.router.routes[0]
+    assert (first.path, sorted(first.methods)) == ("/api/posts/{post_id}", ["GET"])
+    declared = list(dict.fromkeys(route.path for route in router.routes))
+    paths = [path for path in api.ok("GET", "/openapi.json")["paths"] if path.startswith("/api/")]
+    assert paths == declared
+    assert paths.index("/api/posts/{post_id}") > paths.index("/api/auth/signup")

@@ -1,5 +1,5 @@
 """The product routes: auth, users, posts. They call services only; a route that only reads does so
-through ``services.read`` (off the event loop)."""
+through ``services.read`` (off the event loop), but for a post by its key (``get_post``)."""
 
 from __future__ import annotations
 
@@ -290,7 +290,11 @@ async def feed(user: User, services: Services, limit: Limit = None, cursor: Curs
     **token_optional(),
 )
 async def get_post(post_id: PostId, viewer: Viewer, services: Services) -> dict[str, Any]:
-    return await services.read(services.posts.get, post_id, viewer)
+    # On the event loop, not through ``services.read``: a post by its key is a few index seeks (its
+    # counts are kept on its row), a few microseconds of SQL, where the hop to a reader thread and back
+    # costs 40-60 us of CPU (benchmarks/README.md, issue 13). It reads on the writer's connection, on the
+    # thread that owns it, between writes (a write's transaction never spans an await).
+    return services.posts.get(post_id, viewer)
 
 
 @router.patch(

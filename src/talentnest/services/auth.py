@@ -28,6 +28,8 @@ warnings.filterwarnings("ignore", category=jwt.InsecureKeyLengthWarning)
 
 TOKEN_ISSUER = "talentnest"
 TOKEN_ALGORITHM = "HS256"
+# How many verified tokens ``Tokens`` remembers (about 300 bytes each); the oldest goes first when full.
+VERIFIED_TOKENS_KEPT = 4096
 
 
 class Passwords:
@@ -101,6 +103,7 @@ class Tokens:
         self._ttl = ttl
         self._clock = clock
         self._choose = choose_key or (lambda kids: kids[0])
+        self._verified: dict[str, tuple[TokenSubject, str, int]] = {}  # token -> (subject, kid, exp)
 
     def accepted_kids(self) -> tuple[str, ...]:
         """The kids of the keys accepted now, the current one first."""
@@ -125,6 +128,21 @@ class Tokens:
 
     def subject(self, token: str) -> TokenSubject:
         """Whom a valid token names; Unauthorized for anything else."""
+        known = self._verified.get(token)
+        if known is not None:
+            subject, kid, expires = known
+            # PyJWT's rule: expired once exp <= now - leeway, now being the wall time (not self._clock).
+            if expires > time.time() - MAX_CLOCK_SKEW_SECONDS and kid in self.accepted_kids():
+                return subject
+            self._verified.pop(token, None)
+        subject, kid, expires = self._verify(token)
+        if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+            self._verified.pop(next(iter(self._verified), None), None)
+        self._verified[token] = (subject, kid, expires)
+        return subject
+
+    def _verify(self, token: str) -> tuple[TokenSubject, str, int]:
+        """Every check of a token: whom it names, the kid of the key that verified it, its ``exp``."""
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError:
@@ -132,7 +150,7 @@ class Tokens:
         kids = self.accepted_kids()
         if kid is not None and kid not in kids:
             raise Unauthorized("token is signed with a key this node does not accept; log in again", code="invalid_token")
-        claims = None
+        claims, verified_by = None, ""
         for candidate in [kid] if kid is not None else kids:
             try:
                 claims = jwt.decode(
@@ -143,6 +161,7 @@ class Tokens:
                     options={"require": ["exp", "iat", "sub", "iss"]},
                     leeway=MAX_CLOCK_SKEW_SECONDS,
                 )
+                verified_by = candidate
                 break
             except jwt.ExpiredSignatureError:
                 raise Unauthorized("token has expired; log in again", code="token_expired") from None
@@ -157,7 +176,7 @@ class Tokens:
         username, key = claims.get("usr", ""), claims.get("key", "")
         if not isinstance(username, str) or not isinstance(key, str):
             raise Unauthorized("token is not valid", code="invalid_token")
-        return TokenSubject(int(subject), username, key)
+        return TokenSubject(int(subject), username, key), verified_by, int(claims["exp"])
 
 
 @dataclass(frozen=True)
