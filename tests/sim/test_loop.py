@@ -143,3 +143,24 @@ def test_the_wire_delivers_in_time_order_before_loops_at_the_same_instant():
     scheduler.run_until(3)
 
     assert seen == ["wire at 1", "wire at 2", "loop at 2"]
+
+
+def test_a_busy_loop_that_never_lets_virtual_time_move_is_reported_not_waited_for(monkeypatch):
+    # A run that can never reach its end (callbacks rescheduling one another at one instant) must fail
+    # with the seed, not hang a campaign's worker silently.
+    import pytest
+
+    from talentnest.sim import loop as loop_module
+
+    monkeypatch.setattr(loop_module, "STALL_STEPS", 1_000)
+    scheduler, (busy, calm) = make_scheduler("busy", "calm")
+    woke = sleep_on(calm, 1.0)
+    scheduler.run_until(2.0)
+    assert woke == [1.0], "time moves as long as something waits"
+
+    def spin() -> None:
+        busy.call_soon(spin)
+
+    busy.call_soon(spin)
+    with pytest.raises(loop_module.Stalled, match="busiest loop is busy"):
+        scheduler.run_until(10.0)

@@ -164,6 +164,14 @@ class Wire:
         callback(*args)
 
 
+STALL_STEPS = 200_000  # steps at one virtual instant that make a run a livelock (a normal run takes ~5,000 in all)
+
+
+class Stalled(RuntimeError):
+    """Virtual time stopped moving: callbacks keep rescheduling one another at the same instant (a busy
+    loop, which on a real machine would burn a core), so the run can never reach its end."""
+
+
 class Scheduler:
     """Steps the live, unpaused loop (or the wire) whose next event is earliest; ``after_step`` runs
     after each loop step. At equal times the wire goes first, then loops in the order they were added."""
@@ -187,7 +195,15 @@ class Scheduler:
         clock = self.clock
         wire = self.wire
         after = self.after_step
+        instant, same = clock.now, 0
         while True:
+            if clock.now != instant:
+                instant, same = clock.now, 0
+            same += 1
+            if same > STALL_STEPS:
+                busiest = max(self.loops, key=lambda loop: loop.steps, default=None)
+                where = f"; the busiest loop is {busiest.name}" if busiest is not None else ""
+                raise Stalled(f"{STALL_STEPS:,} steps at {clock.now:.6f} s without virtual time moving{where}")
             best: SimLoop | None = None
             best_time = wire.next_time()
             if best_time is None:

@@ -35,7 +35,7 @@ from talentnest.sim.dns import SimDNS
 from talentnest.sim.faults import Fault
 from talentnest.sim.host import Incarnation, SimHost
 from talentnest.sim.invariants import Checker, Violation
-from talentnest.sim.loop import Scheduler, SimLoop, VirtualClock, restart_numbering
+from talentnest.sim.loop import Scheduler, SimLoop, Stalled, VirtualClock, restart_numbering
 from talentnest.sim.nemesis import Nemesis
 from talentnest.sim.net import Network
 from talentnest.sim.trace import Trace
@@ -150,7 +150,7 @@ class World:
         self.checker = Checker(quorum=config.mode == "quorum", report=self.violation, nodes=config.nodes)
         self.tolerated = findings.resolve(list(config.tolerate))
         self.known: list[tuple[str, Violation]] = []
-        self.ended_by: str | None = None  # a tolerated finding's trigger ended the run
+        self.ended_by: str | None = None  # a tolerated finding's trigger (or a livelock) ended the run
         self.graveyard: list[tuple[Incarnation, list]] = []
         self.closing = False
         self.settled = False
@@ -321,13 +321,18 @@ class World:
         for client in self.clients:
             self.control.call_at(CLIENTS_START + rng_start.uniform(0, 0.5), lambda c=client: self.control.create_task(c.run()))
         self.nemesis.schedule(schedule)
-        self.scheduler.run_until(self.window_end, stop=self._stop)
-        if self._stop():
-            return
-        self.nemesis.heal_everything()
-        self.trace.add("faults over")
-        self.control.create_task(self._watch_convergence())
-        self.scheduler.run_until(self.window_end + self.config.settle, stop=self._stop)
+        try:
+            self.scheduler.run_until(self.window_end, stop=self._stop)
+            if self._stop():
+                return
+            self.nemesis.heal_everything()
+            self.trace.add("faults over")
+            self.control.create_task(self._watch_convergence())
+            self.scheduler.run_until(self.window_end + self.config.settle, stop=self._stop)
+        except Stalled as exc:
+            # Nothing after it can be judged: the run ends here, failed.
+            self.violation(Violation("livelock", str(exc), self.clock.now))
+            self.ended_by = "livelock"
 
     def _finish(self) -> None:
         if self.ended_by is not None or (self.config.fail_fast and self.checker.violations):
