@@ -164,3 +164,27 @@ def test_a_busy_loop_that_never_lets_virtual_time_move_is_reported_not_waited_fo
     busy.call_soon(spin)
     with pytest.raises(loop_module.Stalled, match="busiest loop is busy"):
         scheduler.run_until(10.0)
+
+
+def test_waiting_out_the_last_sliver_of_a_deadline_on_a_skewed_clock_lets_time_move(monkeypatch):
+    # A node's clock is the virtual one plus a skew; ``sleep(deadline - node_now())`` can come to a
+    # sliver under asyncio's 1 ns resolution, which asyncio runs at once. On virtual time that woke at
+    # the same instant for ever (campaign seeds 1963, 3549, 5122); a sliver now waits one resolution.
+    from talentnest.sim import loop as loop_module
+
+    monkeypatch.setattr(loop_module, "STALL_STEPS", 10_000)
+    scheduler, (loop,) = make_scheduler("node")
+    skew = -3.2  # the node's clock is behind, so its last place is finer than virtual time's
+    scheduler.clock.advance_to(3.2419792437)
+    deadline = (scheduler.clock.now + skew) + 5e-17  # a sliver that virtual time cannot even add
+    wakes: list[float] = []
+
+    async def wait_out() -> None:
+        while (pause := deadline - (loop.time() + skew)) > 0:
+            await asyncio.sleep(pause)
+            wakes.append(loop.time())
+
+    loop.create_task(wait_out())
+    scheduler.run_until(4.0)
+    assert wakes and len(wakes) < 1_000, f"{len(wakes)} wakes"
+    assert wakes == sorted(set(wakes)), "every wake is at a later instant"

@@ -91,6 +91,16 @@ class SimLoop(asyncio.BaseEventLoop):
     def time(self) -> float:
         return self.clock.now
 
+    def call_later(self, delay, callback, *args, context=None):
+        # asyncio runs a timer due within the clock's resolution (1 ns) at once, and a delay under half
+        # a unit of the clock's last place adds nothing to it. A real clock has moved on by then; this one
+        # has not, so code that waits out the last sliver of a deadline measured on a node's skewed
+        # clock woke at the same instant for ever (campaign seeds 1963, 3549, 5122: livelocks). A
+        # positive delay here is at least one resolution: time moves, as it does on a machine.
+        if 0 < delay < self._clock_resolution:
+            delay = self._clock_resolution
+        return super().call_later(delay, callback, *args, context=context)
+
     def create_future(self) -> asyncio.Future:
         return _Future(loop=self)
 
