@@ -189,3 +189,26 @@ def test_a_snapshot_install_first_lets_go_of_what_pins_the_file(nodes, node, tmp
 
     assert released == [True]
     assert count_posts(node) == 1, "the peer's file is in"
+
+
+def test_a_wal_grown_behind_a_long_read_is_cut_back_once_the_read_ends(node):
+    # A reader's open transaction keeps the checkpoint from reaching the WAL's end, so the WAL grows
+    # past its usual size; once the read is over the WAL restarts and its file shrinks to the limit.
+    import sqlite3
+
+    from talentnest.store._db import WAL_SIZE_LIMIT
+
+    wal = node.db.path.with_name(node.db.path.name + "-wal")
+    ada = node.db.conn.execute("SELECT id FROM users").fetchone()[0]
+    reader = sqlite3.connect(node.db.path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM posts").fetchone()
+    n = 0
+    while wal.stat().st_size <= WAL_SIZE_LIMIT + (2 << 20):
+        node.post(ada, f"{n} " + "x" * 1900)
+        n += 1
+    reader.execute("COMMIT")
+    reader.close()
+    for m in range(50):  # the next commits checkpoint the whole WAL, and the one after restarts it
+        node.post(ada, f"after {m}")
+    assert wal.stat().st_size <= WAL_SIZE_LIMIT, f"{wal.stat().st_size} bytes after {n} big posts"
