@@ -57,6 +57,7 @@ class FollowerStream:
         self.match_lsn = 0  # the follower holds everything up to here
         self.confirmed = False  # the follower has checked our history against its own
         self.failures = 0
+        self._unreachable = False  # some of the failures got no answer at all (not an HTTP error, not "unavailable")
         self.syncing = False
         self.task: asyncio.Task | None = None
         self.wakeup = asyncio.Event()
@@ -200,7 +201,7 @@ class FollowerStream:
             )
             answer = ReplicateReply.parse(decode(reply.body)) if reply.status == 200 else None
         except PeerUnreachable as exc:
-            self._failed(epoch, f"{exc}")
+            self._failed(epoch, f"{exc}", unreachable=True)
             return
         except InvalidInput as exc:
             self._failed(epoch, f"answered with a bad body: {exc}")
@@ -212,16 +213,22 @@ class FollowerStream:
             self._failed(epoch, f"answered HTTP {reply.status}: {reply.body[:200]!r}")
             return
         if self.failures and epoch == self._epoch:
-            log.info(
-                "replication: node %d at %s reachable again after %d failed attempts", self.node_id, self.address, self.failures
-            )
-            self.failures = 0
+            if self._unreachable:
+                log.info(
+                    "replication: node %d at %s reachable again after %d failed attempts",
+                    *(self.node_id, self.address, self.failures),
+                )
+                self._unreachable = False
+            if answer.reason != "unavailable":
+                # (a follower that answers but cannot apply keeps its backoff growing: handle() adds to it)
+                self.failures = 0
         self.handle(answer, epoch, sent_at, term)
 
-    def _failed(self, epoch: int, why: str) -> None:
+    def _failed(self, epoch: int, why: str, *, unreachable: bool = False) -> None:
         self.leader.stats.send_failures += 1
         if epoch != self._epoch:
             return
+        self._unreachable = self._unreachable or unreachable
         self._back_off()
         if self.failures in (1, 10) or self.failures % 100 == 0:
             log.info("replication: retrying node %d at %s (attempt %d): %s", self.node_id, self.address, self.failures, why)
@@ -233,8 +240,10 @@ class FollowerStream:
         if reply.term > node.term:
             node.adopt_term(reply.term, f"a follower at {self.address} is in term {reply.term}")
             return
-        if reply.term == term == node.term:
-            # The follower accepted us as its leader when this was sent: it renews the lease too.
+        if reply.term == term == node.term and reply.reason != "stale_term":
+            # The follower accepted us as its leader when this was sent: it renews the lease too. A
+            # "stale_term" answer in our own term comes from a node that leads this term itself (the
+            # heartbeat answers' case F12, docs/simulation.md): it holds no lease for us.
             node.lease_acknowledged(self.address, sent_at)
         if epoch != self._epoch:
             return

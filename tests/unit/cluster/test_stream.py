@@ -182,3 +182,27 @@ async def test_an_idle_stream_checks_each_heartbeat_that_the_follower_still_hold
     assert s.match_lsn == 3
     assert [r["prev_lsn"] for r, _ in transport.requests[1:2]] == [3], "it sends again from what the follower holds"
     await s.stop()
+
+
+async def test_a_same_term_stale_term_answer_comes_from_another_leader_of_the_term_and_renews_no_lease(leader_db):
+    # Only a node that leads this term itself answers "stale_term" in it: it is no follower of ours.
+    s, _sender, node = make(leader_db, Holding())
+    s.handle(ReplicateReply(2, False, 4, "stale_term"), s._epoch, 1.0, 2)
+    assert node.acks == [] and node.adopted == []
+
+
+async def test_a_follower_that_answers_but_cannot_apply_is_backed_off_further_and_never_called_back(leader_db, caplog):
+    # A full disk: the follower answers "unavailable" each time. Its backoff grows as for a follower that
+    # is away, and the log does not say it came back (it never went: 18 lines a second in a nemesis run).
+    class Full:
+        async def call(self, *args, **kwargs):
+            return reply({"term": 2, "success": False, "applied_lsn": 5, "reason": "unavailable"})
+
+    s, _sender, node = make(leader_db, Full())
+    waits = []
+    with caplog.at_level("INFO", logger="talentnest.replication"):
+        for _ in range(4):
+            await s._request(b"{}", 3, s._epoch, node.term)
+            waits.append(round(s._retry_at - node.clock.monotonic(), 3))
+    assert waits == [0.05, 0.1, 0.2, 0.4]
+    assert "reachable again" not in caplog.text
