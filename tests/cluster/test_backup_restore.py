@@ -77,6 +77,8 @@ def test_a_backup_taken_during_writes_restores_a_consistent_cluster(make_cluster
     writer = threading.Thread(target=write, daemon=True)
     writer.start()
     wait_until(lambda: len(acked) >= 20, timeout=20, what="writes under way", report=cluster.report)
+    # The follower applies them a little later (seconds on a loaded machine): the backup must hold some.
+    cluster.wait_for_applied(acked[19][0], nodes=[follower])
     file = tmp_path / "during.backup"
     env = {"JWT_SECRET": cluster.jwt_secret}
     done = operator_command("backup", "--url", follower.url, str(file), env=env)
