@@ -360,11 +360,13 @@ class World:
                 )
             )
         live = [(h, inc) for h, inc in incs if inc is not None and inc.started]
-        leader = next((inc for _, inc in live if inc.node.role == "leader"), live[0][1] if live else None)
+        leader = next((inc for _, inc in live if inc.node.role == "leader"), None)
+        # The leader's data is the cluster's. With none (a quorum cluster that lost most disks waits for an
+        # operator), a write is kept if a live node's disk holds it: seed 2455 judged an empty node's.
         final: Counter[str] = Counter()
-        if leader is not None:
-            for content, count in leader.db.conn.execute("SELECT content, COUNT(*) FROM posts GROUP BY content"):
-                final[content] = count
+        for inc in [leader] if leader is not None else [inc for _, inc in live]:
+            for content, count in inc.db.conn.execute("SELECT content, COUNT(*) FROM posts GROUP BY content"):
+                final[content] = max(final[content], count)
         self.checker.finish(final, self.watcher.archived_contents(), at=now)
         for host, inc in live:
             self.watcher.check_archived(host, self.watcher.of[host.index].entries, self.watcher.log_of(inc))
