@@ -161,8 +161,12 @@ def grant_vote(request: VoteRequest, voter: Voter) -> Verdict:
         return Verdict(False, f"node {voter.node_id} leads term {voter.term} with a valid lease", Refusal.LEADING)
     if voter.leader_alive and not endorsed and candidate != voter.leader_id:
         return Verdict(False, f"leader {voter.leader_id} is alive", Refusal.LEADER_ALIVE)
-    if not voter.may_vote and (request.last_lsn, voter.last_lsn) != (0, 0):
-        # Only where no data exists yet (a cluster being created) may a node without state vote.
+    if not voter.may_vote and (
+        (request.last_lsn, voter.last_lsn) != (0, 0) or (term <= voter.term and voter.voted_for != candidate)
+    ):
+        # Only where no data exists yet (a cluster being created) may a node without state vote, and only
+        # for a term newer than any it has heard of since it started: it may have voted in those before its
+        # disk was lost, or led one (simulator seed 11153, F14 in docs/simulation.md).
         why = f"node {voter.node_id} has lost or never had its state, and no leader has reached it since"
         return Verdict(False, why, Refusal.NOT_A_VOTER)
     if request.log_position < voter.log_position:

@@ -142,6 +142,11 @@ def test_a_node_without_state_votes_only_where_no_data_exists_yet():
     assert grant_vote(ask(term=1, lsn=0, last_term=0), new).granted, "a cluster being created elects"
     refused = grant_vote(ask(term=5, lsn=18, last_term=2), voter(may_vote=False, last_lsn=18, last_term=2, term=2))
     assert not refused.granted and refused.refusal == Refusal.NOT_A_VOTER, "a wiped node that caught up from a peer"
+    # Wiped, it heard of term 3 from its peers: it may have voted in term 3, or led it (seed 11153).
+    heard = voter(may_vote=False, last_lsn=0, last_term=0, term=3)
+    refused = grant_vote(ask(term=3, lsn=0, last_term=0), heard)
+    assert not refused.granted and refused.refusal == Refusal.NOT_A_VOTER, "a term it may have voted in before"
+    assert grant_vote(ask(term=4, lsn=0, last_term=0), heard).granted, "a term nobody had reached: a cluster being created"
 
 
 async def test_a_node_that_lost_its_disk_neither_stands_nor_votes_until_a_leader_reaches_it(tmp_path):
