@@ -102,6 +102,8 @@ def test_the_documented_headers_are_what_a_node_sends(api: Api, make_member):
     assert created.status_code == 201
     assert created.headers["X-Node-Role"] == "leader" and int(created.headers["X-Node-Id"]) > 0
     lsn = int(created.headers["X-Cluster-LSN"])
+    term, epoch = api.db.position_at(lsn)
+    assert created.headers["X-Cluster-Entry"] == f"{term}.{epoch}", "which entry is at that LSN, for a relaying follower"
     again = api.client.post("/api/posts", json={"content": "hello"}, headers={**member.headers, "Idempotency-Key": "k-1"})
     assert again.headers["Idempotent-Replayed"] == "true" and again.json() == created.json()
     read = api.client.get(f"/api/posts/{created.json()['id']}", headers={"X-Min-LSN": str(lsn)})

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from talentnest.cluster import auth, idempotency
 from talentnest.cluster.api import request_target
-from talentnest.cluster.forward import Forwarder, ForwardStats, Responder, header
+from talentnest.cluster.forward import ENTRY_HEADER, Forwarder, ForwardStats, Responder, header
 from talentnest.cluster.runtime import Transport
 from talentnest.errors import ClusterError, NoLeader, NotReady, StorageFailure
 from talentnest.http_errors import error_body
@@ -282,6 +282,9 @@ class ClusterMiddleware:
             return
         headers = [(k, v) for k, v in start.get("headers", []) if k not in (b"content-length",)]
         headers += [(b"content-length", str(len(body)).encode()), *self.respond.node_headers(receipt.lsn or None)]
+        if receipt.lsn:
+            # Which entry is at that LSN: a follower relaying this answer checks that it holds this very entry.
+            headers.append((ENTRY_HEADER, f"{receipt.term}.{receipt.epoch}".encode()))
         await send({"type": "http.response.start", "status": start["status"], "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

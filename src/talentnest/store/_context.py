@@ -8,9 +8,12 @@ from dataclasses import dataclass
 
 @dataclass
 class WriteReceipt:
-    """Filled in by ``Database.write`` for the request that set it: the last LSN committed."""
+    """Filled in by ``Database.write`` for the request that set it: the last LSN committed, and the
+    term and epoch of its entry (which name that entry among any other written at the same LSN)."""
 
     lsn: int = 0
+    term: int = 0
+    epoch: int = 0
 
 
 current_receipt: ContextVar[WriteReceipt | None] = ContextVar("talentnest_write_receipt", default=None)

@@ -777,7 +777,7 @@ class Database:
         if not self._first_lsn:
             self._first_lsn = lsn
         if receipt is not None:
-            receipt.lsn = lsn
+            receipt.lsn, receipt.term, receipt.epoch = lsn, self._last_term, self._last_epoch
         self._after_commit(lsn)
 
     def _after_commit(self, lsn: int) -> None:
