@@ -168,6 +168,16 @@ class Client:
                     return None
                 continue
             refused = f"node {_node(reply)} refused {self.name}'s token: {_error_message(reply)}"
+            if _error_code(reply) == "token_revoked":
+                # These clients never change a password: the account under this token's id carries another
+                # key, so the signup that made the token was lost, and its username was taken again by this
+                # client's own retry. Async mode may lose an acknowledged write if it archives it: judged at
+                # the end, when every archive is in (World.revoked). The client logs in again, as told.
+                self.world.revoked.append((str(_claims(self.token or "").get("key", "")), refused, self.world.clock.now))
+                self.world.trace.add(f"{refused}; logging in again")
+                if not await self.log_in():
+                    return None
+                continue
             off = self._clock_off(_node(reply))
             if off is not None:  # out of spec: no node has to accept it (docs/simulation.md, "Clients")
                 self.world.trace.add(f"{refused} (its clock is {off:.0f} s from the token's, beyond {MAX_CLOCK_SKEW_SECONDS} s)")
@@ -274,12 +284,21 @@ def _int(text: str | None) -> int | None:
     return int(text) if text and text.isdigit() else None
 
 
+def _claims(token: str) -> dict:
+    """A JWT's claims, unverified (only to judge a refusal); {} if it has none."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, TypeError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
 def _issued_at(token: str) -> float | None:
     """The ``iat`` of a JWT, unverified (only to judge whether a refusal was within spec)."""
     try:
-        payload = token.split(".")[1]
-        return float(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["iat"])
-    except (IndexError, ValueError, KeyError, TypeError):
+        return float(_claims(token)["iat"])
+    except (KeyError, ValueError, TypeError):
         return None
 
 

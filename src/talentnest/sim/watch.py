@@ -231,6 +231,17 @@ class Watcher:
             )
         )
 
+    def archived_token_keys(self) -> set[str]:
+        """The token key of every account whose signup is in any host's archive (a signup async mode lost)."""
+        keys: set[str] = set()
+        for host in self.world.hosts:
+            for archive in self.archives(host).values():
+                for entry in archive["entries"]:
+                    for change in entry["changes"]:
+                        if change.get("table") == "users" and change.get("operation") == "INSERT":
+                            keys.add(str(change["data"].get("token_key")))
+        return keys
+
     def archived_contents(self) -> set[str]:
         """Every post content in any host's archive (where async mode may put an acknowledged write)."""
         contents: set[str] = set()

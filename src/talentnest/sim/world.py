@@ -155,6 +155,8 @@ class World:
         self.closing = False
         self.settled = False
         self.unexpected_answers: list[str] = []
+        # Tokens refused as ended by a password change no client made: (token key, refusal, time).
+        self.revoked: list[tuple[str, str, float]] = []
         self.hosts: list[SimHost] = []
         for i in range(config.nodes + (config.spare is not None)):
             address = f"10.0.2.{i + 1}"
@@ -368,6 +370,11 @@ class World:
             for content, count in inc.db.conn.execute("SELECT content, COUNT(*) FROM posts GROUP BY content"):
                 final[content] = max(final[content], count)
         self.checker.finish(final, self.watcher.archived_contents(), at=now)
+        lost_signups = self.watcher.archived_token_keys() if not self.checker.quorum else set()
+        for key, refused, at in self.revoked:
+            # Only a signup async mode lost and archived excuses it (its token's key is in an archive).
+            if key not in lost_signups:
+                self.violation(Violation("token_refused", f"{refused} (its signup is in no archive)", at))
         for host, inc in live:
             self.watcher.check_archived(host, self.watcher.of[host.index].entries, self.watcher.log_of(inc))
         for host, inc in live:
