@@ -77,7 +77,7 @@ class Nemesis:
         if kind in ("crash", "pause", "stop", "wipe", "skew", "join"):
             host = self.world.by_name[fault.nodes[0]]
             if kind == "join":
-                self.world.control.create_task(self._join(host))
+                self.world.control.create_task(self._join(host, fault_id))
             elif kind == "crash":
                 host.crash()
             elif kind == "pause":
@@ -130,10 +130,14 @@ class Nemesis:
             if override in self.world.dns.overrides:
                 self.world.dns.overrides.remove(override)
 
-    async def _join(self, host: SimHost) -> None:
-        """A new machine joins with an empty disk (once the one before it has left)."""
+    async def _join(self, host: SimHost, fault_id: int) -> None:
+        """A new machine joins with an empty disk (once the one before it has left), unless its fault
+        ended meanwhile: a join that started after the faults were over left a sixth node running that
+        no check counted as a member, leading the others (seed 11246)."""
         while host.running:
             await asyncio.sleep(0.05)
+        if fault_id not in self.active:
+            return
         host.wipe()
         host.start()
 
