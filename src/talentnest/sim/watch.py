@@ -231,27 +231,22 @@ class Watcher:
             )
         )
 
-    def archived_token_keys(self) -> set[str]:
-        """The token key of every account whose signup is in any host's archive (a signup async mode lost)."""
-        keys: set[str] = set()
+    def _archived_changes(self, table: str, operations: tuple[str, ...]):
+        """Every row change to ``table`` in any host's archive (where async mode may put an acknowledged write)."""
         for host in self.world.hosts:
             for archive in self.archives(host).values():
                 for entry in archive["entries"]:
                     for change in entry["changes"]:
-                        if change.get("table") == "users" and change.get("operation") == "INSERT":
-                            keys.add(str(change["data"].get("token_key")))
-        return keys
+                        if change.get("table") == table and change.get("operation") in operations:
+                            yield change["data"]
+
+    def archived_token_keys(self) -> set[str]:
+        """The token key of every account whose signup is in an archive (a signup async mode lost)."""
+        return {str(data.get("token_key")) for data in self._archived_changes("users", ("INSERT",))}
 
     def archived_contents(self) -> set[str]:
-        """Every post content in any host's archive (where async mode may put an acknowledged write)."""
-        contents: set[str] = set()
-        for host in self.world.hosts:
-            for archive in self.archives(host).values():
-                for entry in archive["entries"]:
-                    for change in entry["changes"]:
-                        if change.get("table") == "posts" and change.get("operation") in ("INSERT", "UPDATE"):
-                            contents.add(change["data"].get("content"))
-        return contents
+        """Every post content in any host's archive."""
+        return {data.get("content") for data in self._archived_changes("posts", ("INSERT", "UPDATE"))}
 
 
 def _ranges(numbers: list[int]) -> str:
