@@ -109,3 +109,27 @@ def test_keys_older_than_a_day_are_forgotten_by_the_leader(client, app, make_mem
     # Forgotten: the same key is a new request now, even another one.
     second = post(client, member.token, "old-key", content="another")
     assert second.status_code == 201 and second.json()["id"] != first.json()["id"]
+
+
+def test_two_requests_with_one_key_at_once_write_once_and_both_get_its_answer(client, app):
+    # Both pass the key's check before either has written (a signup waits for its password hash off the
+    # loop); the second's commit then finds the key taken: it is rolled back and answered as a retry.
+    import threading
+
+    lsn = app.state.db.last_lsn
+    body = {"name": "Ada", "username": "ada_once", "email": "ada_once@example.com", "password": "correct horse battery"}
+    answers: list = [None] * 4
+    start = threading.Barrier(len(answers))
+
+    def sign_up(i: int) -> None:
+        start.wait()
+        answers[i] = client.post("/api/auth/signup", json=body, headers={"Idempotency-Key": "signup-once"})
+
+    threads = [threading.Thread(target=sign_up, args=(i,)) for i in range(len(answers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert [a.status_code for a in answers] == [201] * len(answers), [a.text[:200] for a in answers]
+    assert len({a.json()["user"]["id"] if "user" in a.json() else a.json()["token"] for a in answers}) == 1
+    assert app.state.db.last_lsn == lsn + 1, "written once"

@@ -88,6 +88,11 @@ def reuse(db: Database, use: Use) -> str | None:
     return f"this Idempotency-Key was already used {what}; send a new request with a new key"
 
 
+def taken(db: Database, use: Use) -> bool:
+    """Whether the key of ``use`` has an answer or a claim now (a concurrent request may have written it)."""
+    return db.conn.execute("SELECT 1 FROM _tn_requests WHERE key IN (?, ?)", (use.scoped, use.claim)).fetchone() is not None
+
+
 def find(db: Database, scoped: str) -> Answer | None:
     row = db.conn.execute("SELECT lsn, status, headers, body FROM _tn_requests WHERE key = ?", (scoped,)).fetchone()
     if row is None:

@@ -218,15 +218,20 @@ class ClusterMiddleware:
             scope.get(BODY_SCOPE_KEY, b""),
             header(scope, b"authorization") or "",
         )
+        if not await self._answer_kept(send, use):
+            await self._run_write(scope, receive, send, use)
+
+    async def _answer_kept(self, send, use: idempotency.Use) -> bool:
+        """Answer a request whose key was used already (the first answer, or 422 for another request)."""
         reused = idempotency.reuse(self.db, use)
         if reused is not None:
             await self.respond.send_error(send, 422, "idempotency_key_reused", reused)
-            return
+            return True
         kept = idempotency.find(self.db, use.scoped)
         if kept is not None:
             await self._replay(send, kept)
-            return
-        await self._run_write(scope, receive, send, use)
+            return True
+        return False
 
     async def _run_write(self, scope, receive, send, use: idempotency.Use | None) -> None:
         """Run the write here (this node leads); with an Idempotency-Key, the write and its answer are
@@ -237,6 +242,7 @@ class ClusterMiddleware:
         start: dict[str, Any] | None = None
         chunks: list[bytes] = []
         failure: StorageFailure | None = None
+        raced = False
 
         async def capture(message) -> None:
             nonlocal start
@@ -250,7 +256,10 @@ class ClusterMiddleware:
             with contextlib.ExitStack() as stack:
                 request = stack.enter_context(self.db.request_transaction()) if use is not None else None
                 await self.app(scope, receive, capture)
-                if request is not None and start is not None:
+                # Another request with this key may have been answered while this one ran (both passed the
+                # check before either wrote): then this one is a retry of it, and what it wrote is rolled back.
+                raced = use is not None and idempotency.taken(self.db, use)
+                if not raced and request is not None and start is not None:
                     body = b"".join(chunks)
                     kept = {k.decode("latin-1"): v.decode("latin-1") for k, v in start.get("headers", []) if k == b"content-type"}
                     if start["status"] < 500:
@@ -262,6 +271,9 @@ class ClusterMiddleware:
                         log.error("forward: %s %s awaited with its write transaction open", scope["method"], scope["path"])
         finally:
             current_receipt.reset(token)
+        if raced:
+            await self._answer_kept(send, use)
+            return
         if failure is not None:
             # As the app answers one met inside a route (docs/cluster.md, "When a node cannot do its part").
             log.warning("%s %s failed: %s", scope["method"], scope["path"], failure)
