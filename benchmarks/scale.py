@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from _cluster import RESULTS, ROOT, cpu_seconds, load, machine, timestamp, write_report  # also puts src/ on sys.path
-from single_node import Result, Scenario, lua_list, post_creation, run_wrk
+from single_node import UNLIMITED_WRITES, Result, Scenario, lua_list, post_creation, run_wrk
 from tests._node import LocalNode
 
 from talentnest.services import Tokens
@@ -116,6 +116,8 @@ class Targets:
     followers_cursor: str | None
     users: list[tuple[int, str]]
     post_ids: list[int]
+    # Each sampled member's token key: a token must carry it (README, "Your account: password, export, deletion").
+    token_keys: dict[int, str]
 
 
 def choose(db_path: Path, rng: random.Random) -> Targets:
@@ -123,10 +125,11 @@ def choose(db_path: Path, rng: random.Random) -> Targets:
     members = conn.execute("SELECT MAX(id) FROM users").fetchone()[0]
     sample = sorted(rng.sample(range(1, members + 1), min(members, 2000)))
     marks = ",".join("?" for _ in sample)
-    rows = conn.execute(f"SELECT id, username, name, skills FROM users WHERE id IN ({marks})", sample).fetchall()
+    rows = conn.execute(f"SELECT id, username, name, skills, token_key FROM users WHERE id IN ({marks})", sample).fetchall()
     users = [(r[0], r[1]) for r in rows]
+    token_keys = {r[0]: r[4] or "" for r in rows}
     first_names: dict[str, int] = {}
-    for _, _, name, _ in rows:
+    for _, _, name, _, _ in rows:
         first_names[name.split()[0]] = first_names.get(name.split()[0], 0) + 1
     rare_name = min(first_names, key=lambda n: (first_names[n], n))
     common = max(first_names, key=lambda n: (first_names[n], n))
@@ -182,6 +185,7 @@ def choose(db_path: Path, rng: random.Random) -> Targets:
         followers_cursor=cursor,
         users=users,
         post_ids=post_ids,
+        token_keys=token_keys,
     )
 
 
@@ -209,7 +213,9 @@ def _search(name: str, query: str) -> Scenario:
 
 
 def scenarios(targets: Targets, tokens: Tokens) -> list[Scenario]:
-    bearer = {uid: tokens.issue(uid, name) for uid, name in targets.users[:200]}
+    # Tokens made here as a node makes them: without the account's key a node refuses them (401
+    # token_revoked), which a run on a freshly built network counted as thousands of write errors.
+    bearer = {uid: tokens.issue(uid, name, targets.token_keys.get(uid, "")) for uid, name in targets.users[:200]}
     feed_id, feed_name = targets.feed_member
     found = [
         _search("search common skill", "python"),
@@ -320,7 +326,7 @@ def run_size(built: Built, args, scratch: Path) -> dict:
     targets = choose(data / DB_FILENAME, random.Random(11))
     secret = secrets.token_hex(32)
     started = time.monotonic()
-    node = LocalNode(workdir, host=args.host, JWT_SECRET=secret, LOG_LEVEL="warning", PEERS=args.host)
+    node = LocalNode(workdir, host=args.host, JWT_SECRET=secret, LOG_LEVEL="warning", PEERS=args.host, **UNLIMITED_WRITES)
     try:
         node.wait_ready(timeout=600)
         ready_seconds = time.monotonic() - started
