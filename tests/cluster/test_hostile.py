@@ -97,6 +97,29 @@ def test_the_dns_answering_nxdomain_for_16_s_then_empty_partial_wrong_failing_an
         assert "elected with 1 of" not in node.logs(), f"{node.name} thought it was alone\n{cluster.report()}"
 
 
+@pytest.mark.parametrize("failure", ["silent", "servfail"])
+def test_new_nodes_started_while_every_dns_lookup_fails_do_not_each_lead_alone(make_cluster, failure):
+    """Found by the Swarm test: Docker's DNS timed out for 10 s while the stack's three tasks started,
+    and each new node took the empty list for "alone" and led term 1. A lookup that fails says nothing
+    of who the members are: they wait for an answer (FAILURE_TIMEOUT at most, longer than this)."""
+    cluster = make_cluster(0, env={**FAST, "FAILURE_TIMEOUT": "30"}, wait=False)
+    cluster.dns(failure)
+    nodes = [cluster.add_node(wait=False) for _ in range(3)]
+    wait_until(lambda: all(node.try_status() for node in nodes), timeout=30, what="the three nodes to answer")
+
+    def nobody_leads() -> None:
+        leading = [name for name, role in roles(cluster).items() if role == "leader"]
+        assert leading == [], f"DNS answering {failure}: {leading} lead\n{cluster.report()}"
+
+    watch(3, nobody_leads)
+    cluster.dns(None)
+    cluster.wait_for_leader(expect=nodes[-1], timeout=30)
+    claims = leader_claims({node.name: node.logs() for node in nodes})
+    assert not invariants.one_leader_per_term(claims), f"{claims}\n{cluster.report()}"
+    for node in nodes:
+        assert "elected with 1 of" not in node.logs(), f"{node.name} thought it was alone\n{cluster.report()}"
+
+
 def test_a_node_restarted_while_the_dns_answers_empty_does_not_lead_alone_and_the_majoritys_writes_survive(make_cluster):
     """Found by the nemesis (async, seed 16): a node that starts while discovery lists nobody led a
     cluster of one, and its later term then beat the majority's writes, which were archived."""

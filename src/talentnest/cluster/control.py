@@ -116,6 +116,7 @@ def view(node: Core, *, periodic: bool = False) -> ClusterView:
         not_eligible_because="; ".join(node.health.reasons()),
         drained=node.health.only_drained,
         discovering=node.membership.rounds < 2 and bool(node.membership.peers),
+        blind=node.membership.blind(now),
         periodic=periodic,
         handover_settle=2 * node.heartbeat,
     )

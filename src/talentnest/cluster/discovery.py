@@ -101,6 +101,7 @@ class Discovery:
         self.peers = tuple(peers)
         self._last: list[str] = list(self.peers)
         self._failing = False
+        self._answered = False
         self._resolver: dns.asyncresolver.Resolver | None = None
         if not self.peers:
             resolver = dns.asyncresolver.Resolver(configure=dns_server is None)
@@ -116,6 +117,12 @@ class Discovery:
     def static(self) -> bool:
         """The members are the fixed PEERS list, not a DNS answer."""
         return bool(self.peers)
+
+    @property
+    def answered(self) -> bool:
+        """A DNS server has answered a lookup (NXDOMAIN and empty answers included): until then an empty
+        member list means "not known yet", not "alone"."""
+        return self._resolver is None or self._answered
 
     @property
     def source(self) -> str:
@@ -141,5 +148,6 @@ class Discovery:
         if self._failing:
             log.info("discovery: DNS lookup of %s works again", self.service_name)
             self._failing = False
+        self._answered = True
         self._last = addresses
         return addresses

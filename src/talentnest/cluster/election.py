@@ -75,6 +75,8 @@ def _successor(view: ClusterView, *, settled: bool = True):
 def _as_follower(view: ClusterView) -> Decision:
     if view.discovering:
         return Decision(Action.NONE, "discovering peers before the first election")
+    if view.blind:
+        return Decision(Action.NONE, "discovery has not answered yet, so this node cannot tell whether it is alone")
     if view.syncing:
         return Decision(Action.NONE, "syncing from the leader")
     if view.leader_alive:

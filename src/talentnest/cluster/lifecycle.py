@@ -41,7 +41,13 @@ async def start(node: ClusterNode, *, run_loop: bool) -> None:
         *(node.node_id, node.url, node.membership.resolver.source, node.term, node.db.last_lsn),
     )
     await node.membership.refresh()
-    if not node.membership.peers:
+    if node.membership.blind(node.clock.monotonic()):
+        log.warning(
+            "cluster: %s has not answered and no member is known, so this node does not lead alone: it waits "
+            "for an answer, or FAILURE_TIMEOUT (%g s)",
+            *(node.membership.resolver.source, settings.failure_timeout),
+        )
+    elif not node.membership.peers:
         await votes.campaign(node, handover_from=None)  # alone: a single node serves writes from its first request
     if run_loop:
         node.loop_task = asyncio.create_task(control.run_loop(node), name="cluster-loop")

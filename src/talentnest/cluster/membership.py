@@ -112,9 +112,11 @@ class Membership:
         # Members that stopped being members, kept FAILURE_TIMEOUT for whoever watches (metrics, status).
         self.departed: dict[str, tuple[PeerState, float]] = {}
         self.rounds = 0
+        self.started_at = clock()
 
     def reset(self) -> None:
         self.rounds = 0
+        self.started_at = self.clock()
 
     def remember(self, addresses: tuple[str, ...]) -> None:
         """At start: the members this node counted before it stopped count again (as not listed)
@@ -139,6 +141,14 @@ class Membership:
     def members(self) -> list[PeerState]:
         """The peers that count as voters (listed, or dropped by discovery but not known to be gone)."""
         return list(self.peers.values())
+
+    def blind(self, now: float) -> bool:
+        """No peer is known and no lookup has been answered since start (they all failed or timed out):
+        an empty list then says nothing, and a node that led alone on it would be one of several
+        leaders of one term (Swarm's DNS times out while its tasks start). Not for ever: once
+        ``FAILURE_TIMEOUT`` has passed, the time after which a silent member is counted out too, the
+        node may lead alone (docs/cluster.md, "Membership")."""
+        return not self.peers and not self.resolver.answered and now - self.started_at < self.failure_timeout
 
     def voters(self) -> int:
         if self.cluster_size:

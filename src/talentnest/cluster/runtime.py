@@ -101,6 +101,11 @@ class Resolver(Protocol):
     @property
     def static(self) -> bool: ...
 
+    @property
+    def answered(self) -> bool:
+        """Some lookup has been answered (NXDOMAIN and empty answers included), or the list is static."""
+        ...
+
     async def resolve(self) -> list[str]: ...
 
 

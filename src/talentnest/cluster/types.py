@@ -60,6 +60,7 @@ class ClusterView:
     not_eligible_because: str = ""
     drained: bool = False  # an operator's drain is the only reason: hand over, but never just step down
     discovering: bool = False  # just started: peers not probed yet
+    blind: bool = False  # no peer known and discovery never answered: alone or not cannot be told yet
     periodic: bool = False  # this cycle is the periodic election (every ELECTION_INTERVAL)
     handover_settle: float = 2.0  # seconds a higher-ID peer must have been alive before a handover
 

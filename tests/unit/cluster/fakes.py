@@ -102,10 +102,12 @@ class FakeResolver:
         self._last: list[str] = list(self.answer or [])
         self.source = "DNS test"
         self.static = False
+        self.answered = False
 
     async def resolve(self) -> list[str]:
         if self.answer is not None:
             self._last = sorted(self.answer)
+            self.answered = True
         return list(self._last)
 
 

@@ -43,6 +43,33 @@ async def test_a_node_alone_leads_from_its_start(tmp_path):
     rig.node.gate.guard_write()
 
 
+async def _settle(rig) -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("then", ["DNS answers", "FAILURE_TIMEOUT passes"])
+async def test_a_node_whose_dns_never_answered_does_not_lead_alone(tmp_path, then):
+    """Swarm's DNS times out while its tasks start: three new nodes that each took the empty list for
+    "alone" led term 1 together. A lookup that fails says nothing; an answer (here, this node alone) or
+    FAILURE_TIMEOUT without one does."""
+    rig = make_rig(tmp_path, address=C)
+    rig.resolver.answer, rig.resolver._last = None, []  # every lookup fails
+    await started(rig)
+    assert rig.node.role == Role.FOLLOWER and rig.node.term == 0
+    for _ in range(3):
+        rig.clock.advance(rig.node.heartbeat)
+        cycle = await rig.node.run_cycle()
+        assert cycle.action == Action.NONE and "discovery has not answered" in cycle.text
+    if then == "DNS answers":
+        rig.resolver.answer = [C]
+    else:
+        rig.clock.advance(rig.node.settings.failure_timeout)
+    assert (await rig.node.run_cycle()).action == Action.CAMPAIGN
+    await _settle(rig)
+    assert rig.node.role == Role.LEADER and rig.node.term == 1
+
+
 async def test_a_peer_that_does_not_vote_yet_is_a_learner_a_lone_leader_keeps_leading_beside(tmp_path):
     rig = await started(make_rig(tmp_path, address=C))  # 515 leads alone (it holds state)
     rig.resolver.answer = [C, A]
