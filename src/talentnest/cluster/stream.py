@@ -9,7 +9,6 @@ pipeline to the position the follower gives: everything after it is sent again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Protocol
 
@@ -17,6 +16,7 @@ from talentnest.cluster.logwire import ReplicateReply, replicate_body
 from talentnest.cluster.protocols import Node
 from talentnest.cluster.stats import Stats
 from talentnest.cluster.wire import decode
+from talentnest.cluster.work import cancel_and_wait
 from talentnest.errors import InvalidInput, LogTruncated, PeerUnreachable
 from talentnest.store import Database
 
@@ -72,12 +72,7 @@ class FollowerStream:
 
     async def stop(self) -> None:
         self._stopped = True
-        tasks = [t for t in [self.task, *self._inflight] if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait([t for t in [self.task, *self._inflight] if t is not None])
         self.task = None
         self._inflight.clear()
 

@@ -19,6 +19,15 @@ from typing import Any
 log = logging.getLogger("talentnest.cluster")
 
 
+async def cancel_and_wait(tasks: list[asyncio.Task]) -> None:
+    """Cancel ``tasks`` and wait for each to end, whatever it ends with (its errors are its own to log)."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
 class Job(StrEnum):
     SYNC = "sync"  # installing a snapshot
     CATCH_UP = "catch_up"  # pulling a peer's newer log before leading
@@ -74,11 +83,6 @@ class Worker:
 
     async def stop(self) -> None:
         """Cancel everything running and wait for it to end."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(list(self._tasks))
         self.current = None
         self._job = None
