@@ -185,7 +185,21 @@ class Forwarder:
                     ),
                 )
                 return
-            entry = _entry_of(reply.headers.get("X-Cluster-Entry"))
+            raw_entry = reply.headers.get("X-Cluster-Entry")
+            entry = _entry_of(raw_entry)
+            if raw_entry is not None and entry is None:
+                # A peer's field is checked like any input: an entry this node cannot read cannot be
+                # checked, so the answer is not relayed as a success.
+                await self.respond.error(
+                    send,
+                    ClusterError(
+                        f"the leader answered the write (LSN {lsn}) naming its entry as {raw_entry[:40]!r}, which is "
+                        "not <term>.<epoch>; whether this node holds that write cannot be told: retry with the same "
+                        "Idempotency-Key (it is not applied twice)",
+                        code="write_unverified",
+                    ),
+                )
+                return
             if entry is not None and self.db.position_at(lsn) != entry:
                 # This node holds another entry at that LSN: the leader that answered was deposed and its
                 # write replaced (async mode, a failover before it was sent on). Relaying the answer would
@@ -216,8 +230,7 @@ class Forwarder:
 
 
 def _entry_of(value: str | None) -> tuple[int, int] | None:
-    """The leader's "<term>.<epoch>" of a write's entry; None when absent (an older release) or malformed
-    (a peer's field is checked like any input: a bad one only skips this check, which it cannot pass)."""
+    """The leader's "<term>.<epoch>" of a write's entry; None when absent (an older release) or malformed."""
     if value is None:
         return None
     term, _, epoch = value.partition(".")

@@ -61,6 +61,12 @@ async def test_an_answer_for_an_entry_replaced_at_that_lsn_is_not_relayed_as_a_s
 
 
 @pytest.mark.parametrize("value", ["", "3", "3.", ".0", "x.0", "3.0.1", "-3.0", "9" * 30 + ".0"])
-async def test_a_malformed_entry_header_from_a_peer_is_ignored_and_the_lsn_check_stands(follower, value):
-    status, _ = await relay(follower, {"X-Cluster-LSN": "1", "X-Cluster-Entry": value})
-    assert status == 201
+async def test_a_malformed_entry_header_from_a_peer_is_not_relayed_as_a_success(follower, value):
+    status, body = await relay(follower, {"X-Cluster-LSN": "1", "X-Cluster-Entry": value})
+    assert status == 503 and body["error"]["code"] == "write_unverified"
+    assert "Idempotency-Key" in body["error"]["message"]
+
+
+async def test_an_answer_without_an_entry_header_from_an_older_release_is_relayed(follower):
+    status, body = await relay(follower, {"X-Cluster-LSN": "1"})
+    assert (status, body) == (201, {"token": "t"})
