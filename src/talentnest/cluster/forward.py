@@ -200,7 +200,7 @@ class Forwarder:
                     ),
                 )
                 return
-            if entry is not None and self.db.position_at(lsn) != entry:
+            if entry is not None and (self.db.last_lsn < lsn or self.db.position_at(lsn) != entry):
                 # This node holds another entry at that LSN: the leader that answered was deposed and its
                 # write replaced (async mode, a failover before it was sent on). Relaying the answer would
                 # acknowledge what the cluster does not hold (simulator seed 3874: a signup's token whose

@@ -80,19 +80,23 @@ class WriteGate:
 
     async def wait_applied(self, lsn: int, timeout: float) -> bool:
         """True once this node holds ``lsn`` *in the leader's history*; False after ``timeout``. A node
-        that holds that LSN in another history (a deposed leader before it resyncs) does not count."""
+        that holds that LSN in another history (a deposed leader before it resyncs) does not count, and
+        both must hold at once: while the history is being confirmed the LSN can go back (a snapshot
+        installed, divergent entries archived), as it did under a follower that relayed a write it did
+        not hold yet (simulator seed 21890)."""
         node = self.node
         if lsn <= 0:
             return True
         deadline = node.clock.monotonic() + timeout
-        if not await node.waiters.wait(lsn, timeout):
-            return False
-        while not self.history_trusted():
+        while True:
+            if not await node.waiters.wait(lsn, max(0.0, deadline - node.clock.monotonic())):
+                return False
+            if self.history_trusted() and node.db.last_lsn >= lsn:
+                return True
             remaining = deadline - node.clock.monotonic()
             if remaining <= 0:
                 return False
             await node.clock.sleep(min(0.02, remaining))
-        return True
 
     def history_trusted(self) -> bool:
         node = self.node

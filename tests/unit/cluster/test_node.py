@@ -200,6 +200,24 @@ async def test_an_lsn_held_in_another_history_does_not_satisfy_a_min_lsn_read(tm
     assert await rig.node.gate.wait_applied(1, 0.05) is True
 
 
+async def test_an_lsn_lost_while_the_history_is_confirmed_is_waited_for_again(tmp_path):
+    """Simulator seed 21890: a follower held LSN 5 of a deposed leader's history; while it waited for that
+    history to be confirmed it installed the leader's snapshot at LSN 3, and the wait then returned as
+    if it held LSN 4 (a relayed write it did not hold, read back as 404)."""
+    rig = await started(make_rig(tmp_path, address=A, peers=[B, C]))
+    rig.node.heard_from_leader(515, f"http://{C}:3000")
+    rig.db.apply([_entry(1), _entry(2)])
+    sleep = rig.clock.sleep
+
+    async def snapshot_installed_meanwhile(seconds: float) -> None:
+        rig.db._last_lsn = 1  # what a snapshot install at LSN 1 leaves
+        rig.replication.follower.confirmed = (rig.node.term, 515)
+        await sleep(seconds)
+
+    rig.clock.sleep = snapshot_installed_meanwhile
+    assert await rig.node.gate.wait_applied(2, 0.1) is False, "it holds LSN 1 now"
+
+
 def _entry(lsn):
     from talentnest.store import LogEntry
 
