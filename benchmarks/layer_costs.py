@@ -379,6 +379,7 @@ def replicate_path(root: Path, rounds: int) -> dict:
     def body(batch) -> bytes:
         return logwire.replicate_body(
             leader_id=1, term=1, leader_url="http://127.0.0.1:3000", prev_lsn=batch[0].lsn - 1, prev_term=1,
+            prev_epoch=entries[batch[0].lsn - 2].epoch,
             leader_last_lsn=batch[-1].lsn, leader_last_term=1, leader_first_lsn=1, history=None, entries=batch,
         )  # fmt: skip
 
