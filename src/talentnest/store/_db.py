@@ -331,7 +331,10 @@ class Database:
     ``derived`` declares the product's derived tables; ``older_entries(conn, schema_version,
     changes)`` is called after applying an older schema's entry (see the module docstring);
     ``readers`` is the number of reader threads of ``read()`` (0: none of its own, reads run in the
-    event loop's default executor; the simulation's runs them inline, see ``store._readers``).
+    event loop's default executor; the simulation's runs them inline, see ``store._readers``). Two
+    by default: one slow read still leaves another thread for the next, and each thread more only
+    adds contention for the GIL, which SQLite drops and takes back at every row (with two, a list
+    read costs 20-36% less CPU under 8 clients than with four: benchmarks/README.md, issue 12).
     """
 
     def __init__(
@@ -345,7 +348,7 @@ class Database:
         capture: bool = True,
         derived: Sequence[Derived] = (),
         older_entries: OlderEntries | None = None,
-        readers: int = 4,
+        readers: int = 2,
     ):
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / DB_FILENAME

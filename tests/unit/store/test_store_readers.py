@@ -75,18 +75,35 @@ async def test_a_read_runs_in_another_thread_on_its_own_connection_and_sees_comm
     assert (await node.db.read(where))[2] == 6
 
 
-async def test_a_blocked_read_does_not_block_the_event_loop(node):
-    release = threading.Event()
+def held_read(node: Node, release: threading.Event, what: str):
+    """A read that waits in its reader thread until ``release`` is set, then counts the posts."""
 
-    def stuck() -> int:
-        assert release.wait(WAIT), "the event loop never released the read"
+    def read() -> int:
+        assert release.wait(WAIT), what
         return count_posts(node)
 
-    read = asyncio.ensure_future(node.db.read(stuck))
+    return read
+
+
+async def test_a_blocked_read_does_not_block_the_event_loop(node):
+    release = threading.Event()
+    read = asyncio.ensure_future(node.db.read(held_read(node, release, "the event loop never released the read")))
     # While the read waits in its thread, the loop runs other work: here, the very thing it waits for.
     await asyncio.sleep(0)
     asyncio.get_running_loop().call_soon(release.set)
     assert await read == 5
+
+
+async def test_a_slow_read_does_not_hold_up_the_next_read(node):
+    release = threading.Event()
+    first = asyncio.ensure_future(node.db.read(held_read(node, release, "the second read never finished beside the slow one")))
+    try:
+        # Another reader thread answers while the first one is busy (a search beside a feed).
+        assert await asyncio.wait_for(node.db.read(count_posts, node), WAIT) == 5
+        assert not first.done()
+    finally:
+        release.set()
+    assert await first == 5
 
 
 async def test_all_statements_of_one_read_see_the_same_state(node):
