@@ -22,8 +22,8 @@ COMMENT_SELECT = (
 # The newest post of each author the member follows (and of the member), below the cursor: one
 # seek of posts_by_author per author, whatever their history. Only the ``?3`` newest of these heads
 # come back: SQLite keeps the top rows of its sort in C, where every row handed to Python costs a
-# trip through the GIL (a reader thread releases and retakes it per row), which under 8 clients
-# made a feed of 490 followees cost 5.7 ms of CPU instead of 2.7 (benchmarks/README.md, issue 12).
+# trip through the GIL (a reader thread releases and retakes it per row). With the merge below, this
+# took a feed of 490 followees under 8 clients from 6.2 to 2.2 ms of CPU (benchmarks/README.md, issue 12).
 FEED_HEADS = (
     "SELECT author, head FROM ("
     "SELECT f.followee_id AS author, "
