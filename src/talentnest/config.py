@@ -56,6 +56,7 @@ class Settings:
     election_interval: float = 10.0
     heartbeat_interval: float = 1.0
     failure_timeout: float = 30.0
+    replication_linger: float = 0.01
     replication_mode: str = "async"
     cluster_size: int | None = None
     log_format: str = "text"
@@ -129,6 +130,12 @@ class Settings:
         election = env.seconds("ELECTION_INTERVAL", 10.0)
         if failure < 3 * heartbeat and not math.isclose(failure, 3 * heartbeat):  # 3 x 0.1 is 0.30000000000000004
             raise ConfigError(f"FAILURE_TIMEOUT must be at least 3 x HEARTBEAT_INTERVAL ({3 * heartbeat:g}), got '{failure:g}'")
+        linger_ms = env.integer("REPLICATION_LINGER_MS", 10, low=0, high=1000)
+        if linger_ms > heartbeat * 1000 / 4:
+            raise ConfigError(
+                f"REPLICATION_LINGER_MS must be at most a quarter of HEARTBEAT_INTERVAL ({heartbeat * 250:g} ms), "
+                f"got '{env.raw('REPLICATION_LINGER_MS')}'"
+            )
         argon_parallelism = env.integer("ARGON2_PARALLELISM", RFC9106_PARALLELISM, low=1, high=64)
         jwt_previous = env.secret_list("JWT_SECRET_PREVIOUS")
         cluster_previous = env.secret_list("CLUSTER_SECRET_PREVIOUS")
@@ -159,6 +166,7 @@ class Settings:
             election_interval=election,
             heartbeat_interval=heartbeat,
             failure_timeout=failure,
+            replication_linger=linger_ms / 1000,
             replication_mode=mode,
             cluster_size=cluster_size,
             log_format=env.choice("LOG_FORMAT", LOG_FORMATS, "text"),

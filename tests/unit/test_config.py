@@ -62,6 +62,7 @@ def test_every_variable_is_read():
         FAILURE_TIMEOUT="1.5",
         REPLICATION_MODE="QUORUM",
         CLUSTER_SIZE="3",
+        REPLICATION_LINGER_MS="20",
         LOG_FORMAT="json",
         LOG_LEVEL="DEBUG",
         JWT_TTL="3600",
@@ -80,6 +81,7 @@ def test_every_variable_is_read():
     assert settings.data_dir == Path("/var/lib/talentnest")
     assert (settings.election_interval, settings.heartbeat_interval, settings.failure_timeout) == (5.0, 0.5, 1.5)
     assert (settings.replication_mode, settings.cluster_size) == ("quorum", 3)
+    assert settings.replication_linger == 0.02
     assert (settings.log_format, settings.log_level, settings.jwt_ttl) == ("json", "debug", 3600)
     assert (settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism) == (2, 2048, 2)
     assert (settings.log_retention_entries, settings.log_retention_bytes) == (5000, 1048576)
@@ -123,6 +125,9 @@ BAD_VALUES = [
     ("FAILURE_TIMEOUT", "1e3"),
     ("REPLICATION_MODE", "sync"),
     ("CLUSTER_SIZE", "0"),
+    ("REPLICATION_LINGER_MS", "-1"),
+    ("REPLICATION_LINGER_MS", "2.5"),
+    ("REPLICATION_LINGER_MS", "5000"),
     ("LOG_FORMAT", "xml"),
     ("LOG_LEVEL", "verbose"),
     ("JWT_TTL", "10"),
@@ -145,6 +150,14 @@ def test_a_bad_value_is_refused_with_a_message_naming_the_variable_and_the_value
 
 def test_the_port_message_reads_as_in_the_style_guide():
     assert refusal(PORT="70000") == "PORT must be 1-65535, got '70000'"
+
+
+def test_the_replication_linger_is_10_ms_unless_set_and_at_most_a_quarter_of_the_heartbeat():
+    assert settings_from().replication_linger == 0.01
+    assert settings_from(REPLICATION_LINGER_MS="0").replication_linger == 0.0
+    assert settings_from(HEARTBEAT_INTERVAL="0.1", REPLICATION_LINGER_MS="25").replication_linger == 0.025
+    message = refusal(HEARTBEAT_INTERVAL="0.1", REPLICATION_LINGER_MS="26")
+    assert message == "REPLICATION_LINGER_MS must be at most a quarter of HEARTBEAT_INTERVAL (25 ms), got '26'"
 
 
 def test_quorum_mode_needs_the_cluster_size():

@@ -111,6 +111,12 @@ class WriteGate:
             return True
         return await node.replication.wait_quorum(lsn, term, timeout)
 
+    def awaited_by(self, lsn: int, node_id: int | None) -> None:
+        """The peer ``node_id`` forwarded the write at ``lsn`` and waits until it holds it (read-your-writes):
+        replicate it there without lingering (None: to every member)."""
+        if self.node.replication is not None:
+            self.node.replication.hurry(lsn, node_id)
+
     def refusal(self) -> str | None:
         return self.node.health.refusal()
 

@@ -104,6 +104,13 @@ class LeaderSide:
         stream = self.streams.get(address)
         return None if stream is None else stream.match_lsn
 
+    def hurry(self, lsn: int, node_id: int | None = None) -> None:
+        """Somebody waits for ``lsn`` to reach the follower ``node_id`` (None: every follower): its
+        stream sends it without lingering (``stream.FollowerStream``)."""
+        for stream in self.streams.values():
+            if node_id is None or stream.node_id == node_id:
+                stream.hurry(lsn)
+
     # --- quorum ------------------------------------------------------------------------------
 
     def acknowledged(self) -> None:
@@ -129,6 +136,7 @@ class LeaderSide:
             return False
         if self._replicas_holding(lsn) >= self.node.voters() // 2 + 1:
             return True
+        self.hurry(lsn)
         future = asyncio.get_running_loop().create_future()
         self._quorum_waiters.append((lsn, future))
         try:
@@ -155,6 +163,7 @@ class LeaderSide:
         clock = self.node.clock
         deadline = clock.monotonic() + timeout
         target = self.db.last_lsn
+        self.hurry(target)
         while clock.monotonic() < deadline:
             if not self._behind(target, addresses, reachable_only=reachable_only):
                 return {}

@@ -69,6 +69,8 @@ class Coordinator(Protocol):
 
     async def wait_committed(self, lsn: int, term: int, timeout: float) -> bool: ...
 
+    def awaited_by(self, lsn: int, node_id: int | None) -> None: ...
+
     def no_leader_error(self) -> NoLeader: ...
 
     def current_term(self) -> int: ...
@@ -282,6 +284,9 @@ class ClusterMiddleware:
         if start is None:
             return
         body = b"".join(chunks)
+        forwarded_by = scope.get(FORWARDED_SCOPE_KEY)
+        if receipt.lsn and forwarded_by is not None:
+            c.awaited_by(receipt.lsn, int(forwarded_by) if forwarded_by.isdecimal() else None)
         if receipt.lsn and not await c.wait_committed(receipt.lsn, term, QUORUM_WAIT):
             await self.respond.error(
                 send,

@@ -133,6 +133,10 @@ class Replicator(Protocol):
         """True once a majority of the voters holds ``lsn`` while this node still leads ``term``;
         False after ``timeout`` or as soon as it stops leading."""
 
+    def hurry(self, lsn: int, node_id: int | None = None) -> None:
+        """As leader: somebody waits for ``lsn`` to reach node ``node_id`` (None: every member), so its
+        stream sends it without lingering."""
+
     async def flush_to(self, address: str, timeout: float) -> bool:
         """True once the member at ``address`` holds every entry written so far; False after ``timeout``."""
 

@@ -54,6 +54,9 @@ class Replication:
     async def wait_quorum(self, lsn: int, term: int, timeout: float) -> bool:
         return await self.leader.wait_quorum(lsn, term, timeout)
 
+    def hurry(self, lsn: int, node_id: int | None = None) -> None:
+        self.leader.hurry(lsn, node_id)
+
     async def flush_to(self, address: str, timeout: float) -> bool:
         return await self.leader.flush_to(address, timeout)
 

@@ -4,6 +4,12 @@ The stream is the seed's "queue for failed replications": its position survives 
 absence. Up to ``WINDOW`` batches are in flight at once (the follower applies them in LSN order,
 waiting briefly for an earlier batch that arrives late). Any answer that is not a success resets the
 pipeline to the position the follower gives: everything after it is sent again.
+
+Entries nobody waits for linger: a batch leaves at once when the stream has been quiet for the node's
+linger (``REPLICATION_LINGER_MS``), else when the linger has passed since the last one left, so that writes arriving one at a
+time (one client, one connection) share an exchange instead of paying one each. Entries somebody waits
+for (a write in quorum mode, a write forwarded by this follower, a drain or a handover: ``hurry``) leave
+at once. docs/cluster.md, "Replication", gives the figures.
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ class FollowerStream:
         self._epoch = 0  # bumped on every reset: answers to older requests are ignored
         self._retry_at = 0.0  # while failing or syncing: when to try again
         self._last_sent = 0.0  # when the last batch left
+        self.awaited_lsn = 0  # somebody waits for the follower to hold this LSN: no lingering up to it
         self._inflight: set[asyncio.Task] = set()
         self._stopped = False
 
@@ -117,6 +124,11 @@ class FollowerStream:
                 await self._wait(pause)
                 continue
             if not self._fill():
+                held = self._held_until()
+                if held is not None:
+                    # Entries wait for more to join them (a hurry() or a finished request wakes us sooner).
+                    await self._wait(held - leader.now())
+                    continue
                 if not self._inflight and leader.now() - self._last_sent >= leader.node.heartbeat:
                     # Idle for a heartbeat: an empty batch checks that the follower still holds what it
                     # acknowledged. Its log can go back without this stream's word (another node's
@@ -146,9 +158,29 @@ class FollowerStream:
             return 1
         sent = 0
         while len(self._inflight) < self.WINDOW and self.next_lsn <= self.leader.db.last_lsn:
+            if self._held_until() is not None:
+                break
             self._send()
             sent += 1
         return sent
+
+    def hurry(self, lsn: int) -> None:
+        """Somebody waits for the follower to hold ``lsn``: send it without lingering."""
+        if lsn > self.awaited_lsn:
+            self.awaited_lsn = lsn
+            self.wakeup.set()
+
+    def _held_until(self) -> float | None:
+        """When the pending entries may leave, if they are to wait for more to join them; None: now (or
+        nothing is pending). They wait only while nobody waits for them, the last batch left less than
+        the node's linger ago and they would not fill a batch."""
+        leader = self.leader
+        linger, last = leader.node.settings.replication_linger, leader.db.last_lsn
+        pending = last - self.next_lsn + 1
+        if linger <= 0 or pending <= 0 or self.next_lsn <= self.awaited_lsn or pending >= BATCH_ENTRIES:
+            return None
+        until = self._last_sent + linger
+        return until if until > leader.now() else None
 
     def _send(self) -> None:
         db, node = self.leader.db, self.leader.node

@@ -12,12 +12,14 @@ from talentnest.cluster.logwire import ReplicateReply
 from talentnest.cluster.stats import Stats
 from talentnest.cluster.stream import FollowerStream
 from talentnest.cluster.wire import decode
+from talentnest.config import Settings
 from talentnest.errors import PeerUnreachable
 from talentnest.store.schema import product_database
 
 
 class Node:
     node_id, url, heartbeat = 515, "http://10.0.2.3:3000", 1.0
+    settings = Settings(jwt_secret="x" * 32, replication_linger=0.0)
 
     def __init__(self, transport):
         self.transport = transport
@@ -206,3 +208,97 @@ async def test_a_follower_that_answers_but_cannot_apply_is_backed_off_further_an
             waits.append(round(s._retry_at - node.clock.monotonic(), 3))
     assert waits == [0.05, 0.1, 0.2, 0.4]
     assert "reachable again" not in caplog.text
+
+
+def add_users(db, count: int, first: int = 100) -> int:
+    for n in range(first, first + count):
+        with db.write() as conn:
+            conn.execute(
+                "INSERT INTO users(username, email, name, password_hash, created_at, updated_at) "
+                "VALUES (?, ?, 'n', 'x', 't', 't')",
+                (f"u{n}", f"u{n}@x"),
+            )
+    return db.last_lsn
+
+
+def lingering(leader_db, transport, linger: float = 0.005):
+    s, sender, node = make(leader_db, transport)
+    node.settings = Settings(jwt_secret="x" * 32, replication_linger=linger)
+    s.next_lsn, s.match_lsn, s.confirmed = 1, 0, True
+    return s, sender, node
+
+
+async def sent_ranges(transport) -> list[tuple[int, int]]:
+    """(prev_lsn, entries) of every batch sent so far (their requests run as tasks: let them start)."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+    return [(r["prev_lsn"], len(r["entries"])) for r, _ in transport.requests]
+
+
+async def test_entries_nobody_waits_for_linger_so_that_writes_one_at_a_time_share_a_batch(leader_db):
+    transport = Holding()
+    s, _sender, node = lingering(leader_db, transport)
+    assert s._fill() == 1, "a quiet stream sends at once"
+    last = add_users(leader_db, 3)
+    assert s._fill() == 0 and s._held_until() == pytest.approx(node.clock.monotonic() + 0.005), (
+        "a batch left just now: the new entries wait for the linger"
+    )
+    node.clock.advance(0.004)
+    assert s._fill() == 0, "still within the linger"
+    node.clock.advance(0.001)
+    assert s._fill() == 1
+    assert await sent_ranges(transport) == [(0, 20), (20, 3)], "the three writes left in one batch"
+    assert s.next_lsn == last + 1
+    await s.stop()
+
+
+async def test_entries_somebody_waits_for_leave_at_once(leader_db, monkeypatch):
+    transport = Holding()
+    s, _sender, _node = lingering(leader_db, transport)
+    s._fill()
+    first = add_users(leader_db, 1)
+    second = add_users(leader_db, 1, first=200)
+    s.hurry(first)
+    assert s.wakeup.is_set(), "the stream's loop is woken"
+    assert s._fill() == 1 and (await sent_ranges(transport))[-1] == (20, 2), "the awaited entry, with what follows it"
+    add_users(leader_db, 1, first=300)
+    assert s._fill() == 0, "what nobody waits for lingers again"
+    s.hurry(second)
+    assert s._fill() == 0, "an LSN already sent hurries nothing"
+    monkeypatch.setattr(stream_module, "BATCH_ENTRIES", 2)
+    add_users(leader_db, 1, first=400)
+    assert s._fill() == 1, "entries that fill a batch do not wait"
+    await s.stop()
+
+
+async def test_no_linger_sends_every_entry_as_it_comes(leader_db):
+    transport = Holding()
+    s, _sender, _node = lingering(leader_db, transport, linger=0.0)
+    s._fill()
+    add_users(leader_db, 1)
+    assert s._fill() == 1
+    await s.stop()
+
+
+async def test_the_streams_loop_sends_held_entries_once_the_linger_has_passed(leader_db):
+    transport = Holding()
+    s, _sender, node = lingering(leader_db, transport)
+    s.start()
+    await until(lambda: len(transport.requests) == 1)
+    add_users(leader_db, 2)
+    s.wakeup.set()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert len(transport.requests) == 1, "held within the linger"
+    node.clock.advance(0.005)
+    await until(lambda: len(transport.requests) == 2)
+    assert (await sent_ranges(transport))[1] == (20, 2)
+    await s.stop()
+
+
+async def until(condition, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "the condition did not come true in time"
+        await asyncio.sleep(0.001)

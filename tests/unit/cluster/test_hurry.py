@@ -1,0 +1,149 @@
+"""Writes somebody waits for skip the replication linger: quorum writes, forwarded writes, drains."""
+
+from __future__ import annotations
+
+import pytest
+from tests.unit.cluster.fakes import FakeClock
+
+from talentnest.cluster import auth
+from talentnest.cluster.leader import LeaderSide
+from talentnest.cluster.middleware import FORWARDED_BY, ClusterMiddleware
+from talentnest.cluster.stats import Stats
+from talentnest.cluster.stream import FollowerStream
+from talentnest.config import Settings
+from talentnest.store.schema import product_database
+
+KEY = b"cluster-key-cluster-key-cluster!"
+FOLLOWERS = {"10.0.2.1": 513, "10.0.2.2": 514}
+
+
+class Node:
+    node_id, url, heartbeat, term = 515, "http://10.0.2.3:3000", 1.0, 2
+
+    def __init__(self):
+        self.clock = FakeClock()
+        self.settings = Settings(jwt_secret="x" * 32)
+
+    def voters(self):
+        return 3
+
+
+@pytest.fixture
+def db(tmp_path):
+    db = product_database(tmp_path)
+    db.open()
+    db.term = 2
+    yield db
+    db.close()
+
+
+def add_user(db, n: int) -> int:
+    with db.write() as conn:
+        conn.execute(
+            "INSERT INTO users(username, email, name, password_hash, created_at, updated_at) VALUES (?, ?, 'n', 'x', 't', 't')",
+            (f"u{n}", f"u{n}@x"),
+        )
+    return db.last_lsn
+
+
+def leader_side(db) -> LeaderSide:
+    side = LeaderSide(Node(), db, Stats())
+    side.leading = True
+    # The streams themselves, not started: what is asked of them is what the test reads.
+    side.streams = {a: FollowerStream(side, a, f"http://{a}:3000", node_id) for a, node_id in FOLLOWERS.items()}
+    return side
+
+
+def awaited(side: LeaderSide) -> dict[int, int]:
+    return {s.node_id: s.awaited_lsn for s in side.streams.values()}
+
+
+async def test_a_hurry_reaches_the_named_follower_only_or_every_one(db):
+    side = leader_side(db)
+    side.hurry(5, 514)
+    assert awaited(side) == {513: 0, 514: 5}
+    side.hurry(3)
+    assert awaited(side) == {513: 3, 514: 5}, "an awaited LSN never goes back"
+
+
+async def test_a_write_waiting_for_a_quorum_and_a_drain_hurry_every_follower(db):
+    side = leader_side(db)
+    lsn = add_user(db, 1)
+    assert await side.wait_quorum(lsn, 2, timeout=0.01) is False, "nobody answers in this test"
+    assert awaited(side) == {513: lsn, 514: lsn}
+    last = add_user(db, 2)
+    await side.drain(timeout=0)
+    assert awaited(side) == {513: last, 514: last}
+
+
+class Coordinator:
+    node_id, url, client, role_name = 515, "http://10.0.2.3:3000", None, "leader"
+
+    def __init__(self):
+        self.awaited: list[tuple[int, int | None]] = []
+
+    def wall(self):
+        return 1_700_000_000.0
+
+    def accepting_writes(self):
+        return True
+
+    def current_term(self):
+        return 2
+
+    async def wait_committed(self, lsn, term, timeout):
+        return True
+
+    def awaited_by(self, lsn, node_id):
+        self.awaited.append((lsn, node_id))
+
+    def refusal(self):
+        return None
+
+    def unhealthy(self):
+        return None
+
+
+async def write(db, coordinator, headers: list[tuple[bytes, bytes]]) -> int:
+    async def app(scope, receive, send):
+        add_user(db, 1000 + db.last_lsn)
+        await send({"type": "http.response.start", "status": 201, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    signatures = auth.RequestAuth(auth.Keyring(KEY), coordinator.wall)
+    layer = ClusterMiddleware(app, coordinator=coordinator, db=db, is_write=lambda scope: True, signatures=signatures)
+    scope = {"type": "http", "method": "POST", "path": "/api/posts", "query_string": b"", "headers": headers}
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    await layer(scope, receive, send)
+    return sent[0]["status"]
+
+
+def signed(*extra: tuple[bytes, bytes]) -> list[tuple[bytes, bytes]]:
+    signature = auth.sign(KEY, "POST", "/api/posts", b"", now=1_700_000_000.0)
+    return [(b"x-cluster-signature", signature.encode()), *extra]
+
+
+@pytest.mark.parametrize(
+    "forwarded_by, hurried",
+    [("514", 514), ("node 514", None)],
+    ids=["a node id", "not a number: every follower"],
+)
+async def test_a_write_forwarded_by_a_follower_is_sent_to_it_without_lingering(db, forwarded_by, hurried):
+    coordinator = Coordinator()
+    status = await write(db, coordinator, signed((FORWARDED_BY.encode(), forwarded_by.encode())))
+    assert status == 201
+    assert coordinator.awaited == [(db.last_lsn, hurried)]
+
+
+async def test_a_clients_write_lingers_even_if_it_claims_to_be_forwarded(db):
+    coordinator = Coordinator()
+    assert await write(db, coordinator, signed()) == 201, "a peer's own write, not forwarded"
+    assert await write(db, coordinator, [(FORWARDED_BY.encode(), b"514")]) == 201, "unsigned: the header is dropped"
+    assert coordinator.awaited == []
