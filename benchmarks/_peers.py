@@ -142,7 +142,7 @@ def wrk(binary: str, scenario: Scenario, *, seconds: float, threads: int, workdi
     script = workdir / f"{scenario.name.replace(' ', '_').replace('/', '_')}.lua"
     script.write_text(scenario.lua + _COUNTING_LUA)
     threads = max(1, min(threads, scenario.connections))
-    command = [binary, f"-t{threads}", f"-c{scenario.connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script)]
+    command = [binary, f"-t{threads}", f"-c{scenario.connections}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(script)]
     completed = subprocess.run([*command, scenario.url], capture_output=True, text=True, timeout=seconds + 60)
     lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
     if completed.returncode != 0 or not lines:

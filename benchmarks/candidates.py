@@ -9,9 +9,10 @@ within a round, the median reported):
    ``token-cache``, ``granian``, all of them), under ``GET /api/posts/{id}`` and ``POST /api/posts``
    at 32 connections; beside them the bare app reading inline and in a worker thread (the thread
    hop a reader pool costs);
-2. 3-node clusters, one per variant of the replication path (``orjson-wire``,
-   ``cluster-fast-path``, both), under writes to the leader at 1 and 32 connections: the CPU per
-   write of all three nodes is what these move.
+2. 3-node clusters, one per variant of the replication path (``orjson-wire``, and the linger of
+   ``REPLICATION_LINGER_MS``: off, 2 ms and 5 ms beside the shipped 10 ms), under writes to the
+   leader at 1 and 32 connections and through a follower at 1 connection: the CPU per write of all
+   three nodes is what these move.
 
 Needs orjson and granian for those variants (``pip install orjson granian``; not dependencies of
 the project): a variant whose package is missing is skipped, saying so. Prints the tables and
@@ -46,11 +47,13 @@ SINGLE = {
     "granian": "granian",
     "all of the above": "orjson-http,no-response-model,account-cache,token-cache,granian",
 }
+# name -> (TN_VARIANTS, the nodes' settings); ``cluster-fast-path`` shipped in the first round (cluster/front.py).
 CLUSTER = {
-    AS_SHIPPED: "",
-    "orjson-wire": "orjson-wire",
-    "cluster-fast-path": "cluster-fast-path",
-    "orjson-wire + fast path": "orjson-wire,cluster-fast-path",
+    AS_SHIPPED: ("", {}),
+    "orjson-wire": ("orjson-wire", {}),
+    "no linger (REPLICATION_LINGER_MS=0)": ("", {"REPLICATION_LINGER_MS": "0"}),
+    "linger 2 ms": ("", {"REPLICATION_LINGER_MS": "2"}),
+    "linger 5 ms": ("", {"REPLICATION_LINGER_MS": "5"}),
 }
 NEEDS = {"orjson": "orjson", "granian": "granian"}
 BARE_INLINE, BARE_THREAD = "bare app: read inline", "bare app: read in a worker thread"
@@ -71,9 +74,10 @@ def available(variants: dict[str, str]) -> dict[str, str]:
     return kept
 
 
-def start_node(workdir: Path, key: str, indices: list[int], names: str, subnet: str, args) -> TalentNest:
+def start_node(workdir: Path, key: str, indices: list[int], names: str, subnet: str, args, env=None) -> TalentNest:
     command = VARIANT_NODE if names else None
-    system = TalentNest(workdir / key, indices, subnet, env={"TN_VARIANTS": names} if names else {}, node_command=command)
+    env = {**({"TN_VARIANTS": names} if names else {}), **(env or {})}
+    system = TalentNest(workdir / key, indices, subnet, env=env, node_command=command)
     system.start(users=args.users, posts=args.posts, prefix=f"v{indices[0]}x")
     return system
 
@@ -154,20 +158,22 @@ def single_group(args, workdir: Path) -> dict:
 
 
 def cluster_group(args, workdir: Path) -> dict:
-    variants = available(CLUSTER)
+    variants = available({name: names for name, (names, _env) in CLUSTER.items()})
     systems: dict[str, TalentNest] = {}
     try:
         for number, (name, names) in enumerate(variants.items()):
             first = 61 + 3 * number
-            systems[name] = start_node(workdir, f"cluster-{number}", [first, first + 1, first + 2], names, args.subnet, args)
+            indices = [first, first + 1, first + 2]
+            systems[name] = start_node(workdir, f"cluster-{number}", indices, names, args.subnet, args, CLUSTER[name][1])
             print(f"3 nodes {name}: leader {systems[name].leader.url}", flush=True)
         plan, baselines = [], {}
         for name, system in systems.items():
-            leader, writes = system.leader, post_creation(system.tokens).lua
-            for connections in (1, 32):
-                scenario = f"{name}: write to the leader, {connections} conn"
-                plan.append(Scenario(scenario, name, "write", leader.url, writes, connections, entry=leader.name))
-                baselines[scenario] = f"{AS_SHIPPED}: write to the leader, {connections} conn"
+            leader, follower, writes = system.leader, system.followers()[0], post_creation(system.tokens).lua
+            runs = (("to the leader", leader, 1), ("to the leader", leader, 32), ("through a follower", follower, 1))
+            for where, node, connections in runs:
+                scenario = f"{name}: write {where}, {connections} conn"
+                plan.append(Scenario(scenario, name, "write", node.url, writes, connections, entry=node.name))
+                baselines[scenario] = f"{AS_SHIPPED}: write {where}, {connections} conn"
         processes = {name: system.pids() for name, system in systems.items()}
         print(
             f"\n3-node clusters: {args.rounds} rounds x {len(plan)} scenarios x ({args.warmup:g} + {args.seconds:g}) s",
