@@ -30,9 +30,16 @@ HOP_BY_HOP = {
     b"x-node-role",
     b"x-cluster-lsn",
     b"x-cluster-entry",
+    b"x-cluster-carries-entry",
 }
 # On a write's answer from the leader: "<term>.<epoch>" of the entry at its X-Cluster-LSN (docs/cluster.md).
 ENTRY_HEADER = b"x-cluster-entry"
+# A follower asks for the write's entry in the leader's answer (CARRY_REQUEST); an answer that carries it
+# says so (CARRIES) and its body is "<length>\n" + the entry's replicate body + the product's answer, all
+# under the answer's signature (docs/cluster.md, "Writes and replication").
+CARRY_REQUEST = "X-TalentNest-Carry-Entry"
+CARRIES = b"x-cluster-carries-entry"
+MAX_CARRIED = 16 * 1024 * 1024
 FORWARDED_HEADERS = ("content-type", "authorization", "idempotency-key", "accept", "accept-language", "user-agent")
 
 
@@ -148,6 +155,7 @@ class Forwarder:
         client = scope.get("client")
         headers["X-Forwarded-For"] = client[0] if client else "unknown"
         headers["X-TalentNest-Forwarded-By"] = str(self.coordinator.node_id)
+        headers[CARRY_REQUEST] = "1"
         self.stats.forwarded += 1
         call = asyncio.ensure_future(
             self.coordinator.client.call(
@@ -168,6 +176,24 @@ class Forwarder:
             raise
 
     async def _relay(self, send, reply: Reply) -> None:
+        if reply.headers.get(CARRIES.decode()) is not None:
+            parts = unwrap_carried(reply.body) if reply.verified else None
+            if parts is None:
+                # The product's answer cannot be told from what is wrapped around it (or the answer's
+                # signature was not checked): nothing of it is relayed or applied.
+                await self.respond.error(
+                    send,
+                    ClusterError(
+                        "the leader answered the write with a body that carries its entry but does not read as one, "
+                        "or without a checked signature; retry with the same Idempotency-Key (it is not applied twice)",
+                        code="write_unverified",
+                    ),
+                )
+                return
+            entry, body = parts
+            reply = Reply(reply.status, reply.headers, body, reply.verified)
+            if reply.status < 400:
+                await self.coordinator.apply_carried(entry)
         lsn = None
         raw_lsn = reply.headers.get("X-Cluster-LSN")
         if raw_lsn and raw_lsn.isdigit() and reply.status < 400:
@@ -227,6 +253,19 @@ class Forwarder:
         ]
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": reply.body})
+
+
+def wrap_carried(entry: bytes, body: bytes) -> bytes:
+    return b"%d\n" % len(entry) + entry + body
+
+
+def unwrap_carried(body: bytes) -> tuple[bytes, bytes] | None:
+    """(the entry's replicate body, the product's answer) of an answer that carries its entry; None if malformed."""
+    head, newline, rest = body.partition(b"\n")
+    if not newline or not head.isdigit() or len(head) > 9 or int(head) > min(len(rest), MAX_CARRIED):
+        return None
+    size = int(head)
+    return rest[:size], rest[size:]
 
 
 def _entry_of(value: str | None) -> tuple[int, int] | None:

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import weakref
 from collections.abc import Callable
 
+from talentnest.cluster.logwire import ReplicateRequest, decode_replicate
 from talentnest.cluster.protocols import Core
 from talentnest.cluster.types import Role
 from talentnest.cluster.work import Job
-from talentnest.errors import NoLeader, NotLeader
+from talentnest.errors import InvalidInput, NoLeader, NotLeader
+
+log = logging.getLogger("talentnest.forward")
 
 
 class WriteGate:
@@ -116,6 +120,27 @@ class WriteGate:
         replicate it there without lingering (None: to every member)."""
         if self.node.replication is not None:
             self.node.replication.hurry(lsn, node_id)
+
+    def carried(self, lsn: int) -> bytes | None:
+        """As leader: the entry at ``lsn`` as a replicate body, for the answer to the write a follower forwarded."""
+        return self.node.replication.carried(lsn) if self.node.replication is not None else None
+
+    async def apply_carried(self, body: bytes) -> None:
+        """As follower: apply the entry the leader's (signed, checked) answer to a forwarded write carried, as
+        ``POST /cluster/replicate`` would: the same parse, term bound and checks of term, history and gap.
+        Whatever it does not apply (a gap, a history to check) arrives through the stream as before."""
+        node = self.node
+        if node.replication is None or node.health.refusal() is not None:
+            return
+        try:
+            request = ReplicateRequest.parse(decode_replicate(body))
+        except InvalidInput as exc:
+            log.warning("forward: the leader's answer carried an entry this node cannot read: %s", exc)
+            return
+        if not node.term_in_reach(request.term):
+            log.warning("forward: the leader's answer carried an entry of term %d, out of reach", request.term)
+            return
+        await node.replication.on_replicate(request)
 
     def refusal(self) -> str | None:
         return self.node.health.refusal()

@@ -13,7 +13,8 @@ import itertools
 
 from talentnest.cluster.protocols import Node
 from talentnest.cluster.stats import Stats
-from talentnest.cluster.stream import FollowerStream
+from talentnest.cluster.stream import BATCH_BYTES, FollowerStream, batch_body
+from talentnest.errors import LogTruncated
 from talentnest.store import Database
 
 # How many recent commit times are kept (for each follower's lag in seconds).
@@ -103,6 +104,21 @@ class LeaderSide:
     def match_lsn(self, address: str) -> int | None:
         stream = self.streams.get(address)
         return None if stream is None else stream.match_lsn
+
+    def carried(self, lsn: int) -> bytes | None:
+        """The replicate body of the entry at ``lsn`` alone, for the answer to a write a follower forwarded:
+        it applies it from there, through the checks of a replicate call, instead of waiting for its stream
+        (docs/cluster.md, "Writes and replication"). None when this node no longer leads or the log no
+        longer holds that entry."""
+        if not self.leading:
+            return None
+        try:
+            entries = self.db.entries_after(lsn - 1, max_entries=1, max_bytes=BATCH_BYTES)
+        except LogTruncated:
+            return None
+        if not entries or entries[0].lsn != lsn:
+            return None
+        return batch_body(self.node, self.db, lsn - 1, entries)
 
     def hurry(self, lsn: int, node_id: int | None = None) -> None:
         """Somebody waits for ``lsn`` to reach the follower ``node_id`` (None: every follower): its

@@ -21,7 +21,16 @@ from typing import Any, Protocol
 
 from talentnest.cluster import auth, idempotency
 from talentnest.cluster.api import request_target
-from talentnest.cluster.forward import ENTRY_HEADER, Forwarder, ForwardStats, Responder, header
+from talentnest.cluster.forward import (
+    CARRIES,
+    CARRY_REQUEST,
+    ENTRY_HEADER,
+    Forwarder,
+    ForwardStats,
+    Responder,
+    header,
+    wrap_carried,
+)
 from talentnest.cluster.runtime import Transport
 from talentnest.errors import ClusterError, NoLeader, NotReady, StorageFailure
 from talentnest.http_errors import error_body
@@ -70,6 +79,10 @@ class Coordinator(Protocol):
     async def wait_committed(self, lsn: int, term: int, timeout: float) -> bool: ...
 
     def awaited_by(self, lsn: int, node_id: int | None) -> None: ...
+
+    def carried(self, lsn: int) -> bytes | None: ...
+
+    async def apply_carried(self, body: bytes) -> None: ...
 
     def no_leader_error(self) -> NoLeader: ...
 
@@ -285,8 +298,13 @@ class ClusterMiddleware:
             return
         body = b"".join(chunks)
         forwarded_by = scope.get(FORWARDED_SCOPE_KEY)
+        carried = None
         if receipt.lsn and forwarded_by is not None:
-            c.awaited_by(receipt.lsn, int(forwarded_by) if forwarded_by.isdecimal() else None)
+            # The follower that forwarded answers its client once it holds the write: give it the entry in
+            # this answer if it asks (it applies it at once), else hurry its stream.
+            carried = c.carried(receipt.lsn) if header(scope, CARRY_REQUEST.lower().encode()) == "1" else None
+            if carried is None:
+                c.awaited_by(receipt.lsn, int(forwarded_by) if forwarded_by.isdecimal() else None)
         if receipt.lsn and not await c.wait_committed(receipt.lsn, term, QUORUM_WAIT):
             await self.respond.error(
                 send,
@@ -302,6 +320,10 @@ class ClusterMiddleware:
         if receipt.lsn:
             # Which entry is at that LSN: a follower relaying this answer checks that it holds this very entry.
             headers.append((ENTRY_HEADER, f"{receipt.term}.{receipt.epoch}".encode()))
+        if carried is not None:
+            body = wrap_carried(carried, body)
+            headers = [(k, v) for k, v in headers if k != b"content-length"]
+            headers += [(b"content-length", str(len(body)).encode()), (CARRIES, b"1")]
         await send({"type": "http.response.start", "status": start["status"], "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

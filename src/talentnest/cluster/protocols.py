@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from talentnest.cluster.health import Health
+from talentnest.cluster.logwire import ReplicateReply, ReplicateRequest
 from talentnest.cluster.membership import Membership
 from talentnest.cluster.runtime import Clock, Transport
 from talentnest.cluster.state import DurableState
@@ -136,6 +137,12 @@ class Replicator(Protocol):
     def hurry(self, lsn: int, node_id: int | None = None) -> None:
         """As leader: somebody waits for ``lsn`` to reach node ``node_id`` (None: every member), so its
         stream sends it without lingering."""
+
+    def carried(self, lsn: int) -> bytes | None:
+        """As leader: the replicate body of the entry at ``lsn`` alone (for a forwarded write's answer)."""
+
+    async def on_replicate(self, request: ReplicateRequest) -> ReplicateReply:
+        """As follower: take one batch from a leader (the checks and apply of ``/cluster/replicate``)."""
 
     async def flush_to(self, address: str, timeout: float) -> bool:
         """True once the member at ``address`` holds every entry written so far; False after ``timeout``."""

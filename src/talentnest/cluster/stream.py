@@ -32,6 +32,25 @@ BATCH_ENTRIES = 2000
 BATCH_BYTES = 4 * 1024 * 1024
 
 
+def batch_body(node: Node, db: Database, prev: int, entries, *, truncated: bool = False, history=None) -> bytes:
+    """A replicate body from this leader: ``entries`` after LSN ``prev`` (``truncated``: the log no longer
+    holds ``prev``), with the leader's ``history`` when the follower has yet to check it."""
+    position = db.position_at(prev)
+    return replicate_body(
+        leader_id=node.node_id,
+        term=node.term,
+        leader_url=node.url,
+        prev_lsn=prev,
+        prev_term=-1 if truncated else position[0],
+        prev_epoch=0 if truncated else position[1],
+        leader_last_lsn=db.last_lsn,
+        leader_last_term=db.last_term,
+        leader_first_lsn=db.first_lsn,
+        history=history,
+        entries=entries,
+    )
+
+
 class Sender(Protocol):
     """What a stream needs of the leader's side (``leader.LeaderSide``)."""
 
@@ -190,20 +209,7 @@ class FollowerStream:
             truncated = False
         except LogTruncated:
             entries, truncated = [], True
-        position = db.position_at(prev)
-        body = replicate_body(
-            leader_id=node.node_id,
-            term=node.term,
-            leader_url=node.url,
-            prev_lsn=prev,
-            prev_term=-1 if truncated else position[0],
-            prev_epoch=0 if truncated else position[1],
-            leader_last_lsn=db.last_lsn,
-            leader_last_term=db.last_term,
-            leader_first_lsn=db.first_lsn,
-            history=None if self.confirmed else db.term_history(),
-            entries=entries,
-        )
+        body = batch_body(node, db, prev, entries, truncated=truncated, history=None if self.confirmed else db.term_history())
         if entries:
             self.next_lsn = entries[-1].lsn + 1
         self._last_sent = self.leader.now()

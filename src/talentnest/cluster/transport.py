@@ -4,6 +4,7 @@ kept-alive connections (TLS with this node's certificate when configured)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import hashlib
 import json
@@ -46,6 +47,7 @@ class Reply:
     status: int
     headers: Mapping[str, str]
     body: bytes
+    verified: bool = False  # the answer's signature was checked against our request's nonce
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -217,6 +219,8 @@ class PeerClient:
                     hashlib.sha256(reply.body).hexdigest(),
                 )
                 self._accepted(base_url, signer)
+                if not signer.legacy:
+                    reply = dataclasses.replace(reply, verified=True)
             return reply
         raise AssertionError("unreachable: there is always a current key")
 

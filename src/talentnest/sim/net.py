@@ -14,6 +14,7 @@ caller times out; a host that crashes while serving resets the connections it ha
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -304,6 +305,7 @@ class SimTransport:
         if nonce is not None and not _refused_signature(reply):
             check = self._checker(base_url, target, nonce)
             check(reply.status, reply.headers.get(auth.HEADER), hashlib.sha256(reply.body).hexdigest())
+            reply = dataclasses.replace(reply, verified=True)
         return reply
 
     async def call_json(self, method: str, base_url: str, target: str, payload: Any = None, *, timeout: float) -> Reply:

@@ -6,13 +6,19 @@ import json
 
 import pytest
 
-from talentnest.cluster.forward import Forwarder, ForwardStats, Responder
+from talentnest.cluster.forward import CARRIES, Forwarder, ForwardStats, Responder, unwrap_carried, wrap_carried
 from talentnest.cluster.transport import Reply
 from talentnest.store.schema import product_database
 
 
 class Coordinator:
     node_id, role_name = 514, "follower"
+
+    def __init__(self):
+        self.carried: list[bytes] = []
+
+    async def apply_carried(self, body):
+        self.carried.append(body)
 
     async def wait_applied(self, lsn, timeout):
         return True
@@ -35,15 +41,18 @@ def follower(tmp_path):
     db.close()
 
 
-async def relay(db, headers: dict[str, str]) -> tuple[int, dict]:
-    coordinator = Coordinator()
+async def relay(db, headers: dict[str, str], body: bytes = b'{"token": "t"}', *, verified=True, coordinator=None):
+    coordinator = coordinator or Coordinator()
     forwarder = Forwarder(coordinator, db, Responder(coordinator, db), ForwardStats())
     sent: list[dict] = []
 
     async def send(message):
         sent.append(message)
 
-    await forwarder._relay(send, Reply(201, {"Content-Type": "application/json", **headers}, b'{"token": "t"}'))
+    await forwarder._relay(send, Reply(201, {"Content-Type": "application/json", **headers}, body, verified))
+    relayed = {k: v for k, v in sent[0]["headers"]}
+    assert int(relayed[b"content-length"]) == len(sent[1]["body"])
+    assert CARRIES not in relayed, "the carrying is between nodes only"
     return sent[0]["status"], json.loads(sent[1]["body"])
 
 
@@ -70,3 +79,37 @@ async def test_a_malformed_entry_header_from_a_peer_is_not_relayed_as_a_success(
 async def test_an_answer_without_an_entry_header_from_an_older_release_is_relayed(follower):
     status, body = await relay(follower, {"X-Cluster-LSN": "1"})
     assert (status, body) == (201, {"token": "t"})
+
+
+CARRYING = {"X-Cluster-LSN": "1", "X-Cluster-Entry": "3.0", CARRIES.decode(): "1"}
+
+
+async def test_an_answer_that_carries_its_entry_is_applied_here_and_relayed_without_it(follower):
+    coordinator = Coordinator()
+    status, body = await relay(follower, CARRYING, wrap_carried(b'{"e": 1}', b'{"token": "t"}'), coordinator=coordinator)
+    assert (status, body) == (201, {"token": "t"})
+    assert coordinator.carried == [b'{"e": 1}']
+
+
+@pytest.mark.parametrize(
+    "body, verified",
+    [
+        (wrap_carried(b'{"e": 1}', b'{"token": "t"}'), False),
+        (b'{"token": "t"}', True),
+        (b"99\n{}", True),
+        (b"-1\n{}", True),
+        (b"\n{}", True),
+    ],
+    ids=["signature not checked", "no length", "longer than the body", "negative", "empty length"],
+)
+async def test_an_answer_that_carries_an_entry_unchecked_or_unreadable_is_neither_applied_nor_relayed(follower, body, verified):
+    coordinator = Coordinator()
+    status, answer = await relay(follower, CARRYING, body, verified=verified, coordinator=coordinator)
+    assert status == 503 and answer["error"]["code"] == "write_unverified"
+    assert coordinator.carried == []
+
+
+def test_a_carried_entry_is_framed_by_its_length():
+    assert unwrap_carried(wrap_carried(b"", b"{}")) == (b"", b"{}")
+    assert unwrap_carried(wrap_carried(b"a\nb", b"")) == (b"a\nb", b"")
+    assert unwrap_carried(b"1" * 10 + b"\n") is None

@@ -1,4 +1,5 @@
-"""Writes somebody waits for skip the replication linger: quorum writes, forwarded writes, drains."""
+"""Writes somebody waits for skip the replication linger (quorum writes, forwarded writes, drains), and a
+forwarded write's answer that carries its entry to the follower that forwarded it."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import pytest
 from tests.unit.cluster.fakes import FakeClock
 
 from talentnest.cluster import auth
+from talentnest.cluster.forward import CARRIES, CARRY_REQUEST, unwrap_carried
+from talentnest.cluster.gate import WriteGate
 from talentnest.cluster.leader import LeaderSide
+from talentnest.cluster.logwire import ReplicateRequest, decode_replicate
 from talentnest.cluster.middleware import FORWARDED_BY, ClusterMiddleware
 from talentnest.cluster.stats import Stats
 from talentnest.cluster.stream import FollowerStream
@@ -105,6 +109,10 @@ class Coordinator:
 
 
 async def write(db, coordinator, headers: list[tuple[bytes, bytes]]) -> int:
+    return (await write_answer(db, coordinator, headers))[0]["status"]
+
+
+async def write_answer(db, coordinator, headers: list[tuple[bytes, bytes]]) -> list[dict]:
     async def app(scope, receive, send):
         add_user(db, 1000 + db.last_lsn)
         await send({"type": "http.response.start", "status": 201, "headers": [(b"content-type", b"application/json")]})
@@ -122,7 +130,7 @@ async def write(db, coordinator, headers: list[tuple[bytes, bytes]]) -> int:
         sent.append(message)
 
     await layer(scope, receive, send)
-    return sent[0]["status"]
+    return sent
 
 
 def signed(*extra: tuple[bytes, bytes]) -> list[tuple[bytes, bytes]]:
@@ -147,3 +155,79 @@ async def test_a_clients_write_lingers_even_if_it_claims_to_be_forwarded(db):
     assert await write(db, coordinator, signed()) == 201, "a peer's own write, not forwarded"
     assert await write(db, coordinator, [(FORWARDED_BY.encode(), b"514")]) == 201, "unsigned: the header is dropped"
     assert coordinator.awaited == []
+
+
+async def test_the_leader_carries_the_entry_alone_as_a_replicate_body(db):
+    side = leader_side(db)
+    add_user(db, 1)
+    lsn = add_user(db, 2)
+    request = ReplicateRequest.parse(decode_replicate(side.carried(lsn)))
+    assert (request.prev_lsn, [e.lsn for e in request.entries], request.term) == (lsn - 1, [lsn], 2)
+    assert request.prev_term == 2 and request.history is None
+    assert side.carried(lsn + 1) is None, "no entry there yet"
+    side.leading = False
+    assert side.carried(lsn) is None, "only a leader carries its entries"
+
+
+class Carrying(Coordinator):
+    def __init__(self, entry: bytes | None):
+        super().__init__()
+        self.entry = entry
+
+    def carried(self, lsn):
+        return self.entry
+
+
+@pytest.mark.parametrize("entry", [b'{"entries":[]}', None], ids=["carried", "cannot be carried: hurried instead"])
+async def test_a_follower_that_asks_gets_its_forwarded_write_s_entry_in_the_answer(db, entry):
+    coordinator = Carrying(entry)
+    sent = await write_answer(db, coordinator, signed((FORWARDED_BY.encode(), b"514"), (CARRY_REQUEST.lower().encode(), b"1")))
+    headers = dict(sent[0]["headers"])
+    body = sent[1]["body"]
+    if entry is None:
+        assert CARRIES not in headers and body == b"{}"
+        assert coordinator.awaited == [(db.last_lsn, 514)]
+    else:
+        assert headers[CARRIES] == b"1" and unwrap_carried(body) == (entry, b"{}")
+        assert int(headers[b"content-length"]) == len(body)
+        assert coordinator.awaited == [], "the stream need not hurry: the follower applies the entry itself"
+
+
+async def test_a_follower_that_does_not_ask_gets_the_answer_as_before(db):
+    coordinator = Carrying(b'{"entries":[]}')
+    sent = await write_answer(db, coordinator, signed((FORWARDED_BY.encode(), b"514")))
+    assert CARRIES not in dict(sent[0]["headers"]) and sent[1]["body"] == b"{}"
+
+
+class Following:
+    """What the gate reads of a follower node: its replication, health and term bound."""
+
+    def __init__(self, refusal=None):
+        self.batches: list[ReplicateRequest] = []
+        self.replication = self
+        self.health = self
+        self._refusal = refusal
+
+    def refusal(self):
+        return self._refusal
+
+    def term_in_reach(self, term):
+        return term <= 10
+
+    async def on_replicate(self, request):
+        self.batches.append(request)
+
+
+async def test_a_carried_entry_goes_through_the_replicate_path_and_what_a_replicate_call_refuses_is_not_applied(db):
+    lsn = add_user(db, 1)
+    body = leader_side(db).carried(lsn)
+    node = Following()
+    gate = WriteGate(node)
+    await gate.apply_carried(body)
+    assert [b.entries[0].lsn for b in node.batches] == [lsn]
+    for bad in (b"{}", b"not json", body.replace(b'"term":2', b'"term":11', 1)):
+        await gate.apply_carried(bad)
+    assert len(node.batches) == 1, "unreadable, or a term out of reach: nothing applied"
+    clashing = Following(refusal="another node has this ID")
+    await WriteGate(clashing).apply_carried(body)
+    assert clashing.batches == []
