@@ -615,6 +615,9 @@ def main(argv: list[str] | None = None) -> int:
     parts = ["throughput", "lag", "ryw", "sync"]
     parser.add_argument("--skip", action="append", default=[], choices=parts, help="leave a part out (repeatable)")
     parser.add_argument("--quick", action="store_true", help="a short smoke run (1 round of 3 s, 5 s of lag, 50 RYW, 10 MB sync)")
+    parser.add_argument(
+        "--linger-ms", type=int, help="the nodes' REPLICATION_LINGER_MS (default: theirs, 10), to compare the linger with 0"
+    )
     add_common_arguments(parser, DEFAULT_OUTPUT)
     parser.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk", help="the wrk binary")
     args = parser.parse_args(argv)
@@ -638,7 +641,8 @@ def main(argv: list[str] | None = None) -> int:
             "connections": args.connections,
             "wrk_threads": args.threads,
             "users": args.users,
-            "node_settings": "defaults (HEARTBEAT_INTERVAL 1, ELECTION_INTERVAL 10, FAILURE_TIMEOUT 30), LOG_LEVEL=info",
+            "node_settings": "defaults (HEARTBEAT_INTERVAL 1, ELECTION_INTERVAL 10, FAILURE_TIMEOUT 30), LOG_LEVEL=info"
+            + ("" if args.linger_ms is None else f", REPLICATION_LINGER_MS={args.linger_ms}"),
         },
         "targets": TARGETS,
     }
@@ -648,6 +652,8 @@ def main(argv: list[str] | None = None) -> int:
         # Info level logs elections (no access log: nothing per request), so a leader that loses its
         # lease under load shows in the report.
         quiet = {"LOG_LEVEL": "info"}
+        if args.linger_ms is not None:
+            quiet["REPLICATION_LINGER_MS"] = str(args.linger_ms)
         if not {"throughput", "lag", "ryw"} <= set(args.skip):
             layout = [
                 ("single", [21], quiet),
