@@ -34,9 +34,9 @@ HOP_BY_HOP = {
 }
 # On a write's answer from the leader: "<term>.<epoch>" of the entry at its X-Cluster-LSN (docs/cluster.md).
 ENTRY_HEADER = b"x-cluster-entry"
-# A follower asks for the write's entry in the leader's answer (CARRY_REQUEST); an answer that carries it
-# says so (CARRIES) and its body is "<length>\n" + the entry's replicate body + the product's answer, all
-# under the answer's signature (docs/cluster.md, "Writes and replication").
+# A follower asks for the write's entry in the leader's answer, saying which LSN it holds (CARRY_REQUEST); an
+# answer that carries the entries it lacks says so (CARRIES) and its body is "<length>\n" + their replicate
+# body + the product's answer, all under the answer's signature (docs/cluster.md, "Writes and replication").
 CARRY_REQUEST = "X-TalentNest-Carry-Entry"
 CARRIES = b"x-cluster-carries-entry"
 MAX_CARRIED = 16 * 1024 * 1024
@@ -155,7 +155,7 @@ class Forwarder:
         client = scope.get("client")
         headers["X-Forwarded-For"] = client[0] if client else "unknown"
         headers["X-TalentNest-Forwarded-By"] = str(self.coordinator.node_id)
-        headers[CARRY_REQUEST] = "1"
+        headers[CARRY_REQUEST] = str(self.db.last_lsn)  # what it holds: the entries it lacks can ride in the answer
         self.stats.forwarded += 1
         call = asyncio.ensure_future(
             self.coordinator.client.call(

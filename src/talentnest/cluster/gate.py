@@ -121,9 +121,13 @@ class WriteGate:
         if self.node.replication is not None:
             self.node.replication.hurry(lsn, node_id)
 
-    def carried(self, lsn: int) -> bytes | None:
-        """As leader: the entry at ``lsn`` as a replicate body, for the answer to the write a follower forwarded."""
-        return self.node.replication.carried(lsn) if self.node.replication is not None else None
+    def carried(self, held: int, lsn: int) -> bytes | None:
+        """As leader: the entries after ``held`` up to ``lsn`` as a replicate body, for the answer to the write a
+        follower forwarded (``held``: what it said it holds). None in quorum mode: the write waits for a
+        majority, so its streams send it at once anyway and the answer comes after."""
+        if self.node.quorum_mode or self.node.replication is None:
+            return None
+        return self.node.replication.carried(held, lsn)
 
     async def apply_carried(self, body: bytes) -> None:
         """As follower: apply the entry the leader's (signed, checked) answer to a forwarded write carried, as

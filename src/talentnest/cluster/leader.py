@@ -17,6 +17,8 @@ from talentnest.cluster.stream import BATCH_BYTES, FollowerStream, batch_body
 from talentnest.errors import LogTruncated
 from talentnest.store import Database
 
+# At most this many entries ride in a forwarded write's answer (LeaderSide.carried).
+CARRIED_ENTRIES = 4
 # How many recent commit times are kept (for each follower's lag in seconds).
 COMMIT_TIMES_KEPT = 100_000
 
@@ -105,20 +107,22 @@ class LeaderSide:
         stream = self.streams.get(address)
         return None if stream is None else stream.match_lsn
 
-    def carried(self, lsn: int) -> bytes | None:
-        """The replicate body of the entry at ``lsn`` alone, for the answer to a write a follower forwarded:
-        it applies it from there, through the checks of a replicate call, instead of waiting for its stream
-        (docs/cluster.md, "Writes and replication"). None when this node no longer leads or the log no
-        longer holds that entry."""
-        if not self.leading:
+    def carried(self, held: int, lsn: int) -> bytes | None:
+        """The replicate body of the entries after ``held`` (what the follower said it holds) up to ``lsn``,
+        for the answer to the write at ``lsn`` that follower forwarded: it applies them from there, through
+        the checks of a replicate call, instead of waiting for its stream (docs/cluster.md, "Writes and
+        replication"). None (its stream is hurried instead) when the follower lacks more than
+        ``CARRIED_ENTRIES`` (many writes at once: the stream's batches carry them more cheaply), when this
+        node no longer leads, or when the log no longer holds them."""
+        if not self.leading or not 0 < lsn - held <= CARRIED_ENTRIES:
             return None
         try:
-            entries = self.db.entries_after(lsn - 1, max_entries=1, max_bytes=BATCH_BYTES)
+            entries = self.db.entries_after(held, max_entries=lsn - held, max_bytes=BATCH_BYTES)
         except LogTruncated:
             return None
-        if not entries or entries[0].lsn != lsn:
+        if not entries or entries[-1].lsn != lsn:
             return None
-        return batch_body(self.node, self.db, lsn - 1, entries)
+        return batch_body(self.node, self.db, held, entries)
 
     def hurry(self, lsn: int, node_id: int | None = None) -> None:
         """Somebody waits for ``lsn`` to reach the follower ``node_id`` (None: every follower): its

@@ -80,7 +80,7 @@ class Coordinator(Protocol):
 
     def awaited_by(self, lsn: int, node_id: int | None) -> None: ...
 
-    def carried(self, lsn: int) -> bytes | None: ...
+    def carried(self, held: int, lsn: int) -> bytes | None: ...
 
     async def apply_carried(self, body: bytes) -> None: ...
 
@@ -302,7 +302,9 @@ class ClusterMiddleware:
         if receipt.lsn and forwarded_by is not None:
             # The follower that forwarded answers its client once it holds the write: give it the entry in
             # this answer if it asks (it applies it at once), else hurry its stream.
-            carried = c.carried(receipt.lsn) if header(scope, CARRY_REQUEST.lower().encode()) == "1" else None
+            held = header(scope, CARRY_REQUEST.lower().encode())
+            if held is not None and held.isdigit() and len(held) <= 19:
+                carried = c.carried(int(held), receipt.lsn)
             if carried is None:
                 c.awaited_by(receipt.lsn, int(forwarded_by) if forwarded_by.isdecimal() else None)
         if receipt.lsn and not await c.wait_committed(receipt.lsn, term, QUORUM_WAIT):

@@ -138,8 +138,9 @@ class Replicator(Protocol):
         """As leader: somebody waits for ``lsn`` to reach node ``node_id`` (None: every member), so its
         stream sends it without lingering."""
 
-    def carried(self, lsn: int) -> bytes | None:
-        """As leader: the replicate body of the entry at ``lsn`` alone (for a forwarded write's answer)."""
+    def carried(self, held: int, lsn: int) -> bytes | None:
+        """As leader: the replicate body of the entries after ``held`` up to ``lsn`` (for a forwarded write's
+        answer), None when there are too many or they cannot be read."""
 
     async def on_replicate(self, request: ReplicateRequest) -> ReplicateReply:
         """As follower: take one batch from a leader (the checks and apply of ``/cluster/replicate``)."""

@@ -57,8 +57,8 @@ class Replication:
     def hurry(self, lsn: int, node_id: int | None = None) -> None:
         self.leader.hurry(lsn, node_id)
 
-    def carried(self, lsn: int) -> bytes | None:
-        return self.leader.carried(lsn)
+    def carried(self, held: int, lsn: int) -> bytes | None:
+        return self.leader.carried(held, lsn)
 
     async def flush_to(self, address: str, timeout: float) -> bool:
         return await self.leader.flush_to(address, timeout)

@@ -9,7 +9,7 @@ from tests.unit.cluster.fakes import FakeClock
 from talentnest.cluster import auth
 from talentnest.cluster.forward import CARRIES, CARRY_REQUEST, unwrap_carried
 from talentnest.cluster.gate import WriteGate
-from talentnest.cluster.leader import LeaderSide
+from talentnest.cluster.leader import CARRIED_ENTRIES, LeaderSide
 from talentnest.cluster.logwire import ReplicateRequest, decode_replicate
 from talentnest.cluster.middleware import FORWARDED_BY, ClusterMiddleware
 from talentnest.cluster.stats import Stats
@@ -157,16 +157,23 @@ async def test_a_clients_write_lingers_even_if_it_claims_to_be_forwarded(db):
     assert coordinator.awaited == []
 
 
-async def test_the_leader_carries_the_entry_alone_as_a_replicate_body(db):
+async def test_the_leader_carries_the_entries_the_follower_lacks_up_to_its_write_if_they_are_few(db):
     side = leader_side(db)
-    add_user(db, 1)
+    first = add_user(db, 1)
     lsn = add_user(db, 2)
-    request = ReplicateRequest.parse(decode_replicate(side.carried(lsn)))
+    request = ReplicateRequest.parse(decode_replicate(side.carried(lsn - 1, lsn)))
     assert (request.prev_lsn, [e.lsn for e in request.entries], request.term) == (lsn - 1, [lsn], 2)
     assert request.prev_term == 2 and request.history is None
-    assert side.carried(lsn + 1) is None, "no entry there yet"
+    both = ReplicateRequest.parse(decode_replicate(side.carried(first - 1, lsn)))
+    assert (both.prev_lsn, [e.lsn for e in both.entries]) == (first - 1, [first, lsn])
+    for _ in range(CARRIED_ENTRIES):
+        last = add_user(db, 10 + _)
+    assert side.carried(last - CARRIED_ENTRIES, last) is not None
+    assert side.carried(last - CARRIED_ENTRIES - 1, last) is None, "too many: the stream carries them"
+    assert side.carried(lsn, lsn) is None and side.carried(lsn + 1, lsn) is None, "it holds the write already"
+    assert side.carried(lsn, lsn + 100) is None, "no entry there yet"
     side.leading = False
-    assert side.carried(lsn) is None, "only a leader carries its entries"
+    assert side.carried(lsn - 1, lsn) is None, "only a leader carries its entries"
 
 
 class Carrying(Coordinator):
@@ -174,14 +181,15 @@ class Carrying(Coordinator):
         super().__init__()
         self.entry = entry
 
-    def carried(self, lsn):
+    def carried(self, held, lsn):
+        self.asked = (held, lsn)
         return self.entry
 
 
 @pytest.mark.parametrize("entry", [b'{"entries":[]}', None], ids=["carried", "cannot be carried: hurried instead"])
 async def test_a_follower_that_asks_gets_its_forwarded_write_s_entry_in_the_answer(db, entry):
     coordinator = Carrying(entry)
-    sent = await write_answer(db, coordinator, signed((FORWARDED_BY.encode(), b"514"), (CARRY_REQUEST.lower().encode(), b"1")))
+    sent = await write_answer(db, coordinator, signed((FORWARDED_BY.encode(), b"514"), (CARRY_REQUEST.lower().encode(), b"3")))
     headers = dict(sent[0]["headers"])
     body = sent[1]["body"]
     if entry is None:
@@ -189,6 +197,7 @@ async def test_a_follower_that_asks_gets_its_forwarded_write_s_entry_in_the_answ
         assert coordinator.awaited == [(db.last_lsn, 514)]
     else:
         assert headers[CARRIES] == b"1" and unwrap_carried(body) == (entry, b"{}")
+        assert coordinator.asked == (3, db.last_lsn), "what the follower holds, and the write's LSN"
         assert int(headers[b"content-length"]) == len(body)
         assert coordinator.awaited == [], "the stream need not hurry: the follower applies the entry itself"
 
@@ -220,7 +229,7 @@ class Following:
 
 async def test_a_carried_entry_goes_through_the_replicate_path_and_what_a_replicate_call_refuses_is_not_applied(db):
     lsn = add_user(db, 1)
-    body = leader_side(db).carried(lsn)
+    body = leader_side(db).carried(lsn - 1, lsn)
     node = Following()
     gate = WriteGate(node)
     await gate.apply_carried(body)
@@ -231,3 +240,11 @@ async def test_a_carried_entry_goes_through_the_replicate_path_and_what_a_replic
     clashing = Following(refusal="another node has this ID")
     await WriteGate(clashing).apply_carried(body)
     assert clashing.batches == []
+
+
+@pytest.mark.parametrize("held", [b"", b"-1", b"x", b"9" * 20])
+async def test_a_carry_request_that_names_no_lsn_gets_the_answer_as_before_and_a_hurried_stream(db, held):
+    coordinator = Carrying(b'{"entries":[]}')
+    sent = await write_answer(db, coordinator, signed((FORWARDED_BY.encode(), b"514"), (CARRY_REQUEST.lower().encode(), held)))
+    assert CARRIES not in dict(sent[0]["headers"]) and sent[1]["body"] == b"{}"
+    assert coordinator.awaited == [(db.last_lsn, 514)]
