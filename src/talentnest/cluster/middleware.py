@@ -39,6 +39,9 @@ from talentnest.store import Database, WriteReceipt, current_receipt
 
 log = logging.getLogger("talentnest.forward")
 
+# The answers whose body may carry a forwarded write's entries: the successes that have a body.
+CARRYING_STATUSES = frozenset(range(200, 300)) - {204, 205}
+
 FORWARDED_BY = "x-talentnest-forwarded-by"
 FORWARDED_FOR = "x-forwarded-for"
 FORWARDED_SCOPE_KEY = "talentnest.forwarded_by"
@@ -301,9 +304,10 @@ class ClusterMiddleware:
         carried = None
         if receipt.lsn and forwarded_by is not None:
             # The follower that forwarded answers its client once it holds the write: give it the entry in
-            # this answer if it asks (it applies it at once), else hurry its stream.
+            # this answer if it asks (it applies it at once), else hurry its stream. Only an answer that may
+            # have a body can carry one (not a 204 such as a deletion's: HTTP gives it none).
             held = header(scope, CARRY_REQUEST.lower().encode())
-            if held is not None and held.isdigit() and len(held) <= 19:
+            if held is not None and held.isdigit() and len(held) <= 19 and start["status"] in CARRYING_STATUSES:
                 carried = c.carried(int(held), receipt.lsn)
             if carried is None:
                 c.awaited_by(receipt.lsn, int(forwarded_by) if forwarded_by.isdecimal() else None)
