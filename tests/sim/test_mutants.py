@@ -18,6 +18,7 @@ CATCHES = {
     "apply-skips-lsn-check": (3, "async", 24, {"lsn_backwards", "no_convergence", "divergent_not_archived"}),
     "candidate-ignores-log-freshness": (3, "quorum", 35, {"acked_write_lost", "divergent_not_archived", "no_convergence"}),
     "ack-before-commit": (3, "quorum", 1, {"ack_beyond_commit", "acked_write_lost"}),
+    "carried-unchecked": (3, "async", 37, {"divergent_not_archived", "acked_write_lost", "no_convergence"}),
 }
 SEARCH = 25
 

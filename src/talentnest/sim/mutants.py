@@ -6,7 +6,7 @@ mutant must fail; the same seed without it must pass. Each names, in its docstri
 breaks, so that the invariant expected to catch it is known. Written against the split core (main
 at 05ec5f9): ``cluster/node.py`` ``ClusterNode.record_vote`` and ``lease``, ``cluster/control.py``
 ``elect``, ``cluster/votes.py`` ``grant_vote``, ``cluster/follower.py`` ``FollowerSide.on_replicate``,
-``store/_db.py`` ``Database.apply``.
+``store/_db.py`` ``Database.apply``, ``cluster/gate.py`` ``WriteGate.apply_carried``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from typing import Any
 
 from talentnest.cluster import control, votes
 from talentnest.cluster.follower import FollowerSide
-from talentnest.cluster.logwire import ReplicateReply
+from talentnest.cluster.gate import WriteGate
+from talentnest.cluster.logwire import ReplicateReply, ReplicateRequest, decode_replicate
 from talentnest.cluster.node import ClusterNode
 from talentnest.store import ApplyResult, Database
 from talentnest.store import _db as store_db
@@ -117,12 +118,29 @@ def ack_before_commit() -> Patch:
     return [(FollowerSide, "on_replicate", on_replicate)]
 
 
+def carried_unchecked() -> Patch:
+    """A follower applies the entries a leader's answer to its forwarded write carried straight to its
+    database, without the replicate path's checks of term, history and position (``WriteGate.apply_carried``
+    as if it were trusted data). A deposed leader's answer then puts its own history into the follower,
+    which relays that write as a success, and the follower's own entries are overwritten when it resyncs.
+    Breaks: ``divergent_not_archived`` (entries a node held vanish without an archive), ``acked_write_lost``."""
+
+    async def apply_carried(self: WriteGate, body: bytes) -> None:
+        request = ReplicateRequest.parse(decode_replicate(body))
+        fresh = [e for e in request.entries if e.lsn > self.node.db.last_lsn]
+        if fresh and fresh[0].lsn == self.node.db.last_lsn + 1:
+            self.node.db.apply(fresh)
+
+    return [(WriteGate, "apply_carried", apply_carried)]
+
+
 MUTANTS: dict[str, Callable[[], Patch]] = {
     "vote-not-persisted": vote_not_persisted,
     "lease-outlives-timeout": lease_outlives_timeout,
     "apply-skips-lsn-check": apply_skips_lsn_check,
     "candidate-ignores-log-freshness": candidate_ignores_log_freshness,
     "ack-before-commit": ack_before_commit,
+    "carried-unchecked": carried_unchecked,
 }
 
 
