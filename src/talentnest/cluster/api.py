@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from talentnest.cluster import auth, follower, handover, logwire, snapshot_stream, votes, wire
+from talentnest.cluster import auth, follower, handover, snapshot_stream, votes, wire
 from talentnest.errors import InvalidInput, LogTruncated, TalentNestError
 from talentnest.http_errors import error_response, respond_to
 from talentnest.store import iso_from_epoch, pages, snapshot
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("talentnest.cluster")
 Handler = Callable[[Request], Awaitable[Response]]
-M = TypeVar("M", wire.NodeInfo, wire.VoteRequest, logwire.ReplicateRequest)
+M = TypeVar("M", wire.NodeInfo, wire.VoteRequest)
 LOG_PAGE_MAX = 10_000
 
 
@@ -88,13 +88,8 @@ def build_routes(node: ClusterNode, replication: Replication, signatures: auth.R
         return _json(payload)
 
     def in_reach(message: M) -> M:
-        """``message``, unless its term is further above this node's than one message may move it (a
-        term at the top of the range would leave no next term to elect): refused whole, 400."""
-        if not node.term_in_reach(message.term):
-            raise InvalidInput(
-                f"term must be at most {wire.MAX_TERM_STEP} above this node's term {node.term}, got {message.term}"
-            )
-        return message
+        """``message``, unless its term is out of this node's reach (``wire.in_reach``): refused whole, 400."""
+        return wire.in_reach(node, message)
 
     async def heartbeat(request: Request) -> Response:
         node.membership.heard(None, in_reach(wire.NodeInfo.parse(await body_of(request))))
@@ -112,8 +107,7 @@ def build_routes(node: ClusterNode, replication: Replication, signatures: auth.R
         return _json({"ok": True})
 
     async def replicate(request: Request) -> Response:
-        batch = logwire.ReplicateRequest.parse(logwire.decode_replicate(await request.body()))
-        reply = await replication.on_replicate(in_reach(batch))
+        reply = await replication.on_replicate_body(await request.body())
         return _wire(reply.to_bytes())
 
     async def log_entries(request: Request) -> Response:

@@ -4,6 +4,7 @@ the write (read-your-writes), and cut short when the leader stops answering (doc
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -191,7 +192,7 @@ class Forwarder:
                 )
                 return
             entry, body = parts
-            reply = Reply(reply.status, reply.headers, body, reply.verified)
+            reply = dataclasses.replace(reply, body=body)
             if reply.status < 400:
                 await self.coordinator.apply_carried(entry)
         lsn = None

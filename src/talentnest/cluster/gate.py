@@ -9,7 +9,6 @@ import logging
 import weakref
 from collections.abc import Callable
 
-from talentnest.cluster.logwire import ReplicateRequest, decode_replicate
 from talentnest.cluster.protocols import Core
 from talentnest.cluster.types import Role
 from talentnest.cluster.work import Job
@@ -137,14 +136,9 @@ class WriteGate:
         if node.replication is None or node.health.refusal() is not None:
             return
         try:
-            request = ReplicateRequest.parse(decode_replicate(body))
+            await node.replication.on_replicate_body(body)
         except InvalidInput as exc:
-            log.warning("forward: the leader's answer carried an entry this node cannot read: %s", exc)
-            return
-        if not node.term_in_reach(request.term):
-            log.warning("forward: the leader's answer carried an entry of term %d, out of reach", request.term)
-            return
-        await node.replication.on_replicate(request)
+            log.warning("forward: the leader's answer carried entries this node refuses: %s", exc)
 
     def refusal(self) -> str | None:
         return self.node.health.refusal()

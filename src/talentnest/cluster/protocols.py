@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from talentnest.cluster.health import Health
-from talentnest.cluster.logwire import ReplicateReply, ReplicateRequest
+from talentnest.cluster.logwire import ReplicateReply
 from talentnest.cluster.membership import Membership
 from talentnest.cluster.runtime import Clock, Transport
 from talentnest.cluster.state import DurableState
@@ -142,8 +142,9 @@ class Replicator(Protocol):
         """As leader: the replicate body of the entries after ``held`` up to ``lsn`` (for a forwarded write's
         answer), None when there are too many or they cannot be read."""
 
-    async def on_replicate(self, request: ReplicateRequest) -> ReplicateReply:
-        """As follower: take one batch from a leader (the checks and apply of ``/cluster/replicate``)."""
+    async def on_replicate_body(self, body: bytes) -> ReplicateReply:
+        """As follower: take one replicate body from a leader, as ``/cluster/replicate`` does (raises
+        InvalidInput for a malformed one or a term out of reach)."""
 
     async def flush_to(self, address: str, timeout: float) -> bool:
         """True once the member at ``address`` holds every entry written so far; False after ``timeout``."""

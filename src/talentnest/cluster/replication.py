@@ -7,9 +7,10 @@ from typing import Any
 
 from talentnest.cluster.follower import FollowerSide
 from talentnest.cluster.leader import LeaderSide
-from talentnest.cluster.logwire import ReplicateReply, ReplicateRequest
+from talentnest.cluster.logwire import ReplicateReply, ReplicateRequest, decode_replicate
 from talentnest.cluster.protocols import Node
 from talentnest.cluster.stats import Stats
+from talentnest.cluster.wire import in_reach
 from talentnest.store import Database
 
 
@@ -76,6 +77,12 @@ class Replication:
 
     async def on_replicate(self, request: ReplicateRequest) -> ReplicateReply:
         return await self.follower.on_replicate(request, syncing=self._syncing())
+
+    async def on_replicate_body(self, body: bytes) -> ReplicateReply:
+        """A replicate body as it arrives (``POST /cluster/replicate``, or carried in the answer to a forwarded
+        write): parsed once, refused whole (InvalidInput) if malformed or its term out of reach, then taken
+        as ``on_replicate`` takes a batch."""
+        return await self.on_replicate(in_reach(self.node, ReplicateRequest.parse(decode_replicate(body))))
 
     def catch_up(self, url: str, source_id: int, why: str):
         return self.follower.catch_up(url, source_id, why)

@@ -6,10 +6,10 @@ waiting briefly for an earlier batch that arrives late). Any answer that is not 
 pipeline to the position the follower gives: everything after it is sent again.
 
 Entries nobody waits for linger: a batch leaves at once when the stream has been quiet for the node's
-linger (``REPLICATION_LINGER_MS``), else when the linger has passed since the last one left, so that writes arriving one at a
-time (one client, one connection) share an exchange instead of paying one each. Entries somebody waits
-for (a write in quorum mode, a write forwarded by this follower, a drain or a handover: ``hurry``) leave
-at once. docs/cluster.md, "Replication", gives the figures.
+linger (``REPLICATION_LINGER_MS``), else when the linger has passed since the last one left, so that
+writes arriving one at a time (one client, one connection) share an exchange instead of paying one
+each. Entries somebody waits for (a write in quorum mode, a write forwarded by this follower, a drain
+or a handover: ``hurry``) leave at once. docs/cluster.md, "Writes and replication", gives the figures.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from talentnest.errors import InvalidInput
 
@@ -30,6 +30,26 @@ MAX_KEY_IDS = 16
 MAX_HISTORY = 1_000_000  # terms in a term history: one per leadership, far beyond any real cluster
 
 TermHistory = tuple[tuple[int, int, int], ...]  # (term, start_lsn, epoch)
+
+
+class _HasTerm(Protocol):
+    @property
+    def term(self) -> int: ...
+
+
+class _TermHolder(_HasTerm, Protocol):
+    def term_in_reach(self, term: int) -> bool: ...
+
+
+_Termed = TypeVar("_Termed", bound=_HasTerm)
+
+
+def in_reach(node: _TermHolder, message: _Termed) -> _Termed:
+    """``message``, unless its term is further above ``node``'s than one message may move it (a term at
+    the top of the range would leave no next term to elect): refused whole, InvalidInput."""
+    if not node.term_in_reach(message.term):
+        raise InvalidInput(f"term must be at most {MAX_TERM_STEP} above this node's term {node.term}, got {message.term}")
+    return message
 
 
 def integer(payload: Mapping[str, Any], name: str, *, low: int = 0, high: int = MAX_INT64, default: int | None = None) -> int:

@@ -12,6 +12,7 @@ from talentnest.cluster.gate import WriteGate
 from talentnest.cluster.leader import CARRIED_ENTRIES, LeaderSide
 from talentnest.cluster.logwire import ReplicateRequest, decode_replicate
 from talentnest.cluster.middleware import FORWARDED_BY, ClusterMiddleware
+from talentnest.cluster.replication import Replication
 from talentnest.cluster.stats import Stats
 from talentnest.cluster.stream import FollowerStream
 from talentnest.config import Settings
@@ -209,12 +210,15 @@ async def test_a_follower_that_does_not_ask_gets_the_answer_as_before(db):
 
 
 class Following:
-    """What the gate reads of a follower node: its replication, health and term bound."""
+    """What the gate reads of a follower node (its replication, health and term bound), with replication's
+    own reading of a replicate body (``Replication.on_replicate_body``) in front of the batches it records."""
+
+    term = 2
+    on_replicate_body = Replication.on_replicate_body
 
     def __init__(self, refusal=None):
         self.batches: list[ReplicateRequest] = []
-        self.replication = self
-        self.health = self
+        self.replication = self.health = self.node = self
         self._refusal = refusal
 
     def refusal(self):
