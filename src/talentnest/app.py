@@ -28,6 +28,7 @@ from talentnest.config import Settings
 from talentnest.errors import TalentNestError
 from talentnest.limits import BodyLimit
 from talentnest.logs import NodeContext
+from talentnest.routing import IndexedRouting, RouteIndex
 from talentnest.services import AuthService, Passwords, PostService, Tokens, UserService
 from talentnest.services.auth import random_token_key
 from talentnest.services.exports import ExportService
@@ -121,16 +122,19 @@ def build_product(
 
 def write_classifier(routes: Sequence[BaseRoute]) -> Callable[[dict], bool]:
     """``is_write(scope)`` from the routes' declarative write marks, decided once per route here: a request
-    is matched only against the write routes of its method (a GET, the bulk of the traffic, against none)."""
-    by_method: dict[str, list[APIRoute]] = {}
-    for route in routes:
-        if isinstance(route, APIRoute) and api.route_writes(route):
-            for method in route.methods:
-                by_method.setdefault(method, []).append(route)
+    is matched only against the write routes of its method (a GET, the bulk of the traffic, against none)
+    that can match its path (``routing.RouteIndex``)."""
+    by_method: dict[str, RouteIndex] = {}
+    for method in {m for route in routes if isinstance(route, APIRoute) for m in route.methods}:
+        writes = [r for r in routes if isinstance(r, APIRoute) and method in r.methods and api.route_writes(r)]
+        if writes:
+            by_method[method] = RouteIndex(writes)
 
     def is_write(scope: dict) -> bool:
-        candidates = by_method.get(scope["method"])
-        return candidates is not None and any(route.matches(scope)[0] == Match.FULL for route in candidates)
+        index = by_method.get(scope["method"])
+        return index is not None and any(
+            route.matches(scope)[0] == Match.FULL for route in index.candidates(scope["path"], scope.get("root_path", ""))
+        )
 
     return is_write
 
@@ -285,6 +289,7 @@ def create_app(
     app.router.routes.extend(web.routes())
     openapi_schema.install(app)
     tried_first(app.router.routes, BUSIEST)
+    IndexedRouting.install(app.router)  # the routes are final: each request is matched against its group's
     app.add_middleware(
         ClusterMiddleware,
         coordinator=node.gate,

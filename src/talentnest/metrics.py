@@ -21,6 +21,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
 
+from talentnest.routing import RouteIndex
+
 # The classic text format (0.0.4): every Prometheus version reads it, and our names need no UTF-8.
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 # Seconds; from a cached read (well under a millisecond) to a forwarded write waiting out a failover.
@@ -118,15 +120,16 @@ class HttpMetrics:
 
     The route is the one the router matched (``scope["route"]``, set for the API's routes);
     other requests (the cluster's routes, the dashboard, a forwarded write, a body too large)
-    are matched against ``routes`` afterwards, by their path as it arrived. Paths without
-    parameters are remembered, so the cluster's busy routes cost one dictionary lookup.
+    are matched afterwards, by their path as it arrived, against those of ``routes`` that can
+    match it (``routing.RouteIndex``). Paths without parameters are remembered, so the
+    cluster's busy routes cost one dictionary lookup.
     An exception escaping the app counts as a 500 and is re-raised unchanged.
     """
 
     def __init__(self, app, *, stats: RequestStats, routes: Sequence[BaseRoute]):
         self.app = app
         self.stats = stats
-        self.routes = routes
+        self.routes = RouteIndex(routes)
         self._fixed_paths: dict[str, str] = {}
 
     async def __call__(self, scope, receive, send) -> None:
@@ -151,7 +154,7 @@ class HttpMetrics:
             return known
         scope = {"type": "http", "method": method, "path": path, "root_path": root_path}
         partial = None
-        for route in self.routes:
+        for route in self.routes.candidates(path, root_path):
             match, _ = route.matches(scope)
             if match == Match.FULL:
                 template = route_template(route)
