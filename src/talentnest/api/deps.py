@@ -50,14 +50,16 @@ class Product:
 # go through ``Product.read``, whose threads each have a connection of their own.
 
 
-async def product(request: Request) -> Product:
+def product_of(request: Request) -> Product:
+    """The product's services, taken from the request by the routes themselves rather than through a
+    dependency: FastAPI solves every dependency of a route on every request, and ``Depends(product)``
+    cost each route about 7 us (benchmarks/README.md, issue 13)."""
     return request.app.state.product
 
 
 # The identity dependencies take the services from the request and the token straight from ``_bearer``
-# (which keeps the security scheme in the schema), not through ``Depends(product)`` or one another:
-# FastAPI solves every sub-dependency of a route on every request, and one level less made a
-# ``POST /api/posts`` 17-36 us cheaper (benchmarks/README.md, issue 13). Routes still use ``product``.
+# (which keeps the security scheme in the schema), not through one another: one level less made a
+# ``POST /api/posts`` 17-36 us cheaper (benchmarks/README.md, issue 13).
 
 
 def _authenticated(request: Request, credentials: HTTPAuthorizationCredentials | None) -> int:
