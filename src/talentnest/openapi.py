@@ -12,8 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
-from talentnest.api import WRITE_FLAG
+from talentnest.api import BEARER, WRITE_FLAG, takes_token
 from talentnest.cluster.middleware import MIN_LSN_WAIT
 
 MAX_LSN = 2**63 - 1
@@ -102,6 +104,29 @@ def _add_response(responses: dict, status: str, description: str, *, retry: bool
         response.setdefault("headers", {})["Retry-After"] = _header_ref("Retry-After")
 
 
+def describe_bearer(schema: dict[str, Any], routes: list[BaseRoute]) -> dict[str, Any]:
+    """Give ``api.BEARER``'s security scheme to every operation of a route that reads the caller's token
+    (``api.takes_token``), as FastAPI would had the route depended on the scheme itself (which the identity
+    dependencies no longer do, to be cheaper: ``api/deps.py``); in place; returns it."""
+    name = BEARER.scheme_name
+    paths = schema.get("paths", {})
+    secured = False
+    for route in routes:
+        if not isinstance(route, APIRoute) or not takes_token(route) or route.path_format not in paths:
+            continue
+        for method in route.methods:
+            operation = paths[route.path_format].get(method.lower())
+            if operation is None:
+                continue
+            secured = True
+            # A route's own requirements (``routes.token_optional``) come after, as FastAPI merges them.
+            operation["security"] = [{name: []}, *operation.get("security", [])]
+    if secured:
+        schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+        schemes[name] = BEARER.model.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return schema
+
+
 def describe_cluster_contract(schema: dict[str, Any]) -> dict[str, Any]:
     """Add the cluster's headers to ``schema`` (FastAPI's OpenAPI document), in place; returns it."""
     components = schema.setdefault("components", {})
@@ -143,7 +168,7 @@ def install(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = describe_cluster_contract(generate())
+            schema = describe_cluster_contract(describe_bearer(generate(), app.routes))
             paths = schema.get("paths", {})
             schema["paths"] = {path: paths[path] for path in dict.fromkeys([*declared, *paths]) if path in paths}
         return app.openapi_schema

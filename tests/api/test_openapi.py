@@ -147,3 +147,38 @@ def test_the_schema_lists_paths_as_declared_though_the_busiest_route_is_tried_fi
     paths = [path for path in api.ok("GET", "/openapi.json")["paths"] if path.startswith("/api/")]
     assert paths == declared
     assert paths.index("/api/posts/{post_id}") > paths.index("/api/auth/signup")
+
+
+# Which operations take the bearer token: the identity dependencies read it themselves (api/deps.py), and
+# openapi.describe_bearer puts the security scheme on the routes that depend on them, as FastAPI did when
+# they depended on the scheme.
+TOKEN_REQUIRED = {
+    "POST /api/auth/password",
+    "GET /api/auth/me",
+    "GET /api/users/me",
+    "DELETE /api/users/me",
+    "PATCH /api/users/me",
+    "GET /api/users/me/export",
+    "POST /api/users/{username}/follow",
+    "DELETE /api/users/{username}/follow",
+    "POST /api/posts",
+    "GET /api/feed",
+    "PATCH /api/posts/{post_id}",
+    "DELETE /api/posts/{post_id}",
+    "POST /api/posts/{post_id}/like",
+    "DELETE /api/posts/{post_id}/like",
+    "POST /api/posts/{post_id}/comments",
+    "DELETE /api/posts/{post_id}/comments/{comment_id}",
+}
+TOKEN_OPTIONAL = {"GET /api/posts", "GET /api/posts/{post_id}"}
+
+
+def test_the_operations_that_take_the_token_say_so_with_the_bearer_scheme(api: Api):
+    schema = api.ok("GET", "/openapi.json")
+    assert schema["components"]["securitySchemes"] == {
+        "HTTPBearer": {"type": "http", "description": "the token from signup or login", "scheme": "bearer"}
+    }
+    security = {name: operation.get("security") for name, _, operation in _operations(schema)}
+    assert {name for name, value in security.items() if value == [{"HTTPBearer": []}]} == TOKEN_REQUIRED
+    assert {name for name, value in security.items() if value == [{"HTTPBearer": []}, {}]} == TOKEN_OPTIONAL
+    assert {name for name, value in security.items() if value is not None} == TOKEN_REQUIRED | TOKEN_OPTIONAL

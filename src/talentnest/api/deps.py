@@ -6,15 +6,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Request
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPBearer
 
 from talentnest.errors import Unauthorized
 from talentnest.services import AuthService, PostService, UserService
 from talentnest.services.exports import ExportService
 from talentnest.services.throttle import WriteLimiter
 
-_bearer = HTTPBearer(auto_error=False, description="the token from signup or login")
 T = TypeVar("T")
 
 
@@ -57,25 +57,43 @@ def product_of(request: Request) -> Product:
     return request.app.state.product
 
 
-# The identity dependencies take the services from the request and the token straight from ``_bearer``
-# (which keeps the security scheme in the schema), not through one another: one level less made a
-# ``POST /api/posts`` 17-36 us cheaper (benchmarks/README.md, issue 13).
+# The identity dependencies read the token from the request themselves, with nothing beneath them:
+# FastAPI solves every dependency of a route on every request, and each level costs (one less made a
+# ``POST /api/posts`` 17-36 us cheaper, and taking ``Depends(BEARER)`` away too another 5-7 us:
+# benchmarks/README.md, issue 13). The schema still says which routes take the token:
+# ``openapi.install`` gives ``BEARER``'s security scheme to every route that depends on one of these.
+
+BEARER = HTTPBearer(auto_error=False, description="the token from signup or login")
 
 
-def _authenticated(request: Request, credentials: HTTPAuthorizationCredentials | None) -> int:
-    if credentials is None:
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (the scheme in any case), as FastAPI's
+    ``HTTPBearer(auto_error=False)`` reads it; None without one."""
+    authorization = request.headers.get("authorization")
+    if not authorization:
+        return None
+    scheme, _, credentials = authorization.partition(" ")
+    credentials = credentials.strip()
+    if not scheme or not credentials or scheme.lower() != "bearer":
+        return None
+    return credentials
+
+
+def _authenticated(request: Request, token: str | None) -> int:
+    if token is None:
         raise Unauthorized("this needs a bearer token (Authorization: Bearer <token>)", code="missing_token")
-    return request.app.state.product.auth.authenticate(credentials.credentials)
+    return request.app.state.product.auth.authenticate(token)
 
 
-async def current_user(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> int:
+async def current_user(request: Request) -> int:
     """The id of the user whose bearer token came with the request; 401 without one."""
-    return _authenticated(request, credentials)
+    return _authenticated(request, bearer_token(request))
 
 
-async def optional_user(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> int | None:
+async def optional_user(request: Request) -> int | None:
     """The caller's id when a token is sent (a bad token is still refused), else None."""
-    return None if credentials is None else _authenticated(request, credentials)
+    token = bearer_token(request)
+    return None if token is None else _authenticated(request, token)
 
 
 def client_address(request: Request) -> str | None:
@@ -83,8 +101,16 @@ def client_address(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-async def limited_writer(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> int:
+async def limited_writer(request: Request) -> int:
     """The caller's id, once the write limits of their account and address admit one more write (429 if not)."""
-    user = _authenticated(request, credentials)
+    user = _authenticated(request, bearer_token(request))
     request.app.state.product.write_limits.admit(user, client_address(request))
     return user
+
+
+IDENTITY = (current_user, optional_user, limited_writer)
+
+
+def takes_token(route: APIRoute) -> bool:
+    """The route depends on one of ``IDENTITY``: it reads the caller's bearer token."""
+    return any(dependency.call in IDENTITY for dependency in route.dependant.dependencies)
