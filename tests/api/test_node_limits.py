@@ -135,3 +135,32 @@ def test_hundreds_of_slow_clients_do_not_hold_up_other_requests(patient: LocalNo
     assert still_holding == 400
     print(f"\n60 requests beside 400 slow clients: max {max(latencies) * 1000:.0f} ms, "
           f"median {sorted(latencies)[len(latencies) // 2] * 1000:.1f} ms")  # fmt: skip
+
+
+def test_a_kept_alive_connections_next_head_is_timed_from_its_own_first_byte(strict: LocalNode):
+    """The head deadline (CLIENT_TIMEOUT, 2 s here) runs from each request's first byte: a second request
+    that trickles its head on a connection already open for longer is cut off, but not before its own
+    deadline."""
+    with socket.create_connection((strict.host, strict.port), timeout=30) as connection:
+        connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = b""
+        while b"\r\n\r\n" not in first or not first.rstrip().endswith(b"}"):
+            first += connection.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200 ")
+        time.sleep(1.5)  # the scenario: the connection idles, so a deadline from its opening would come early
+        began = time.monotonic()
+        connection.sendall(b"GET /healthz HTTP/1.1\r\n")
+        answer = b""
+        connection.settimeout(0.5)
+        while not answer:
+            try:
+                answer = connection.recv(65536)
+            except TimeoutError:
+                connection.sendall(b"X-Slow: a\r\n")  # a header line every half second: still no end of head
+        connection.settimeout(30)
+        while chunk := connection.recv(65536):
+            answer += chunk
+        cut_after = time.monotonic() - began
+
+    assert error_of(answer, 408)["code"] == "request_timeout"
+    assert cut_after >= 1.8, f"cut off {cut_after:.2f} s after its head began, before its own 2 s deadline"

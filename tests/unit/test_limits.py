@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from talentnest.limits import BODY_SCOPE_KEY, BodyLimit, json_too_deep
+from talentnest.limits import BODY_RECEIVED_SCOPE_KEY, BODY_SCOPE_KEY, BodyLimit, GuardedHttpTools, json_too_deep, read_body
 
 
 def nested(depth: int, leaf: object = 1) -> object:
@@ -141,3 +141,69 @@ def test_a_get_is_limited_like_any_request_once_it_declares_a_body():
 
     assert asyncio.run(run([(b"host", b"x")])) == 200 and seen == [b""]
     assert asyncio.run(run([(b"content-length", b"11")])) == 413 and len(seen) == 1
+
+
+class _Transport(asyncio.Transport):
+    """What GuardedHttpTools needs of a connection: the bytes it writes are kept."""
+
+    def __init__(self):
+        super().__init__()
+        self.written, self.closed = b"", False
+
+    def write(self, data):
+        self.written += data
+
+    def get_extra_info(self, name, default=None):
+        return {"peername": ("127.0.0.1", 5000), "sockname": ("127.0.0.1", 3000)}.get(name, default)
+
+    def is_closing(self):
+        return self.closed
+
+    def close(self):
+        self.closed = True
+
+    def pause_reading(self):
+        pass
+
+    def resume_reading(self):
+        pass
+
+    def set_write_buffer_limits(self, *args, **kwargs):
+        pass
+
+
+def test_the_protocol_says_a_body_is_received_only_once_all_of_it_is():
+    """``BODY_RECEIVED_SCOPE_KEY`` lets ``read_body`` skip its deadline: it must be set only when the server
+    holds the whole body, never while some of it is still to come (a slow body keeps its 408)."""
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    seen: list[tuple[bool, bytes]] = []
+
+    async def app(scope, receive, send):
+        received = bool(scope.get(BODY_RECEIVED_SCOPE_KEY))
+        body = await read_body(scope, receive, send, max_bytes=1024, timeout=5)
+        seen.append((received, body))
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def main():
+        config = uvicorn.Config(app, lifespan="off", log_config=None)
+        config.load()
+        protocol = GuardedHttpTools.configured(head_timeout=5)(config=config, server_state=ServerState(), app_state={})
+        protocol.connection_made(_Transport())
+        head = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n"
+        protocol.data_received(head + b"0123456789")  # all of it in one read
+        while len(seen) < 1:
+            await asyncio.sleep(0)
+        protocol.data_received(head + b"01234")  # half of it, the rest later
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert len(seen) == 1, "the app answered before the body was whole"
+        protocol.data_received(b"56789")
+        while len(seen) < 2:
+            await asyncio.sleep(0)
+        protocol.connection_lost(None)
+
+    asyncio.run(main())
+    assert seen == [(True, b"0123456789"), (False, b"0123456789")]
