@@ -40,6 +40,7 @@ import json
 import logging
 import os
 import sqlite3
+import struct
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -57,6 +58,11 @@ log = logging.getLogger("talentnest.store")
 
 DB_FILENAME = "talentnest.db"
 WAL_SIZE_LIMIT = 8 << 20  # bytes the WAL is cut back to when it restarts after a checkpoint
+# With reader threads, the bulk of each checkpoint leaves the writer's connection (``_checkpoint_if_due``).
+CHECKPOINT_FRAMES = 1000  # pages in the WAL that call for one: SQLite's own automatic checkpoint's threshold
+CHECKPOINT_CHECK_EVERY = 32  # commits between two looks at the WAL's header
+_WAL_INDEX = struct.Struct("=I12xI76xI")  # the -shm file's first bytes: version, mxFrame (at 16), nBackfill (at 96)
+_WAL_INDEX_VERSION = 3007000
 MAX_INT64 = 2**63 - 1
 # Tables of the store itself that are never captured: the log, the term history, local metadata.
 LOCAL_TABLES = ("_tn_log", "_tn_terms", "_tn_meta")
@@ -375,6 +381,9 @@ class Database:
         self._first_lsn = 0
         self._log_bytes = 0
         self._writes_since_trim = 0
+        self._writes_since_checkpoint_check = 0
+        self._checkpoints_finished = 0  # the reader threads' checkpoint count when the writer last finished one
+        self.inline_checkpoints = 0  # checkpoints the writer ran itself (each finishing a reader thread's)
         self.derived = list(derived)
         self.older_entries = older_entries
         self._functions: dict[str, tuple[int, Callable]] = {}
@@ -411,6 +420,8 @@ class Database:
         # WAL grows past its usual 4 MiB; without a limit the file keeps its largest size for ever (20 MiB
         # seen on a 64 MiB disk in the nemesis run). With it the next reset cuts the file back.
         conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+        if self._readers.size:
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # the reader threads checkpoint: ``_checkpoint_if_due``
         conn.create_function("tn_capture", 1, self._pending.append)
         conn.create_function("tn_real", 1, _exact_real, deterministic=True)
         for name, (nargs, fn) in self._functions.items():
@@ -784,6 +795,10 @@ class Database:
         self._after_commit(lsn)
 
     def _after_commit(self, lsn: int) -> None:
+        self._writes_since_checkpoint_check += 1
+        if self._writes_since_checkpoint_check >= CHECKPOINT_CHECK_EVERY:
+            self._writes_since_checkpoint_check = 0
+            self._checkpoint_if_due()
         self._writes_since_trim += 1
         if self._writes_since_trim >= 64:
             self._writes_since_trim = 0
@@ -794,6 +809,44 @@ class Database:
                 log.warning("store: could not trim the log: %s", exc)
         for listener in list(self._listeners):
             listener(lsn)
+
+    def wal_frames(self) -> tuple[int, int] | None:
+        """(pages in the WAL since it last restarted, pages of them copied back into the database file), from
+        the header of the WAL index (the -shm file), which SQLite keeps in this documented layout; None when
+        it cannot be read. Read without SQLite's lock: a figure to decide on, not to rely on."""
+        try:
+            with open(f"{self.path}-shm", "rb") as shm:
+                head = shm.read(_WAL_INDEX.size)
+        except OSError:
+            return None
+        if len(head) < _WAL_INDEX.size:
+            return None
+        version, frames, copied = _WAL_INDEX.unpack(head)
+        return (frames, copied) if version == _WAL_INDEX_VERSION else None
+
+    def _checkpoint_if_due(self) -> None:
+        """With reader threads, SQLite's automatic checkpoint is off and this keeps the WAL short instead.
+        Once ``CHECKPOINT_FRAMES`` pages are waiting, a reader thread copies them back (the megabytes and
+        their sync, off the event loop); after it, the writer finishes the pages written meanwhile (a sync
+        of a few pages) so that the next write restarts the WAL from its start: the WAL restarts only once
+        every page in it has been copied back, which a checkpoint beside a busy writer never sees, and a
+        WAL that only grows makes every page lookup dearer."""
+        if not self._readers.size:
+            return
+        position = self.wal_frames()
+        if position is None:
+            self._readers.checkpoint_soon()  # the header could not be read: copying back early costs little
+            return
+        frames, copied = position
+        if frames - copied >= CHECKPOINT_FRAMES:
+            self._readers.checkpoint_soon()
+        elif frames >= CHECKPOINT_FRAMES and self._readers.checkpoints != self._checkpoints_finished:
+            self._checkpoints_finished = self._readers.checkpoints  # once per reader thread's checkpoint
+            self.inline_checkpoints += 1
+            try:
+                self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:  # the write is committed: a failed checkpoint must not fail it
+                log.warning("store: checkpoint of %s failed: %s", self.path, exc)
 
     def add_commit_listener(self, listener: Callable[[int], None]) -> None:
         """Call ``listener(lsn)`` after every commit, written here or applied from a leader."""

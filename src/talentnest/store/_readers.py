@@ -14,12 +14,18 @@ loop's thread, at once, on virtual time (docs/simulation.md, "Processes and virt
 ``pause()`` closes every connection once the reads in progress are done, and holds back new
 ones (they wait in their thread, not on the event loop) until ``resume()``: the owner swaps the
 database file in between (``Database.replace_file``, under ``snapshot.install``), and a read never sees half of it.
+
+The threads also copy the WAL back into the database file when the owner asks (``checkpoint_soon``):
+copying a thousand pages and syncing them held the writer's event loop 3-5 ms every few hundred
+writes (benchmarks/README.md, issue 13). It runs as a thread's job, outside any read transaction, and
+``pause()`` waits for it as for a read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import queue
 import sqlite3
 import threading
@@ -29,6 +35,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger("talentnest.store")
+_CHECKPOINT = object()  # the work item that asks a thread for a checkpoint
 
 # What the current thread reads with, when it is a reader thread of some pool.
 _current = threading.local()
@@ -59,6 +67,8 @@ class ReaderPool:
         self._active = 0
         self._generation = 0
         self._connections: dict[int, tuple[int, sqlite3.Connection]] = {}  # thread id -> (generation, conn)
+        self._checkpoint_queued = False
+        self.checkpoints = 0  # checkpoints the threads have run
 
     @property
     def is_paused(self) -> bool:
@@ -133,6 +143,33 @@ class ReaderPool:
         self._work.put((loop, future, fn, args))
         return future
 
+    def checkpoint_soon(self) -> bool:
+        """Have a thread copy the WAL back into the database file (``PRAGMA wal_checkpoint(PASSIVE)``, which
+        waits for no reader and no writer), unless one is queued already. False, doing nothing, for a pool
+        without threads (``size=0``). A checkpoint that fails (a full disk) is logged; the next asks again."""
+        if not self.size:
+            return False
+        if not self._checkpoint_queued:
+            self._checkpoint_queued = True
+            if not self._threads:
+                self._start_threads()
+            self._work.put(_CHECKPOINT)
+        return True
+
+    def _checkpoint(self) -> None:
+        self._checkpoint_queued = False  # a request from now on queues another: this one may miss its frames
+        try:
+            conn = self._enter()
+        except (ReadersClosed, TimeoutError):
+            return  # closed, or paused too long (the file is being swapped): the owner asks again later
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self.checkpoints += 1
+        except sqlite3.Error as exc:
+            log.warning("store: checkpoint of %s failed: %s", self.path, exc)
+        finally:
+            self._leave()
+
     def _start_threads(self) -> None:
         with self._state:
             while len(self._threads) < self.size:
@@ -143,6 +180,9 @@ class ReaderPool:
     def _serve(self) -> None:
         work = self._work
         while (item := work.get()) is not None:
+            if item is _CHECKPOINT:
+                self._checkpoint()
+                continue
             loop, future, fn, args = item
             try:
                 outcome = (self._call(fn, args), None)
