@@ -61,7 +61,7 @@ def product_of(request: Request) -> Product:
 # FastAPI solves every dependency of a route on every request, and each level costs (one less made a
 # ``POST /api/posts`` 17-36 us cheaper, and taking ``Depends(BEARER)`` away too another 5-7 us:
 # benchmarks/README.md, issue 13). The schema still says which routes take the token:
-# ``openapi.install`` gives ``BEARER``'s security scheme to every route that depends on one of these.
+# ``openapi.describe_bearer`` gives ``BEARER``'s security scheme to every route that depends on one of these.
 
 BEARER = HTTPBearer(auto_error=False, description="the token from signup or login")
 

@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("talentnest.cluster")
 Handler = Callable[[Request], Awaitable[Response]]
-M = TypeVar("M", wire.NodeInfo, wire.VoteRequest)
 LOG_PAGE_MAX = 10_000
 
 
@@ -87,16 +86,12 @@ def build_routes(node: ClusterNode, replication: Replication, signatures: auth.R
         payload["events"] = list(node.events)[-20:]
         return _json(payload)
 
-    def in_reach(message: M) -> M:
-        """``message``, unless its term is out of this node's reach (``wire.in_reach``): refused whole, 400."""
-        return wire.in_reach(node, message)
-
     async def heartbeat(request: Request) -> Response:
-        node.membership.heard(None, in_reach(wire.NodeInfo.parse(await body_of(request))))
+        node.membership.heard(None, wire.in_reach(node, wire.NodeInfo.parse(await body_of(request))))
         return _wire(node.self_info().to_bytes())
 
     async def vote(request: Request) -> Response:
-        reply = await votes.answer_vote(node, in_reach(wire.VoteRequest.parse(await body_of(request))))
+        reply = await votes.answer_vote(node, wire.in_reach(node, wire.VoteRequest.parse(await body_of(request))))
         return _wire(reply.to_bytes())
 
     async def handover_request(request: Request) -> Response:

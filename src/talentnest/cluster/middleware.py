@@ -321,15 +321,15 @@ class ClusterMiddleware:
                 ),
             )
             return
+        if carried is not None:
+            body = wrap_carried(carried, body)
         headers = [(k, v) for k, v in start.get("headers", []) if k not in (b"content-length",)]
         headers += [(b"content-length", str(len(body)).encode()), *self.respond.node_headers(receipt.lsn or None)]
         if receipt.lsn:
             # Which entry is at that LSN: a follower relaying this answer checks that it holds this very entry.
             headers.append((ENTRY_HEADER, f"{receipt.term}.{receipt.epoch}".encode()))
         if carried is not None:
-            body = wrap_carried(carried, body)
-            headers = [(k, v) for k, v in headers if k != b"content-length"]
-            headers += [(b"content-length", str(len(body)).encode()), (CARRIES, b"1")]
+            headers.append((CARRIES, b"1"))
         await send({"type": "http.response.start", "status": start["status"], "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
